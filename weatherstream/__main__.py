@@ -1,0 +1,5 @@
+"""Allow ``python -m weatherstream``."""
+
+from weatherstream.cli import main
+
+main()

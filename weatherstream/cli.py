@@ -1,0 +1,192 @@
+"""The ``weatherstream`` command line.
+
+Every option that mirrors a setting names its ``WEATHERSTREAM_*`` environment variable in ``--help``;
+the value on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from weatherstream import __version__
+from weatherstream.errors import WeatherStreamError
+from weatherstream.settings import Settings, load_settings
+from weatherstream.stack import LocalStack, Progress, ServerStatus
+
+logger = logging.getLogger(__name__)
+err_console = Console(stderr=True)
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+class _Context:
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        self.overrides = overrides
+
+    def settings(self, **more: Any) -> Settings:
+        return load_settings(**{**self.overrides, **more})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="weatherstream")
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Verbosity of log output on stderr.",
+)
+@click.option("--stack-dir", type=click.Path(path_type=Path), help="Stack folder [env WEATHERSTREAM_STACK_DIR; default .stack].")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Jar cache [env WEATHERSTREAM_CACHE_DIR; default ~/.cache/weatherstream].")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, stack_dir: Path | None, cache_dir: Path | None) -> None:
+    """weatherstream: real-time weather stream processing on Kafka, Faust and Cassandra."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = _Context({"stack_dir": stack_dir, "cache_dir": cache_dir})
+
+
+@cli.group()
+def stack() -> None:
+    """Run a local Kafka broker and Cassandra node from Maven Central jars."""
+
+
+class _ProgressView:
+    """Shows `stack up` progress: a live table on a terminal, a line per change elsewhere (CI logs)."""
+
+    def __init__(self) -> None:
+        self.interactive = err_console.is_terminal
+        self.live: Live | None = None
+        self._last_line = ""
+        self._last_print = 0.0
+
+    def __enter__(self) -> _ProgressView:
+        if self.interactive:
+            self.live = Live(console=err_console, refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def __call__(self, progress: Progress) -> None:
+        if self.live is not None:
+            table = Table(show_header=False, box=None)
+            for name, phase in progress.phases.items():
+                mark = "[green]✓[/]" if phase.startswith("ready") else "[yellow]…[/]"
+                table.add_row(mark, name, phase, f"{progress.elapsed_s:4.0f} s")
+            self.live.update(table)
+            return
+        line = ", ".join(f"{name}: {phase}" for name, phase in progress.phases.items())
+        now = time.monotonic()
+        if line != self._last_line or now - self._last_print > 15:
+            click.echo(f"[{progress.elapsed_s:5.1f} s] {line}", err=True)
+            self._last_line, self._last_print = line, now
+
+
+def _print_status(rows: list[ServerStatus]) -> None:
+    table = Table(title="weatherstream local stack")
+    for col in ("server", "state", "pid", "address", "version", "RSS", "data"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        color = {"running": "green", "unhealthy": "red"}.get(r.state, "yellow")
+        table.add_row(
+            r.name, f"[{color}]{r.state}[/]", str(r.pid or "-"), r.address, r.version or "-",
+            _human_bytes(r.rss_bytes), _human_bytes(r.data_bytes),
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    for r in rows:
+        console.print(f"{r.name} log: {r.log_path}", highlight=False, soft_wrap=True)
+
+
+@stack.command("up")
+@click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for readiness [env WEATHERSTREAM_STACK_START_TIMEOUT_S; default 180].")
+@click.pass_obj
+def stack_up(obj: _Context, timeout_s: float | None) -> None:
+    """Start Kafka and Cassandra (fetching jars on first use) and wait until both answer.
+
+    A healthy running stack is reused. Ports: WEATHERSTREAM_STACK_KAFKA_PORT (9092),
+    WEATHERSTREAM_STACK_KAFKA_CONTROLLER_PORT (9093), WEATHERSTREAM_CASSANDRA_PORT (9042),
+    WEATHERSTREAM_STACK_CASSANDRA_STORAGE_PORT (7000), WEATHERSTREAM_STACK_CASSANDRA_JMX_PORT (7199).
+    """
+    stack_obj = LocalStack(obj.settings(stack_start_timeout_s=timeout_s))
+    started = time.monotonic()
+    with _ProgressView() as view:
+        rows = stack_obj.up(progress=view)
+    click.echo(f"stack ready in {time.monotonic() - started:.1f} s", err=True)
+    _print_status(rows)
+
+
+@stack.command("down")
+@click.option("--wipe", is_flag=True, help="Also delete the servers' data (topics, keyspaces).")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds between SIGTERM and SIGKILL.")
+@click.pass_obj
+def stack_down(obj: _Context, wipe: bool, timeout_s: float) -> None:
+    """Stop both servers by their recorded process ids."""
+    stopped = LocalStack(obj.settings()).down(wipe=wipe, timeout_s=timeout_s)
+    for name, was_running in stopped.items():
+        click.echo(f"{name}: {'stopped' if was_running else 'was not running'}")
+    if wipe:
+        click.echo("data wiped")
+
+
+@stack.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def stack_status(obj: _Context, as_json: bool) -> None:
+    """Each server's state, pid, address, version, memory and data size. Exit code 1 unless both run."""
+    rows = LocalStack(obj.settings()).status()
+    if as_json:
+        click.echo(json.dumps([{**r.__dict__, "log_path": str(r.log_path)} for r in rows], indent=2))
+    else:
+        _print_status(rows)
+    if any(r.state != "running" for r in rows):
+        sys.exit(1)
+
+
+@stack.command("logs")
+@click.argument("server", type=click.Choice(["kafka", "cassandra"]))
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("-n", "--lines", type=int, default=50, show_default=True, help="How many last lines to print first.")
+@click.pass_obj
+def stack_logs(obj: _Context, server: str, follow: bool, lines: int) -> None:
+    """Print a server's log."""
+    log = LocalStack(obj.settings()).process(server).log_file
+    if not log.is_file():
+        raise click.ClickException(f"no log at {log}: the {server} server was never started from this stack folder")
+    cmd = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + [str(log)]
+    try:
+        subprocess.run(cmd, check=False)
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    """Console-script entry point: runs the CLI and turns project errors into a clear message."""
+    try:
+        cli(standalone_mode=True)
+    except WeatherStreamError as exc:
+        err_console.print(Text("error: ", style="red"), Text(str(exc)), sep="", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,173 @@
+"""The one settings object, read from environment variables prefixed ``WEATHERSTREAM_``.
+
+Nothing else in the project reads ``os.environ``: code asks :func:`get_settings` (or receives a
+:class:`Settings`), and command-line flags override fields by passing them to :class:`Settings`.
+
+Example:
+    >>> s = Settings(namespace="demo", keyspace="demo_ks")
+    >>> s.topic_raw, s.topic_deadletter
+    ('demo.raw', 'demo.deadletter')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from weatherstream.errors import SettingsError
+
+ENV_PREFIX = "WEATHERSTREAM_"
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_KEYSPACE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def _default_cache_dir() -> Path:
+    # XDG_CACHE_HOME is a convention shared with every other tool, not one of our settings.
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "weatherstream"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field is read from ``WEATHERSTREAM_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    # --- where the servers are -------------------------------------------------------------
+    broker: str = Field(
+        default="",
+        description="Kafka bootstrap URL(s) for faust, e.g. kafka://127.0.0.1:9092; "
+        "defaults to the local stack's Kafka port.",
+    )
+    cassandra_hosts: Annotated[list[str], NoDecode] = Field(
+        default=["127.0.0.1"], description="Cassandra contact points, comma-separated."
+    )
+    cassandra_port: int = Field(default=9042, ge=1, le=65535, description="Cassandra native protocol port.")
+
+    # --- what this run owns --------------------------------------------------------------
+    namespace: str = Field(
+        default="weather",
+        description="Prefix of every Kafka topic this run uses ({ns}.raw, {ns}.observations, ...).",
+    )
+    keyspace: str = Field(default="weatherstream", description="Cassandra keyspace this run writes to.")
+    partitions: int = Field(default=8, ge=1, le=1024, description="Partition count of the project's topics.")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the worker's web server.")
+    data_dir: Path = Field(
+        default=Path(".weatherstream-data"), description="Local state: RocksDB tables and other worker files."
+    )
+
+    # --- the local stack (weatherstream stack ...) ----------------------------------------------
+    stack_dir: Path = Field(
+        default=Path(".stack"), description="Folder of the local stack's configs, data, logs and pid files."
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Cache of downloaded server jars (default $XDG_CACHE_HOME/weatherstream).",
+    )
+    stack_kafka_port: int = Field(default=9092, ge=1, le=65535, description="Local Kafka client port.")
+    stack_kafka_controller_port: int = Field(default=9093, ge=1, le=65535, description="Local KRaft controller port.")
+    stack_cassandra_storage_port: int = Field(default=7000, ge=1, le=65535, description="Cassandra gossip port.")
+    stack_cassandra_jmx_port: int = Field(default=7199, ge=1, le=65535, description="Cassandra JMX port (nodetool).")
+    stack_start_timeout_s: float = Field(default=180.0, gt=0, description="How long `stack up` waits for readiness.")
+
+    @field_validator("cassandra_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("cassandra_hosts")
+    @classmethod
+    def _hosts_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one Cassandra contact point, e.g. 127.0.0.1")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        if not _NAMESPACE_RE.match(value):
+            raise ValueError(
+                "use letters, digits, '_' and '-' only (it prefixes Kafka topic names), e.g. 'weather'"
+            )
+        return value
+
+    @field_validator("keyspace")
+    @classmethod
+    def _check_keyspace(cls, value: str) -> str:
+        if not _KEYSPACE_RE.match(value):
+            raise ValueError(
+                "use a lower-case letter then lower-case letters, digits or '_', at most 48 characters"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _default_broker(self) -> Settings:
+        if not self.broker:
+            self.broker = f"kafka://127.0.0.1:{self.stack_kafka_port}"
+        return self
+
+    # --- derived names ---------------------------------------------------------------------
+    def topic(self, name: str) -> str:
+        """The full topic name for ``name`` in this run's namespace."""
+        return f"{self.namespace}.{name}"
+
+    @property
+    def topic_raw(self) -> str:
+        return self.topic("raw")
+
+    @property
+    def topic_observations(self) -> str:
+        return self.topic("observations")
+
+    @property
+    def topic_aggregates(self) -> str:
+        return self.topic("aggregates")
+
+    @property
+    def topic_alerts(self) -> str:
+        return self.topic("alerts")
+
+    @property
+    def topic_deadletter(self) -> str:
+        return self.topic("deadletter")
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` entries of :attr:`broker`, for plain Kafka clients (aiokafka)."""
+        servers = []
+        for part in re.split(r"[;,]", self.broker):
+            part = part.strip()
+            if part:
+                servers.append(part.split("://", 1)[-1])
+        return servers
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment plus ``overrides`` (e.g. command-line flags).
+
+    Raises:
+        SettingsError: a value is invalid; the message names the environment variable to fix.
+    """
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return load_settings()

@@ -1,0 +1,170 @@
+"""A single Apache Cassandra 5.0 node on 127.0.0.1, launched with `java` directly.
+
+The stock ``bin/cassandra`` script is not used: it refuses root, sizes the heap from the machine
+(~6 GB here) and is not in the Maven artifacts. The JVM flags below are those of Cassandra 5.0's
+``conf/jvm17-server.options`` that a node needs on Java 17.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from weatherstream.stack.jars import Distribution
+from weatherstream.stack.process import port_open
+
+logger = logging.getLogger(__name__)
+
+CASSANDRA_VERSION = "5.0.6"
+CASSANDRA = Distribution(
+    name="cassandra",
+    version=CASSANDRA_VERSION,
+    artifacts=(f"org.apache.cassandra:cassandra-all:{CASSANDRA_VERSION}",),
+)
+HOST = "127.0.0.1"
+
+_ADD_EXPORTS = (
+    "java.base/jdk.internal.misc", "java.management.rmi/com.sun.jmx.remote.internal.rmi",
+    "java.rmi/sun.rmi.registry", "java.rmi/sun.rmi.server", "java.sql/java.sql", "java.base/java.lang.ref",
+    "jdk.unsupported/sun.misc", "jdk.compiler/com.sun.tools.javac.file", "jdk.attach/sun.tools.attach",
+)  # fmt: skip
+_ADD_OPENS = (
+    "java.base/java.lang.module", "java.base/jdk.internal.loader", "java.base/jdk.internal.ref",
+    "java.base/jdk.internal.reflect", "java.base/jdk.internal.math", "java.base/jdk.internal.module",
+    "java.base/jdk.internal.util.jar", "jdk.management/com.sun.management.internal", "java.base/sun.nio.ch",
+    "java.base/java.io", "java.base/java.lang.reflect", "jdk.compiler/com.sun.tools.javac",
+    "java.base/java.lang", "java.base/java.util", "java.base/java.nio",
+)  # fmt: skip
+
+_LOGBACK = """\
+<configuration scan="false">
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <logger name="org.apache.cassandra" level="INFO"/>
+  <logger name="com.datastax" level="WARN"/>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+</configuration>
+"""
+
+
+class CassandraServer:
+    """Config, command line and readiness probe of the local node.
+
+    Args:
+        stack_dir: the stack folder.
+        native_port: CQL native protocol port (clients).
+        storage_port: inter-node (gossip) port; bound even by a single node.
+        jmx_port: local JMX port, which enables ``nodetool``.
+    """
+
+    name = "cassandra"
+    dist = CASSANDRA
+
+    def __init__(self, stack_dir: Path, native_port: int, storage_port: int, jmx_port: int) -> None:
+        self.home = stack_dir.resolve() / "cassandra"
+        self.native_port = native_port
+        self.storage_port = storage_port
+        self.jmx_port = jmx_port
+        self.config_file = self.home / "conf" / "cassandra.yaml"
+        self.logback_file = self.home / "conf" / "logback.xml"
+        self.data_dir = self.home / "data"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.native_port}"
+
+    def ports(self) -> dict[str, int]:
+        return {"native": self.native_port, "storage": self.storage_port, "jmx": self.jmx_port}
+
+    def data_dirs(self) -> list[Path]:
+        return [self.data_dir]
+
+    def config_text(self) -> str:
+        """The node's ``cassandra.yaml``: one token, SimpleSnitch, loopback only, small thread pools."""
+        d = self.data_dir
+        return f"""\
+cluster_name: weatherstream-local
+num_tokens: 1
+initial_token: 0
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "{HOST}:{self.storage_port}"
+listen_address: {HOST}
+rpc_address: {HOST}
+storage_port: {self.storage_port}
+native_transport_port: {self.native_port}
+start_native_transport: true
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+commitlog_segment_size: 32MiB
+data_file_directories:
+  - {d / 'data'}
+commitlog_directory: {d / 'commitlog'}
+saved_caches_directory: {d / 'saved_caches'}
+hints_directory: {d / 'hints'}
+cdc_raw_directory: {d / 'cdc_raw'}
+auto_snapshot: false
+concurrent_reads: 8
+concurrent_writes: 8
+concurrent_counter_writes: 4
+concurrent_compactors: 1
+disk_failure_policy: stop
+commit_failure_policy: stop
+"""
+
+    def prepare(self, java: str, lib: Path) -> None:
+        """Write ``cassandra.yaml`` and the logging config."""
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.config_text())
+        self.logback_file.write_text(_LOGBACK)
+
+    def command(self, java: str, lib: Path) -> list[str]:
+        """The command line that starts the node in the foreground."""
+        cmd = [java, "-Xms1G", "-Xmx1G", "-Xss256k", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=300"]
+        cmd += [f"--add-exports={m}=ALL-UNNAMED" for m in _ADD_EXPORTS]
+        cmd += [f"--add-opens={m}=ALL-UNNAMED" for m in _ADD_OPENS]
+        jamm = sorted(lib.glob("*jamm*.jar"))
+        if jamm:  # accurate memtable sizing; the node runs without it too
+            cmd.append(f"-javaagent:{jamm[-1]}")
+        cmd += [
+            "-Djdk.attach.allowAttachSelf=true",
+            "-Dio.netty.tryReflectionSetAccessible=true",
+            "-Djava.net.preferIPv4Stack=true",
+            f"-Dcassandra.config={self.config_file.as_uri()}",
+            "-Dcassandra-foreground=yes",
+            f"-Dcassandra.storagedir={self.data_dir}",
+            f"-Dcassandra.logdir={self.home / 'logs'}",
+            f"-Dlogback.configurationFile={self.logback_file}",
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            "-Dcassandra.load_ring_state=false",
+            "-Dcassandra.libjemalloc=-",
+            f"-Dcassandra.jmx.local.port={self.jmx_port}",
+            "-cp", f"{self.config_file.parent}:{lib}/*",
+            "org.apache.cassandra.service.CassandraDaemon",
+        ]  # fmt: skip
+        return cmd
+
+    def probe(self) -> str | None:
+        """The node's ``release_version`` when ``system.local`` answers, else None."""
+        if not port_open(HOST, self.native_port):
+            return None
+        from weatherstream.db import connect
+
+        try:
+            cluster, session = connect([HOST], self.native_port, connect_timeout_s=3, request_timeout_s=5)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            logger.debug("cassandra probe failed: %s", exc)
+            return None
+        try:
+            row = session.execute("SELECT release_version FROM system.local").one()
+            return str(row.release_version) if row else None
+        except Exception as exc:  # noqa: BLE001
+            logger.debug("cassandra probe query failed: %s", exc)
+            return None
+        finally:
+            cluster.shutdown()

@@ -1,0 +1,156 @@
+"""Start, identify and stop the stack's server processes by their recorded process ids.
+
+A server is started in its own session with its output going to a log file, and its pid is
+written to ``{stack_dir}/run/{name}.pid``. A pid is only trusted while the process behind it still
+has the stack folder in its command line, so a recycled pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a text file, or a note that it does not exist."""
+    if not path.is_file():
+        return f"(no log at {path})"
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 64 * 1024))
+        data = fh.read().decode("utf-8", "replace")
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def process_rss_bytes(pid: int) -> int | None:
+    """Resident memory of ``pid`` in bytes (Linux /proc), or None when unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class ManagedProcess:
+    """One background server process owned by a stack folder.
+
+    Args:
+        name: server name ("kafka", "cassandra"); names the pid and log files.
+        stack_dir: the stack folder; its absolute path must appear in the process's command line.
+    """
+
+    def __init__(self, name: str, stack_dir: Path) -> None:
+        self.name = name
+        self.stack_dir = stack_dir.resolve()
+        self.pid_file = self.stack_dir / "run" / f"{name}.pid"
+        self.log_file = self.stack_dir / "logs" / f"{name}.log"
+
+    def recorded_pid(self) -> int | None:
+        """The pid in the pid file, or None when there is none or it is unreadable."""
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _is_ours(self, pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return False
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if not cmdline.exists():  # no /proc (not Linux): trust the live pid
+            return True
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                return False  # a zombie waiting for its parent is not a running server
+            return str(self.stack_dir) in cmdline.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return False
+
+    def running_pid(self) -> int | None:
+        """The pid of our live server process, or None when it is not running."""
+        pid = self.recorded_pid()
+        if pid is not None and self._is_ours(pid):
+            return pid
+        return None
+
+    def start(self, cmd: Sequence[str], cwd: Path) -> int:
+        """Start ``cmd`` in the background (own session, output appended to the log) and record its pid."""
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log.write(f"\n===== weatherstream stack: starting {self.name} at {time.ctime()} =====\n".encode())
+            log.flush()
+            proc = subprocess.Popen(  # noqa: S603 - the command is built by this package
+                list(cmd),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        logger.info("started %s (pid %d), log %s", self.name, proc.pid, self.log_file)
+        return proc.pid
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """SIGTERM our process, SIGKILL it after ``timeout_s``; remove the pid file.
+
+        Returns:
+            True when a running process was stopped, False when none was running.
+        """
+        pid = self.running_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        logger.info("stopping %s (pid %d)", self.name, pid)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self._is_ours(pid):
+                break
+            self._reap(pid)
+            time.sleep(0.2)
+        else:
+            logger.warning("%s (pid %d) ignored SIGTERM for %.0f s; sending SIGKILL", self.name, pid, timeout_s)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while self._is_ours(pid):
+                self._reap(pid)
+                time.sleep(0.1)
+        self._reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _reap(pid: int) -> None:
+        # When this very process started the server, collect it so it does not linger as a zombie.
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
