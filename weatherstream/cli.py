@@ -57,8 +57,14 @@ class _Context:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Verbosity of log output on stderr.",
 )
-@click.option("--stack-dir", type=click.Path(path_type=Path), help="Stack folder [env WEATHERSTREAM_STACK_DIR; default .stack].")
-@click.option("--cache-dir", type=click.Path(path_type=Path), help="Jar cache [env WEATHERSTREAM_CACHE_DIR; default ~/.cache/weatherstream].")
+@click.option(
+    "--stack-dir", type=click.Path(path_type=Path), help="Stack folder [env WEATHERSTREAM_STACK_DIR; default .stack]."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    help="Jar cache [env WEATHERSTREAM_CACHE_DIR; default ~/.cache/weatherstream].",
+)
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, stack_dir: Path | None, cache_dir: Path | None) -> None:
     """weatherstream: real-time weather stream processing on Kafka, Faust and Cassandra."""
@@ -122,7 +128,12 @@ def _print_status(rows: list[ServerStatus]) -> None:
 
 
 @stack.command("up")
-@click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for readiness [env WEATHERSTREAM_STACK_START_TIMEOUT_S; default 180].")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    help="Seconds to wait for readiness [env WEATHERSTREAM_STACK_START_TIMEOUT_S; default 180].",
+)
 @click.pass_obj
 def stack_up(obj: _Context, timeout_s: float | None) -> None:
     """Start Kafka and Cassandra (fetching jars on first use) and wait until both answer.
@@ -141,7 +152,9 @@ def stack_up(obj: _Context, timeout_s: float | None) -> None:
 
 @stack.command("down")
 @click.option("--wipe", is_flag=True, help="Also delete the servers' data (topics, keyspaces).")
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds between SIGTERM and SIGKILL.")
+@click.option(
+    "--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds between SIGTERM and SIGKILL."
+)
 @click.pass_obj
 def stack_down(obj: _Context, wipe: bool, timeout_s: float) -> None:
     """Stop both servers by their recorded process ids."""

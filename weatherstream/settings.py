@@ -94,18 +94,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_namespace(cls, value: str) -> str:
         if not _NAMESPACE_RE.match(value):
-            raise ValueError(
-                "use letters, digits, '_' and '-' only (it prefixes Kafka topic names), e.g. 'weather'"
-            )
+            raise ValueError("use letters, digits, '_' and '-' only (it prefixes Kafka topic names), e.g. 'weather'")
         return value
 
     @field_validator("keyspace")
     @classmethod
     def _check_keyspace(cls, value: str) -> str:
         if not _KEYSPACE_RE.match(value):
-            raise ValueError(
-                "use a lower-case letter then lower-case letters, digits or '_', at most 48 characters"
-            )
+            raise ValueError("use a lower-case letter then lower-case letters, digits or '_', at most 48 characters")
         return value
 
     @model_validator(mode="after")

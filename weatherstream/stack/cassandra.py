@@ -102,11 +102,11 @@ commitlog_sync: periodic
 commitlog_sync_period: 10000ms
 commitlog_segment_size: 32MiB
 data_file_directories:
-  - {d / 'data'}
-commitlog_directory: {d / 'commitlog'}
-saved_caches_directory: {d / 'saved_caches'}
-hints_directory: {d / 'hints'}
-cdc_raw_directory: {d / 'cdc_raw'}
+  - {d / "data"}
+commitlog_directory: {d / "commitlog"}
+saved_caches_directory: {d / "saved_caches"}
+hints_directory: {d / "hints"}
+cdc_raw_directory: {d / "cdc_raw"}
 auto_snapshot: false
 concurrent_reads: 8
 concurrent_writes: 8

@@ -162,7 +162,9 @@ class LocalStack:
                 progress(Progress(dict(phases), time.monotonic() - started))
 
         with self._lock():
-            java = require_tool("java", "Install a Java 17 runtime (Debian: `apt-get install openjdk-17-jre-headless`).")
+            java = require_tool(
+                "java", "Install a Java 17 runtime (Debian: `apt-get install openjdk-17-jre-headless`)."
+            )
             to_start: list[Server] = []
             preexisting: set[str] = set()
             for server in self.servers:

@@ -51,6 +51,19 @@ def process_rss_bytes(pid: int) -> int | None:
     return None
 
 
+def _exited(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
 class ManagedProcess:
     """One background server process owned by a stack folder.
 
@@ -103,7 +116,7 @@ class ManagedProcess:
         with self.log_file.open("ab") as log:
             log.write(f"\n===== weatherstream stack: starting {self.name} at {time.ctime()} =====\n".encode())
             log.flush()
-            proc = subprocess.Popen(  # noqa: S603 - the command is built by this package
+            proc = subprocess.Popen(
                 list(cmd),
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
@@ -128,24 +141,26 @@ class ManagedProcess:
             return False
         logger.info("stopping %s (pid %d)", self.name, pid)
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self._is_ours(pid):
-                break
-            self._reap(pid)
-            time.sleep(0.2)
-        else:
+        if not self._wait_gone(pid, timeout_s):
             logger.warning("%s (pid %d) ignored SIGTERM for %.0f s; sending SIGKILL", self.name, pid, timeout_s)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            while self._is_ours(pid):
-                self._reap(pid)
-                time.sleep(0.1)
-        self._reap(pid)
+            self._wait_gone(pid, 30.0)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+    def _wait_gone(self, pid: int, timeout_s: float) -> bool:
+        """Wait until ``pid`` has exited (reaping it if it is our child); True when it did in time."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._reap(pid)
+            if _exited(pid):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     @staticmethod
     def _reap(pid: int) -> None:

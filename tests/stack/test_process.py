@@ -1,0 +1,73 @@
+import os
+import sys
+from pathlib import Path
+
+from weatherstream.stack.process import ManagedProcess, port_open, tail
+
+
+def _sleeper(stack_dir: Path, ignore_term: bool = False) -> list[str]:
+    code = "import signal, time\n"
+    if ignore_term:
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += "time.sleep(120)\n"
+    # The stack folder is an argument so the process is recognisably ours, as the real servers are.
+    return [sys.executable, "-c", code, str(stack_dir.resolve())]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_start_records_pid_and_stop_terminates(tmp_path: Path) -> None:
+    proc = ManagedProcess("demo", tmp_path)
+    pid = proc.start(_sleeper(tmp_path), cwd=tmp_path)
+    assert proc.recorded_pid() == pid and proc.running_pid() == pid
+    assert proc.stop(timeout_s=10) is True
+    assert not _alive(pid)
+    assert not proc.pid_file.exists()
+    assert proc.stop() is False
+
+
+def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(tmp_path: Path) -> None:
+    proc = ManagedProcess("stubborn", tmp_path)
+    pid = proc.start(_sleeper(tmp_path, ignore_term=True), cwd=tmp_path)
+    import time
+
+    time.sleep(0.5)  # let it install its SIGTERM handler
+    assert proc.stop(timeout_s=1) is True
+    assert not _alive(pid)
+
+
+def test_a_recycled_pid_is_never_signalled(tmp_path: Path) -> None:
+    proc = ManagedProcess("demo", tmp_path)
+    proc.pid_file.parent.mkdir(parents=True)
+    proc.pid_file.write_text(f"{os.getpid()}\n")  # a live process that is not ours: this test runner
+    assert proc.running_pid() is None
+    assert proc.stop() is False  # and this process is still here to assert it
+    assert not proc.pid_file.exists()
+
+
+def test_output_goes_to_the_log_and_tail_reads_it(tmp_path: Path) -> None:
+    proc = ManagedProcess("talker", tmp_path)
+    pid = proc.start([sys.executable, "-c", "print('hello from the server')", str(tmp_path)], cwd=tmp_path)
+    os.waitpid(pid, 0)
+    assert "hello from the server" in tail(proc.log_file)
+    assert "no log" in tail(tmp_path / "missing.log")
+
+
+def test_port_open_sees_a_listener(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        assert port_open("127.0.0.1", port)
+    assert not port_open("127.0.0.1", port)

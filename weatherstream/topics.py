@@ -1,0 +1,91 @@
+"""Create and remove a namespace's Kafka topics explicitly (never by broker auto-creation).
+
+Faust requires a table's source topic and its changelog to have the same partition count, so the
+project creates its topics itself with ``WEATHERSTREAM_PARTITIONS`` partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from weatherstream.errors import WeatherStreamError
+from weatherstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: The topics every run owns, as suffixes of its namespace.
+TOPIC_SUFFIXES = ("raw", "observations", "aggregates", "alerts", "deadletter")
+
+
+class TopicAdminError(WeatherStreamError):
+    """Creating, listing or deleting topics failed."""
+
+
+async def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    client = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=15000)
+    try:
+        await client.start()
+    except KafkaError as exc:
+        await client.close()
+        raise TopicAdminError(
+            f"cannot reach Kafka at {settings.broker} ({exc}). Start it with `weatherstream stack up` "
+            f"or set WEATHERSTREAM_BROKER."
+        ) from exc
+    return client
+
+
+async def create_topics(settings: Settings, names: Iterable[str], partitions: int | None = None) -> list[str]:
+    """Create ``names`` with ``partitions`` (default: the setting) partitions; existing ones are kept.
+
+    Returns:
+        The topics that were newly created.
+    """
+    count = partitions or settings.partitions
+    admin = await _admin(settings)
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(name=n, num_partitions=count, replication_factor=1) for n in names if n not in existing]
+        if new:
+            response = await admin.create_topics(new)
+            for topic, code, *rest in getattr(response, "topic_errors", []):
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise TopicAdminError(f"creating topic {topic} failed with Kafka error {code}: {rest}")
+            created = [t.name for t in new]
+            logger.info("created topics %s with %d partitions", created, count)
+    finally:
+        await admin.close()
+    return created
+
+
+async def create_namespace_topics(settings: Settings) -> list[str]:
+    """Create every topic of the settings' namespace (``{ns}.raw`` ... ``{ns}.deadletter``)."""
+    return await create_topics(settings, [settings.topic(s) for s in TOPIC_SUFFIXES])
+
+
+async def delete_namespace_topics(settings: Settings, wait_s: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with ``{namespace}.``; returns the deleted names."""
+    admin = await _admin(settings)
+    try:
+        prefix = f"{settings.namespace}."
+        doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if doomed:
+            await admin.delete_topics(doomed)
+            # Deletion finishes asynchronously; wait so a caller can recreate the same names at once.
+            deadline = time.monotonic() + wait_s
+            while set(await admin.list_topics()) & set(doomed):
+                if time.monotonic() > deadline:
+                    raise TopicAdminError(
+                        f"topics {doomed} were still listed {wait_s:.0f} s after deletion; check the broker log"
+                    )
+                await asyncio.sleep(0.2)
+            logger.info("deleted topics %s", doomed)
+        return doomed
+    finally:
+        await admin.close()
