@@ -40,8 +40,12 @@ async def _admin(settings: Settings) -> AIOKafkaAdminClient:
     return client
 
 
-async def create_topics(settings: Settings, names: Iterable[str], partitions: int | None = None) -> list[str]:
+async def create_topics(
+    settings: Settings, names: Iterable[str], partitions: int | None = None, wait_s: float = 30.0
+) -> list[str]:
     """Create ``names`` with ``partitions`` (default: the setting) partitions; existing ones are kept.
+
+    Returns only when every new partition has a leader, so producers can use the topics at once.
 
     Returns:
         The topics that were newly created.
@@ -58,10 +62,32 @@ async def create_topics(settings: Settings, names: Iterable[str], partitions: in
                 if code not in (0, TopicAlreadyExistsError.errno):
                     raise TopicAdminError(f"creating topic {topic} failed with Kafka error {code}: {rest}")
             created = [t.name for t in new]
+            await _wait_until_ready(admin, created, count, wait_s)
             logger.info("created topics %s with %d partitions", created, count)
     finally:
         await admin.close()
     return created
+
+
+async def _wait_until_ready(admin: AIOKafkaAdminClient, topics: list[str], partitions: int, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while True:
+        described = await admin.describe_topics(topics)
+        ready = {
+            d["topic"]
+            for d in described
+            if d.get("error_code", 0) == 0
+            and len(d.get("partitions", [])) == partitions
+            and all(p.get("leader", -1) >= 0 for p in d["partitions"])
+        }
+        if ready >= set(topics):
+            return
+        if time.monotonic() > deadline:
+            raise TopicAdminError(
+                f"topics {sorted(set(topics) - ready)} have no leader {wait_s:.0f} s after creation; "
+                "check the broker log"
+            )
+        await asyncio.sleep(0.2)
 
 
 async def create_namespace_topics(settings: Settings) -> list[str]:
