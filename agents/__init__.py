@@ -1,4 +1,15 @@
-"""Faust agents: one module per agent, each saying in its header what it consumes and emits.
+"""Faust agents: one module per agent, each saying in its header what it consumes and emits."""
 
-The first agent (ingest) arrives with the ingestion issue; this package is the place for them.
-"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from weatherstream.app import WeatherStreamApp
+
+
+def register_all(app: WeatherStreamApp) -> None:
+    """Register every agent of weatherstream on ``app``."""
+    from agents import ingest
+
+    ingest.register(app)

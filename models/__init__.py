@@ -1,5 +1,10 @@
-"""Records that flow through weatherstream (observations, aggregates, alerts, dead letters).
+"""Records that flow through weatherstream.
 
-Every record is a declared faust record with units in its field names. The records arrive with the
-ingestion issue; this package is the place for them.
+- :class:`Observation`: a normalized observation on ``{ns}.observations`` (key: city id).
+- :class:`DeadLetter` and :class:`Reason`: rejected inputs on ``{ns}.deadletter``.
 """
+
+from models.deadletter import DeadLetter, Reason
+from models.observation import Observation
+
+__all__ = ["DeadLetter", "Observation", "Reason"]

@@ -196,6 +196,36 @@ def stack_logs(obj: _Context, server: str, follow: bool, lines: int) -> None:
         pass
 
 
+@cli.command()
+@click.option("--web-port", type=int, help="Web server port [env WEATHERSTREAM_WEB_PORT; default 6066].")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Local state [env WEATHERSTREAM_DATA_DIR].")
+@click.option("--loglevel", default="info", show_default=True, help="faust worker log level.")
+@click.pass_obj
+def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel: str) -> None:
+    """Run a faust worker: creates the namespace's topics if missing, then runs every agent.
+
+    Start more workers (each with its own --web-port and --data-dir) to share the partitions.
+    """
+    import asyncio
+
+    import faust
+
+    from weatherstream.app import create_app
+    from weatherstream.topics import create_namespace_topics
+
+    settings = obj.settings(web_port=web_port, data_dir=data_dir)
+    setup_loop = asyncio.new_event_loop()
+    try:
+        created = setup_loop.run_until_complete(create_namespace_topics(settings))
+    finally:
+        setup_loop.close()
+    if created:
+        click.echo(f"created topics: {', '.join(created)}", err=True)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = create_app(settings)
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
 def main() -> None:
     """Console-script entry point: runs the CLI and turns project errors into a clear message."""
     try:

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from weatherstream.errors import SettingsError
@@ -61,6 +61,25 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".weatherstream-data"), description="Local state: RocksDB tables and other worker files."
     )
+
+    store: str = Field(default="rocksdb://", description="faust table store URL (rocksdb:// or memory://).")
+    rocksdb_block_cache_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024 * 1024, description="RocksDB block cache per table partition, bytes."
+    )
+    web_bind: str = Field(default="127.0.0.1", description="Address the worker's web server binds to.")
+    topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor of created topics.")
+    table_standby_replicas: int = Field(default=1, ge=0, description="Warm standby copies of each table partition.")
+
+    # --- ingestion ---------------------------------------------------------------------------
+    max_payload_bytes: int = Field(default=32 * 1024, ge=1024, description="Larger raw payloads are dead letters.")
+    dedup_horizon_s: float = Field(
+        default=48 * 3600.0, gt=0, description="How long a (city id, dt) pair is remembered to drop repeats."
+    )
+    owm_api_key: SecretStr | None = Field(default=None, description="OpenWeatherMap API key (never logged).")
+    owm_api_key_file: Path | None = Field(default=None, description="File holding the OpenWeatherMap API key.")
+    owm_base_url: str = Field(default="https://api.openweathermap.org", description="OpenWeatherMap API base URL.")
+    owm_update_period_s: float = Field(default=600.0, gt=0, description="Poll each city at most once per period.")
+    owm_rate_limit_per_min: float = Field(default=60.0, gt=0, description="Global limit of API calls per minute.")
 
     # --- the local stack (weatherstream stack ...) ----------------------------------------------
     stack_dir: Path = Field(
@@ -109,6 +128,32 @@ class Settings(BaseSettings):
         if not self.broker:
             self.broker = f"kafka://127.0.0.1:{self.stack_kafka_port}"
         return self
+
+    def owm_key(self) -> str | None:
+        """The OpenWeatherMap API key from WEATHERSTREAM_OWM_API_KEY or the file named by
+        WEATHERSTREAM_OWM_API_KEY_FILE; None when neither is set.
+
+        Raises:
+            SettingsError: the key file cannot be read or is empty.
+        """
+        if self.owm_api_key is not None and self.owm_api_key.get_secret_value().strip():
+            return self.owm_api_key.get_secret_value().strip()
+        if self.owm_api_key_file is not None:
+            try:
+                key = self.owm_api_key_file.read_text().strip()
+            except OSError as exc:
+                raise SettingsError(
+                    f"cannot read WEATHERSTREAM_OWM_API_KEY_FILE {self.owm_api_key_file}: {exc.strerror}"
+                ) from None
+            if not key:
+                raise SettingsError(f"WEATHERSTREAM_OWM_API_KEY_FILE {self.owm_api_key_file} is empty")
+            return key
+        return None
+
+    @property
+    def app_id(self) -> str:
+        """The faust app id (also the consumer group); changelog topics start with it."""
+        return f"{self.namespace}.app"
 
     # --- derived names ---------------------------------------------------------------------
     def topic(self, name: str) -> str:

@@ -1,0 +1,98 @@
+"""The faust application: one per namespace, built from :class:`~weatherstream.settings.Settings`.
+
+:func:`create_app` declares the namespace's topics and registers every agent from :mod:`agents`.
+Message keys are JSON (a city id ``2950159`` travels as the bytes ``2950159``), the same serializer
+as table keys, so ``@app.table_route`` and the producers' partitioning agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TopicT
+
+from models import Observation
+from weatherstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The namespace's topics as faust channels."""
+
+    raw: TopicT
+    observations: TopicT
+    deadletter: TopicT
+
+
+class WeatherStreamApp(faust.App):
+    """A faust app that also carries weatherstream's settings and topics."""
+
+    ws_settings: Settings
+    ws_topics: Topics
+
+    def table_options(self) -> dict[str, Any]:
+        """RocksDB options for a new table (a fresh dict each time: faust mutates it)."""
+        return {"block_cache_size": self.ws_settings.rocksdb_block_cache_bytes}
+
+
+def canonical_key(city_id: int) -> bytes:
+    """The message key of a city on every weatherstream topic: its id as JSON."""
+    return str(int(city_id)).encode()
+
+
+def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherStreamApp:
+    """Build the app for ``settings``' namespace, with its topics and agents.
+
+    The app never creates topics by broker auto-creation: call
+    :func:`weatherstream.topics.create_namespace_topics` (the ``worker`` command does) before starting it.
+    """
+    data_dir = settings.data_dir.resolve() / f"{settings.namespace}-{settings.web_port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = WeatherStreamApp(
+        settings.app_id,
+        broker=settings.broker,
+        store=settings.store,
+        datadir=str(data_dir),
+        key_serializer="json",
+        value_serializer="json",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_allow_declare=True,
+        table_standby_replicas=settings.table_standby_replicas,
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.web_bind,
+        web_host=settings.web_bind,
+        web_port=settings.web_port,
+        web_cors_options=None,
+        autodiscover=False,
+    )
+    app.ws_settings = settings
+    app.ws_topics = Topics(
+        raw=app.topic(
+            settings.topic_raw,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+            allow_empty=True,
+        ),
+        observations=app.topic(
+            settings.topic_observations,
+            key_type=int,
+            value_type=Observation,
+            partitions=settings.partitions,
+        ),
+        deadletter=app.topic(
+            settings.topic_deadletter, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+        ),
+    )
+    if register_agents:
+        from agents import register_all
+
+        register_all(app)
+    return app
