@@ -2,9 +2,11 @@
 
 - :class:`Observation`: a normalized observation on ``{ns}.observations`` (key: city id).
 - :class:`DeadLetter` and :class:`Reason`: rejected inputs on ``{ns}.deadletter``.
+- :class:`RawRecord`: what a source hands to the producer for ``{ns}.raw``.
 """
 
 from models.deadletter import DeadLetter, Reason
 from models.observation import Observation
+from models.raw import RawRecord, city_key
 
-__all__ = ["DeadLetter", "Observation", "Reason"]
+__all__ = ["DeadLetter", "Observation", "RawRecord", "Reason", "city_key"]

@@ -14,10 +14,12 @@ from typing import Any
 import faust
 from faust.types import TopicT
 
-from models import Observation
+from models import Observation, city_key
 from weatherstream.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+canonical_key = city_key
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,6 @@ class WeatherStreamApp(faust.App):
     def table_options(self) -> dict[str, Any]:
         """RocksDB options for a new table (a fresh dict each time: faust mutates it)."""
         return {"block_cache_size": self.ws_settings.rocksdb_block_cache_bytes}
-
-
-def canonical_key(city_id: int) -> bytes:
-    """The message key of a city on every weatherstream topic: its id as JSON."""
-    return str(int(city_id)).encode()
 
 
 def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherStreamApp:
@@ -83,7 +80,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         ),
         observations=app.topic(
             settings.topic_observations,
-            key_type=int,
+            key_type=int,  # type: ignore[arg-type]  # JSON keys: faust accepts any JSON type
             value_type=Observation,
             partitions=settings.partitions,
         ),

@@ -226,6 +226,189 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
 
+def _parse_start(text: str | None) -> float:
+    import datetime as dt
+
+    if text is None:
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give unix seconds or an ISO time like 2026-01-01T00:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no time zone: add Z or +HH:MM")
+    return parsed.timestamp()
+
+
+@cli.command()
+@click.option(
+    "--source", type=click.Choice(["synthetic", "replay", "owm"]), required=True, help="Where payloads come from."
+)
+@click.option("--rate", type=float, help="Records per second (default: as fast as possible).")
+@click.option("--cities", "n_cities", type=int, default=50, show_default=True, help="synthetic: number of cities.")
+@click.option("--count", type=int, default=10_000, show_default=True, help="synthetic: number of payloads.")
+@click.option(
+    "--start",
+    help="synthetic: event time of the first step (unix seconds or ISO with zone); default: the last step is now.",
+)
+@click.option(
+    "--step",
+    "step_s",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="synthetic: event-time seconds between one city's observations.",
+)
+@click.option("--seed", type=int, default=42, show_default=True, help="synthetic: random seed.")
+@click.option("--anomalies", type=int, default=0, show_default=True, help="synthetic: incidents to inject.")
+@click.option(
+    "--labels", type=click.Path(path_type=Path), help="synthetic: write the injected incidents here (JSON lines)."
+)
+@click.option("--file", "file_", type=click.Path(path_type=Path), help="replay: JSON lines (.gz ok), CSV or TMY3 file.")
+@click.option(
+    "--dataset",
+    type=click.Choice(["pvlib-greensboro"]),
+    help="replay: a real dataset from an installed package instead of --file.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv", "tmy3"]),
+    default="auto",
+    show_default=True,
+    help="replay: file format.",
+)
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    help="replay csv: FIELD=COLUMN (fields: time, city_id, name, temp_c, humidity_pct, pressure_hpa, ...).",
+)
+@click.option(
+    "--time-format", default="iso", show_default=True, help="replay csv: 'iso', 'epoch' or a strptime format."
+)
+@click.option(
+    "--utc-offset",
+    "utc_offset_s",
+    type=int,
+    default=0,
+    show_default=True,
+    help="replay csv: offset (s) of times without a zone.",
+)
+@click.option("--city-id", type=int, help="replay csv/tmy3: the OpenWeatherMap id of the file's city.")
+@click.option("--city-name", help="replay csv/tmy3: the city's name.")
+@click.option(
+    "--year",
+    type=int,
+    default=2023,
+    show_default=True,
+    help="replay tmy3: the year the typical-year rows are placed on.",
+)
+@click.option(
+    "--units",
+    type=click.Choice(["metric", "standard", "imperial"]),
+    default="metric",
+    show_default=True,
+    help="replay jsonl: units of the payloads.",
+)
+@click.option("--speedup", type=float, help="replay: send in event time, this many times faster than real time.")
+@click.option(
+    "--city", "city_specs", multiple=True, help="owm: a city id, a name ('Berlin,DE') or lat:lon; repeat for more."
+)
+@click.option("--cities-file", type=click.Path(path_type=Path, exists=True), help="owm: a file with one city per line.")
+@click.option(
+    "--group", "use_group", is_flag=True, help="owm: fetch cities given by id 20 at a time through the group endpoint."
+)
+@click.option(
+    "--period",
+    "period_s",
+    type=float,
+    help="owm: poll each city once per this many seconds [env WEATHERSTREAM_OWM_UPDATE_PERIOD_S; default 600].",
+)
+@click.option(
+    "--rate-limit",
+    "rate_per_min",
+    type=float,
+    help="owm: API calls per minute at most [env WEATHERSTREAM_OWM_RATE_LIMIT_PER_MIN; default 60].",
+)
+@click.option(
+    "--rounds", type=int, help="owm: stop after polling every city this many times (default: run until Ctrl-C)."
+)
+@click.option("--duration", "duration_s", type=float, help="owm: stop after this many seconds.")
+@click.pass_obj
+def produce(obj: _Context, source: str, rate: float | None, **opts: Any) -> None:
+    """Send OpenWeatherMap-shaped payloads to {ns}.raw.
+
+    The API key for --source owm comes from WEATHERSTREAM_OWM_API_KEY or the file named by
+    WEATHERSTREAM_OWM_API_KEY_FILE, never from the command line (it would land in shell history).
+    """
+    from weatherstream.sources import runner
+
+    settings = obj.settings(owm_update_period_s=opts.pop("period_s"), owm_rate_limit_per_min=opts.pop("rate_per_min"))
+    opts["start"] = _parse_start(opts["start"])
+    stats = runner.run(settings, source, rate=rate, options=opts, console=err_console)
+    if stats.failed:
+        sys.exit(1)
+
+
+@cli.group()
+def topics() -> None:
+    """Create, list and delete the namespace's Kafka topics."""
+
+
+@topics.command("create")
+@click.pass_obj
+def topics_create(obj: _Context) -> None:
+    """Create {ns}.raw, .observations, .aggregates, .alerts and .deadletter with WEATHERSTREAM_PARTITIONS partitions."""
+    import asyncio
+
+    from weatherstream.topics import create_namespace_topics
+
+    created = asyncio.run(create_namespace_topics(obj.settings()))
+    click.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
+
+
+@topics.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def topics_list(obj: _Context, as_json: bool) -> None:
+    """The namespace's topics with partition and message counts."""
+    import asyncio
+
+    from weatherstream.topics import namespace_topic_counts
+
+    counts = asyncio.run(namespace_topic_counts(obj.settings()))
+    if as_json:
+        click.echo(json.dumps(counts, indent=2))
+        return
+    table = Table(title=f"topics of namespace {obj.settings().namespace}")
+    for col in ("topic", "partitions", "messages"):
+        table.add_column(col)
+    for name, info in sorted(counts.items()):
+        table.add_row(name, str(info["partitions"]), str(info["messages"]))
+    Console().print(table)
+
+
+@topics.command("delete")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def topics_delete(obj: _Context, yes: bool) -> None:
+    """Delete every topic of the namespace (and its changelogs)."""
+    import asyncio
+
+    from weatherstream.topics import delete_namespace_topics
+
+    settings = obj.settings()
+    if not yes:
+        click.confirm(f"delete every topic starting with {settings.namespace}. ?", abort=True)
+    deleted = asyncio.run(delete_namespace_topics(settings))
+    click.echo("deleted: " + (", ".join(sorted(deleted)) if deleted else "nothing"))
+
+
 def main() -> None:
     """Console-script entry point: runs the CLI and turns project errors into a clear message."""
     try:

@@ -115,3 +115,30 @@ async def delete_namespace_topics(settings: Settings, wait_s: float = 30.0) -> l
         return doomed
     finally:
         await admin.close()
+
+
+async def namespace_topic_counts(settings: Settings) -> dict[str, dict[str, int]]:
+    """Per topic of the namespace: its partition count and how many messages it holds now."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    admin = await _admin(settings)
+    try:
+        prefix = f"{settings.namespace}."
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        described = await admin.describe_topics(names) if names else []
+    finally:
+        await admin.close()
+    partitions = {d["topic"]: [p["partition"] for p in d.get("partitions", [])] for d in described}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
+        begin = await consumer.beginning_offsets(tps) if tps else {}
+        end = await consumer.end_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    result: dict[str, dict[str, int]] = {}
+    for topic, ps in partitions.items():
+        messages = sum(end[TopicPartition(topic, p)] - begin[TopicPartition(topic, p)] for p in ps)
+        result[topic] = {"partitions": len(ps), "messages": messages}
+    return result
