@@ -97,7 +97,7 @@ def detect_format(path: Path) -> str:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".csv"):
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
             fh.readline()
             second = fh.readline()
         return "tmy3" if second.startswith("Date (MM/DD/YYYY)") else "csv"
