@@ -51,7 +51,7 @@ def make_session(retries: int = 3, backoff_s: float = 0.5) -> requests.Session:
         status_forcelist=(500, 502, 503, 504),
         allowed_methods=frozenset({"GET"}),
         raise_on_status=False,
-        respect_retry_after_header=True,
+        respect_retry_after_header=False,  # 429 + Retry-After is handled by poll(), not by blocking here
     )
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry)

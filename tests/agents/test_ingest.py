@@ -1,0 +1,99 @@
+"""The ingest agent in faust's test context (memory tables, sends captured): routing of every outcome."""
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models import DeadLetter, Observation, Reason
+from weatherstream.app import create_app
+from weatherstream.settings import load_settings
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def hook(self, name: str):  # type: ignore[no-untyped-def]
+        async def send(**kwargs: Any) -> None:
+            self.sent.append((name, kwargs))
+
+        return send
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        return [kw for n, kw in self.sent if n == name]
+
+
+def run(tmp_path: Path, messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> Captured:
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    captured = Captured()
+    for name in ("raw", "observations", "deadletter"):
+        getattr(app.ws_topics, name).send = captured.hook(name)
+
+    async def scenario() -> None:
+        async with app.ws_ingest.test_context() as agent:  # type: ignore[attr-defined]
+            for key, value, headers in messages:
+                await agent.put(value, key=key, headers=headers)
+
+    asyncio.run(scenario())
+    return captured
+
+
+NOW = int(time.time()) - 600
+
+
+def payload(city: int, dt: int = NOW, temp: float = 3.0) -> bytes:
+    return b'{"id": %d, "dt": %d, "main": {"temp": %s}, "name": "X"}' % (city, dt, str(temp).encode())
+
+
+def test_valid_becomes_one_observation_keyed_by_city(tmp_path: Path) -> None:
+    out = run(tmp_path, [(b"7", payload(7), [("source", b"synthetic"), ("units", b"metric")])])
+    (sent,) = out.of("observations")
+    assert sent["key"] == 7
+    obs: Observation = sent["value"]
+    assert (obs.city_id, obs.observed_at, obs.temp_c, obs.source) == (7, NOW, 3.0, "synthetic")
+    assert out.of("deadletter") == [] and out.of("raw") == []
+
+
+def test_invalid_becomes_one_dead_letter_with_reason_and_origin(tmp_path: Path) -> None:
+    out = run(tmp_path, [(b"7", b"<html>", [("source", b"owm")])])
+    (sent,) = out.of("deadletter")
+    letter = DeadLetter.from_message(sent["key"], sent["value"], sent["headers"])
+    assert letter.payload == b"<html>" and letter.key == b"7"
+    assert letter.reason is Reason.NOT_JSON and letter.source == "owm"
+    assert letter.topic == "unit.raw" and letter.partition >= 0 and letter.offset >= 0
+    assert out.of("observations") == []
+
+
+def test_repeat_of_city_and_dt_is_a_duplicate(tmp_path: Path) -> None:
+    out = run(tmp_path, [(b"7", payload(7), []), (b"7", payload(7, temp=4.0), []), (b"7", payload(7, NOW + 60), [])])
+    assert len(out.of("observations")) == 2
+    (dup,) = out.of("deadletter")
+    assert dict(dup["headers"])["ws-reason"] == b"duplicate"
+
+
+def test_units_header_converts(tmp_path: Path) -> None:
+    out = run(tmp_path, [(b"7", payload(7, temp=283.15), [("units", b"standard")])])
+    assert out.of("observations")[0]["value"].temp_c == pytest.approx(10.0)
+
+
+def test_wrong_key_is_resent_with_the_city_key_not_processed_here(tmp_path: Path) -> None:
+    out = run(tmp_path, [(None, payload(8), [("source", b"kcat")])])
+    (resent,) = out.of("raw")
+    assert resent["key"] == b"8" and resent["value"] == payload(8)
+    assert ("source", b"kcat") in resent["headers"]
+    assert out.of("observations") == [] and out.of("deadletter") == []
+
+
+def test_a_bug_in_handling_becomes_an_internal_error_dead_letter(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import agents.ingest
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(agents.ingest, "normalize", boom)
+    out = run(tmp_path, [(b"7", payload(7), []), (b"7", b"{}", [])])
+    reasons = [dict(s["headers"])["ws-reason"] for s in out.of("deadletter")]
+    assert reasons == [b"internal_error", b"internal_error"]  # the agent kept going

@@ -1,0 +1,134 @@
+"""Fixtures for tests that run real worker processes against the local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
+from weatherstream.settings import Settings
+
+READY_MARKER = "[^Worker]: Ready"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a `weatherstream` process use ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERSTREAM_")}
+    env.update(
+        WEATHERSTREAM_BROKER=settings.broker,
+        WEATHERSTREAM_NAMESPACE=settings.namespace,
+        WEATHERSTREAM_KEYSPACE=settings.keyspace,
+        WEATHERSTREAM_PARTITIONS=str(settings.partitions),
+        WEATHERSTREAM_CASSANDRA_PORT=str(settings.cassandra_port),
+        WEATHERSTREAM_STACK_DIR=str(settings.stack_dir),
+        **extra,
+    )
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "weatherstream"), *args]
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    web_port: int
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def assert_healthy(self) -> None:
+        """The worker still runs and never logged a crash or a traceback."""
+        text = self.log()
+        assert self.alive(), f"the worker exited with {self.proc.returncode}:\n{text[-3000:]}"
+        for marker in ("Traceback", "Crashed", "crashed"):
+            assert marker not in text, f"worker log contains {marker!r}:\n{text[-3000:]}"
+
+    def stop(self, timeout_s: float = 30) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """Start `weatherstream worker` processes for this test's namespace; all are stopped afterwards."""
+    workers: list[WorkerProcess] = []
+
+    def start(name: str = "worker", timeout_s: float = 120.0, **env: str) -> WorkerProcess:
+        port = free_port()
+        log_path = tmp_path / f"{name}.log"
+        full_env = settings_env(
+            settings, WEATHERSTREAM_DATA_DIR=str(tmp_path / f"{name}-data"), WEATHERSTREAM_WEB_PORT=str(port), **env
+        )
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(cli("worker", "--loglevel", "info"), stdout=log, stderr=subprocess.STDOUT,
+                                    env=full_env, start_new_session=True)  # fmt: skip
+        worker = WorkerProcess(proc, log_path, port)
+        workers.append(worker)
+        deadline = time.monotonic() + timeout_s
+        while READY_MARKER not in worker.log():
+            if not worker.alive():
+                raise AssertionError(f"the worker exited before it was ready:\n{worker.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the worker was not ready after {timeout_s:.0f} s:\n{worker.log()[-3000:]}")
+            time.sleep(0.3)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 120.0,
+               settle_s: float = 3.0) -> list[ConsumerRecord]:  # fmt: skip
+    """Every message of ``topic`` from the beginning: waits until ``expect`` arrived, then ``settle_s``
+    more to catch any extra (duplicates)."""
+
+    async def read() -> list[ConsumerRecord]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None)  # fmt: skip
+        await consumer.start()
+        records: list[ConsumerRecord] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            settle_until: float | None = None
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for recs in batch.values():
+                    records.extend(recs)
+                now = time.monotonic()
+                if len(records) >= expect and settle_until is None:
+                    settle_until = now + settle_s
+                if (settle_until is not None and now >= settle_until) or now > deadline:
+                    return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
