@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 def register_all(app: WeatherStreamApp) -> None:
     """Register every agent of weatherstream on ``app``."""
-    from agents import ingest
+    from agents import aggregator, ingest
 
     ingest.register(app)
+    aggregator.register(app)

@@ -89,7 +89,7 @@ def register(app: WeatherStreamApp) -> None:
             await topics.raw.send(key=key, value=payload, headers=rekey_headers)
             metrics.REKEYED.inc()
             return
-        verdict, state = memory.check(dedup.get(obs.city_id), obs.observed_at)
+        verdict, state = memory.check(dedup.get(obs.city_id), obs.observed_at, event.message.offset)
         if verdict is Verdict.DUPLICATE:
             await dead_letter(
                 event, Reason.DUPLICATE, f"city {obs.city_id} dt {obs.observed_at:.0f} was already accepted", source
@@ -104,7 +104,10 @@ def register(app: WeatherStreamApp) -> None:
                 source,
             )
             return
-        dedup[obs.city_id] = state
+        if verdict is Verdict.NEW:
+            dedup[obs.city_id] = state
+        # NEW, or REDELIVERED after a crash: the first send may never have left the producer. A second copy
+        # is harmless: the aggregator recognises it by city, time and offset.
         await topics.observations.send(key=obs.city_id, value=obs)
         metrics.EVENTS_OUT.labels("observations").inc()
 

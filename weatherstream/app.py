@@ -14,7 +14,7 @@ from typing import Any
 import faust
 from faust.types import TopicT
 
-from models import Observation, city_key
+from models import Aggregate, Observation, city_key
 from weatherstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ class Topics:
     raw: TopicT
     observations: TopicT
     deadletter: TopicT
+    aggregates: TopicT
+    ticks: TopicT
 
 
 class WeatherStreamApp(faust.App):
@@ -86,6 +88,12 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         ),
         deadletter=app.topic(
             settings.topic_deadletter, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+        ),
+        aggregates=app.topic(
+            settings.topic_aggregates, key_serializer="raw", value_type=Aggregate, partitions=settings.partitions
+        ),
+        ticks=app.topic(
+            settings.topic_ticks, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
         ),
     )
     if register_agents:

@@ -13,3 +13,13 @@ DEAD_LETTERS = Counter(
 REKEYED = Counter(
     "weatherstream_raw_rekeyed_total", "Raw messages whose key was not their city id, re-sent with the right key."
 )
+WINDOWS_FINALIZED = Counter(
+    "weatherstream_windows_finalized_total", "Final aggregates emitted, by window kind.", ["kind"]
+)
+WINDOWS_CORRECTED = Counter(
+    "weatherstream_windows_corrected_total", "Corrected aggregates (revision > 1) emitted, by window kind.", ["kind"]
+)
+DUPLICATE_OBSERVATIONS = Counter(
+    "weatherstream_duplicate_observations_total", "Observations the aggregator saw twice (same city and time)."
+)
+AGENT_ERRORS = Counter("weatherstream_agent_errors_total", "Unexpected errors inside an agent, by agent.", ["agent"])

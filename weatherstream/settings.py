@@ -75,6 +75,22 @@ class Settings(BaseSettings):
     dedup_horizon_s: float = Field(
         default=48 * 3600.0, gt=0, description="How long a (city id, dt) pair is remembered to drop repeats."
     )
+    # --- windows (aggregator) -------------------------------------------------------------------
+    window_tumbling_s: Annotated[list[int], NoDecode] = Field(
+        default=[3600], description="Sizes of epoch-aligned tumbling windows, seconds, comma-separated."
+    )
+    window_local_day: bool = Field(default=True, description="Keep local-midnight day windows.")
+    window_hopping_size_s: int = Field(default=86400, ge=0, description="Hopping window size (0: none).")
+    window_hopping_step_s: int = Field(default=3600, gt=0, description="Hopping window step.")
+    allowed_lateness_s: float = Field(default=600.0, ge=0, description="Watermark = newest event time minus this.")
+    idle_timeout_s: float = Field(
+        default=1800.0, gt=0, description="A city silent this long has its watermark moved on with the wall clock."
+    )
+    correction_horizon_s: float = Field(
+        default=48 * 3600.0, gt=0, description="Late data this far behind the watermark corrects final windows."
+    )
+    default_cadence_s: float = Field(default=600.0, gt=0, description="Observation spacing assumed for coverage.")
+    tick_interval_s: float = Field(default=30.0, gt=0, description="How often idle cities are checked.")
     owm_api_key: SecretStr | None = Field(default=None, description="OpenWeatherMap API key (never logged).")
     owm_api_key_file: Path | None = Field(default=None, description="File holding the OpenWeatherMap API key.")
     owm_base_url: str = Field(default="https://api.openweathermap.org", description="OpenWeatherMap API base URL.")
@@ -94,6 +110,13 @@ class Settings(BaseSettings):
     stack_cassandra_storage_port: int = Field(default=7000, ge=1, le=65535, description="Cassandra gossip port.")
     stack_cassandra_jmx_port: int = Field(default=7199, ge=1, le=65535, description="Cassandra JMX port (nodetool).")
     stack_start_timeout_s: float = Field(default=180.0, gt=0, description="How long `stack up` waits for readiness.")
+
+    @field_validator("window_tumbling_s", mode="before")
+    @classmethod
+    def _split_sizes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(v) for v in value.split(",") if v.strip()]
+        return value
 
     @field_validator("cassandra_hosts", mode="before")
     @classmethod
@@ -179,6 +202,11 @@ class Settings(BaseSettings):
     @property
     def topic_deadletter(self) -> str:
         return self.topic("deadletter")
+
+    @property
+    def topic_ticks(self) -> str:
+        """Internal: idle ticks for the aggregator, co-partitioned with observations."""
+        return self.topic("ticks")
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -20,7 +20,7 @@ from weatherstream.settings import Settings
 logger = logging.getLogger(__name__)
 
 #: The topics every run owns, as suffixes of its namespace.
-TOPIC_SUFFIXES = ("raw", "observations", "aggregates", "alerts", "deadletter")
+TOPIC_SUFFIXES = ("raw", "observations", "aggregates", "alerts", "deadletter", "ticks")
 
 
 class TopicAdminError(WeatherStreamError):

@@ -57,3 +57,10 @@ def test_floor_is_newest_minus_horizon(horizon: float) -> None:
     memory = DedupMemory(horizon_s=horizon)
     _, state = memory.check(None, 1e6)
     assert memory.floor(state) == 1e6 - horizon
+
+
+def test_the_same_message_again_is_a_redelivery_not_a_duplicate() -> None:
+    memory = DedupMemory(horizon_s=3600)
+    _, state = memory.check(None, 1000.0, offset=5)
+    assert memory.check(state, 1000.0, offset=5)[0] is Verdict.REDELIVERED  # after a crash: send it again
+    assert memory.check(state, 1000.0, offset=9)[0] is Verdict.DUPLICATE  # another message, same city and time

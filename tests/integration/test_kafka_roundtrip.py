@@ -64,7 +64,9 @@ def test_namespace_topics_are_created_with_the_partition_count_and_removed(setti
         return created, counts, deleted, remaining
 
     created, counts, deleted, remaining = asyncio.run(scenario())
-    assert created == {settings.topic(s) for s in ("raw", "observations", "aggregates", "alerts", "deadletter")}
+    assert created == {
+        settings.topic(s) for s in ("raw", "observations", "aggregates", "alerts", "deadletter", "ticks")
+    }
     assert set(counts.values()) == {settings.partitions}
     assert set(deleted) == created
     assert remaining == set()

@@ -1,0 +1,185 @@
+import random
+from typing import Any
+
+import pytest
+
+from weatherstream.core.aggregate import make_row
+from weatherstream.core.aggregator import Aggregator, AggregatorConfig, Verdict, confirm
+from weatherstream.core.windows import WindowSpec
+
+H = 3600
+T0 = 1_790_000_000 - 1_790_000_000 % 86400  # a UTC midnight
+
+
+class Sim:
+    """Applies steps to in-memory tables, as the agent does to faust tables."""
+
+    def __init__(self, **cfg: Any) -> None:
+        self.agg = Aggregator(AggregatorConfig(**cfg))
+        self.panes: dict[int, list[list[Any]]] = {}
+        self.header: dict[str, Any] | None = None
+        self.emitted: list[dict[str, Any]] = []
+        self.offset = 0
+
+    def obs(self, t: float, temp: float = 1.0, offset: int | None = None, wall: float = 0.0, write: bool = True):  # type: ignore[no-untyped-def]
+        if offset is None:
+            self.offset += 1
+            offset = self.offset
+        step = self.agg.apply(7, self.header, make_row(float(t), offset, 0, temp_c=temp), self.panes.get,
+                              wall_now=wall)  # fmt: skip
+        if write:
+            self.commit(step)
+        return step
+
+    def commit(self, step) -> None:  # type: ignore[no-untyped-def]
+        self.panes.update(step.pane_writes)
+        for s in step.pane_deletes:
+            self.panes.pop(s, None)
+        self.header = step.header
+        self.emitted.extend(step.emissions)
+
+    def hours(self) -> list[tuple[float, int, int]]:
+        return [(e["window_start"], e["revision"], e["count"]) for e in self.emitted if e["kind"] == "tumbling-1h"]
+
+
+def test_window_closes_only_when_the_watermark_passes_its_end() -> None:
+    sim = Sim(spec=WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0), lateness_s=600)
+    for m in range(0, 60, 10):
+        sim.obs(T0 + m * 60)
+    sim.obs(T0 + H + 300)  # watermark at 10:55-equivalent: the first hour is still open
+    assert sim.hours() == []
+    sim.obs(T0 + H + 600)  # watermark reaches the end
+    assert sim.hours() == [(T0, 1, 6)]
+
+
+def test_out_of_order_within_lateness_is_in_the_first_result() -> None:
+    sim = Sim(spec=WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0), lateness_s=600)
+    sim.obs(T0 + 10)
+    sim.obs(T0 + H + 200)
+    sim.obs(T0 + 3000)  # earlier than the newest, but the window is still open
+    sim.obs(T0 + H + 700)
+    assert sim.hours() == [(T0, 1, 2)]
+
+
+def test_late_data_corrects_a_final_window_with_a_new_revision() -> None:
+    sim = Sim(spec=WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0), lateness_s=600)
+    sim.obs(T0 + 60, temp=1.0)
+    sim.obs(T0 + 2 * H)  # closes hour 0
+    step = sim.obs(T0 + 120, temp=5.0)  # late for hour 0
+    assert [(e["revision"], e["count"], e["temp_mean_c"], e["late"]) for e in step.emissions] == [(2, 2, 3.0, True)]
+    sim.obs(T0 + 180, temp=6.0)
+    assert sim.hours()[-1][:2] == (T0, 3)
+
+
+def test_first_data_for_an_already_closed_window_is_emitted_late_as_revision_1() -> None:
+    sim = Sim(spec=WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0), lateness_s=600)
+    sim.obs(T0 + 5 * H)
+    step = sim.obs(T0 + 2 * H + 5)
+    assert [(e["window_start"], e["revision"], e["late"]) for e in step.emissions] == [(T0 + 2 * H, 1, True)]
+
+
+def test_older_than_the_correction_horizon_is_too_late() -> None:
+    sim = Sim(retention_s=48 * H)
+    sim.obs(T0 + 100 * H)
+    step = sim.obs(T0 + 100 * H - 600 - 48 * H - 1)
+    assert step.verdict is Verdict.TOO_LATE and step.emissions == [] and step.pane_writes == {}
+    assert sim.obs(T0 + 100 * H - 600 - 48 * H + 1).verdict is Verdict.APPLIED
+
+
+def test_same_time_other_message_is_a_duplicate_and_changes_nothing() -> None:
+    sim = Sim()
+    sim.obs(T0 + 60, temp=1.0)
+    step = sim.obs(T0 + 60, temp=9.0)
+    assert step.verdict is Verdict.DUPLICATE and step.pane_writes == {} and step.emissions == []
+
+
+def test_redelivery_after_a_crash_is_recognised_at_either_point() -> None:
+    spec = WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0)
+    clean, crashed = Sim(spec=spec), Sim(spec=spec)
+    times = [T0 + m * 600 for m in range(20)]
+    for t in times:
+        clean.obs(t)
+    for i, t in enumerate(times):
+        if i == 9:  # the pane write landed, the header write did not
+            step = crashed.obs(t, write=False)
+            crashed.panes.update(step.pane_writes)
+            crashed.obs(t, offset=crashed.offset)  # delivered again after the restart
+        else:
+            crashed.obs(t)
+    assert crashed.obs(times[3], offset=4).verdict is Verdict.REDELIVERED  # both writes had landed
+    strip = [{k: v for k, v in e.items() if k != "closed_at"} for e in clean.emitted]
+    assert [{k: v for k, v in e.items() if k != "closed_at"} for e in crashed.emitted] == strip
+
+
+def test_arrival_order_within_lateness_does_not_change_any_number() -> None:
+    times = [T0 + m * 600 + 17 for m in range(200)]
+    rng = random.Random(5)
+    temps = {t: rng.uniform(-5, 25) for t in times}
+    ordered, shuffled = Sim(lateness_s=3 * H), Sim(lateness_s=3 * H)
+    for t in times:
+        ordered.obs(t, temps[t])
+    chunks = [times[i : i + 12] for i in range(0, len(times), 12)]
+    for chunk in chunks:
+        rng.shuffle(chunk)
+        for t in chunk:
+            shuffled.obs(t, temps[t])
+
+    def key(e: dict[str, Any]) -> tuple[str, int]:
+        return e["window_id"], e["revision"]
+
+    values = {"count", "temp_mean_c", "temp_std_c", "temp_min_c", "temp_max_c"}
+    a = {key(e): {k: e[k] for k in values} for e in ordered.emitted}
+    b = {key(e): {k: e[k] for k in values} for e in shuffled.emitted}
+    assert a == b and len(a) > 50  # exactly equal, not approximately
+
+
+def test_idle_tick_moves_the_watermark_with_the_wall_clock() -> None:
+    sim = Sim(spec=WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0), lateness_s=600,
+              idle_timeout_s=1800)  # fmt: skip
+    sim.obs(T0 + 60, wall=1000.0)
+    step = sim.agg.tick(7, sim.header, sim.panes.get, wall_now=1000.0 + 1700)
+    assert step.emissions == []  # not idle long enough
+    step = sim.agg.tick(7, sim.header, sim.panes.get, wall_now=1000.0 + 5000)
+    # watermark = newest (T0+60) + 5000 s of silence - 600 s lateness, past the end of hour 0
+    assert [(e["window_start"], e["revision"]) for e in step.emissions] == [(T0, 1)]
+    assert step.header["wm"] == T0 + 60 + 5000 - 600
+
+
+def test_outbox_keeps_emissions_until_confirmed() -> None:
+    sim = Sim(spec=WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0))
+    sim.obs(T0)
+    sim.obs(T0 + 2 * H)
+    assert [e["eid"] for e in sim.header["outbox"]] == [f"7/tumbling-1h:{T0}#1"]
+    assert confirm(sim.header, {f"7/tumbling-1h:{T0}#1"})["outbox"] == []
+
+
+def test_old_panes_are_deleted_and_state_stays_bounded() -> None:
+    sim = Sim(retention_s=48 * H)
+    for m in range(0, 7 * 24 * 6):
+        sim.obs(T0 + m * 600)
+    newest = T0 + (7 * 24 * 6 - 1) * 600
+    assert min(sim.panes) >= newest - 600 - 48 * H - sim.agg.spec.max_span_s - 900
+    assert len(sim.panes) <= (48 * H + sim.agg.spec.max_span_s) / 900 + 8
+    assert len(sim.header["rev"]) == 0 and sum(len(v) for v in sim.header["open"].values()) <= 27
+
+
+def test_hopping_and_day_windows_close_with_expected_counts() -> None:
+    sim = Sim()
+    for m in range(0, 3 * 24 * 6):
+        sim.obs(T0 + m * 600)
+    days = [(e["window_start"], e["count"]) for e in sim.emitted if e["kind"] == "day-local"]
+    hops = [e["count"] for e in sim.emitted if e["kind"] == "hopping-24h-1h"]
+    assert days[:2] == [(T0, 144), (T0 + 86400, 144)]
+    assert max(hops) == 144 and hops[:3] == [6, 12, 18]
+
+
+@pytest.mark.parametrize("tz", [0, 3600, -18000, 19800])
+def test_day_windows_follow_the_local_offset(tz: int) -> None:
+    sim = Sim()
+    for m in range(0, 2 * 24 * 6 + 30):
+        sim.agg.apply  # noqa: B018 - keep the simulator's signature simple
+        sim.offset += 1
+        sim.commit(sim.agg.apply(7, sim.header, make_row(float(T0 + m * 600), sim.offset, tz, temp_c=1.0),
+                                 sim.panes.get, wall_now=0))  # fmt: skip
+    first_full = [e for e in sim.emitted if e["kind"] == "day-local" and e["count"] == 144][0]
+    assert (first_full["window_start"] + tz) % 86400 == 0

@@ -1,0 +1,304 @@
+"""The per-city window state machine: observations and idle ticks in; pane writes and aggregates out.
+
+Pure: the caller (the aggregator agent) reads the city's *header* and panes from tables, calls
+:meth:`Aggregator.apply` or :meth:`Aggregator.tick`, writes what the :class:`Step` says, then sends the
+emissions. The header is one JSON-able dict per city:
+
+``last_offset``
+    offset (in the city's partition of ``{ns}.observations``) of the last observation applied. An
+    observation at or below it is a re-delivery after a crash and changes nothing.
+``max_t``, ``wm``
+    newest observation time, and the watermark: ``max_t - lateness`` (or more, after an idle tick).
+``last_wall``, ``tz``
+    wall-clock time of the last arrival (for idle ticks), the newest observation's UTC offset.
+``open``
+    per window kind, the keys of windows that hold data and are not final yet.
+``rev``
+    revision of windows corrected after they were final (absent: revision 1).
+``panes``
+    runs ``[first, end)`` of pane starts that exist, so old panes can be deleted.
+``outbox``
+    emissions not yet confirmed delivered; they are sent again after a restart (same id and revision:
+    consumers treat a repeat as the same aggregate).
+
+Windows close when the watermark passes their end: one final aggregate each (revision 1). An
+observation that lands in a closed window less than ``retention_s`` behind the watermark produces a
+corrected aggregate (revision + 1); an older one is too late. Panes keep each observation's row with its
+offset, so a re-delivered observation is recognised and a different observation with the same time is
+a duplicate.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from weatherstream.core.aggregate import OFFSET, TZ, Partial, Row, finish
+from weatherstream.core.windows import Window, WindowSpec
+
+Header = dict[str, Any]
+PaneGetter = Callable[[int], "list[Row] | None"]
+
+
+class Verdict(enum.Enum):
+    APPLIED = "applied"
+    REDELIVERED = "redelivered"  # already applied before a crash: nothing to do but re-send the outbox
+    DUPLICATE = "duplicate"  # another message with the same city and time
+    TOO_LATE = "too_late"  # older than the retention horizon behind the watermark
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    """Rules of windowing.
+
+    Attributes:
+        lateness_s: the watermark trails the newest observation by this much.
+        idle_timeout_s: after this long without data, a tick moves a city's watermark on with the wall clock.
+        retention_s: how far behind the watermark late data still corrects a final window.
+        default_cadence_s: the assumed spacing of observations when a window has too few to tell.
+    """
+
+    spec: WindowSpec = field(default_factory=WindowSpec)
+    lateness_s: float = 600.0
+    idle_timeout_s: float = 1800.0
+    retention_s: float = 48 * 3600.0
+    default_cadence_s: float = 600.0
+
+
+@dataclass
+class Step:
+    """What one observation or tick changes.
+
+    Attributes:
+        header: the city's new header (write it after the panes).
+        pane_writes: pane start -> its rows (sorted by time).
+        pane_deletes: pane starts to delete.
+        emissions: aggregate dicts to send (already appended to the header's outbox).
+    """
+
+    verdict: Verdict
+    header: Header
+    pane_writes: dict[int, list[Row]] = field(default_factory=dict)
+    pane_deletes: list[int] = field(default_factory=list)
+    emissions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def new_header() -> Header:
+    return {"last_offset": -1, "max_t": None, "wm": None, "last_wall": None, "tz": 0, "open": {}, "rev": {},
+            "panes": [], "outbox": []}  # fmt: skip
+
+
+def _add_pane(runs: list[list[int]], start: int, pane_s: int) -> None:
+    for run in runs:
+        if run[0] <= start < run[1]:
+            return
+        if start == run[1]:
+            run[1] += pane_s
+            return
+        if start + pane_s == run[0]:
+            run[0] = start
+            return
+    runs.append([start, start + pane_s])
+    runs.sort()
+
+
+def _merge_runs(runs: list[list[int]]) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for run in sorted(runs):
+        if merged and run[0] <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], run[1])
+        else:
+            merged.append(list(run))
+    return merged
+
+
+class Aggregator:
+    """Applies the windowing rules of one :class:`AggregatorConfig`."""
+
+    def __init__(self, config: AggregatorConfig) -> None:
+        self.config = config
+        self.spec = config.spec
+
+    # ----------------------------------------------------------------------------------------------
+    def apply(
+        self,
+        city_id: int,
+        header: Header | None,
+        row: Row,
+        get_pane: PaneGetter,
+        *,
+        wall_now: float,
+        event_ts: float | None = None,
+    ) -> Step:
+        """Apply one observation (as a row carrying its input offset).
+
+        Args:
+            get_pane: reads a pane's rows by pane start (None when absent).
+            wall_now: the current wall-clock time (for idle detection; not used for windows).
+            event_ts: when the observation appeared in Kafka (recorded on aggregates it closes).
+        """
+        h = _copy(header) if header else new_header()
+        offset, t = int(row[OFFSET]), float(row[0])
+        if offset <= h["last_offset"]:
+            return Step(Verdict.REDELIVERED, h)
+        h["last_offset"] = offset
+        cfg, spec = self.config, self.spec
+        if h["wm"] is not None and t < h["wm"] - cfg.retention_s:
+            return Step(Verdict.TOO_LATE, h)
+
+        step = Step(Verdict.APPLIED, h)
+        pane_start = spec.pane_start(t)
+        rows = list(get_pane(pane_start) or [])
+        times = [r[0] for r in rows]
+        i = bisect.bisect_left(times, t)
+        if i < len(rows) and rows[i][0] == t:
+            if int(rows[i][OFFSET]) != offset:
+                step.verdict = Verdict.DUPLICATE
+                return step
+            # Already in the pane (a crash came between the pane write and the header write): go on.
+        else:
+            rows.insert(i, row)
+            step.pane_writes[pane_start] = rows
+            _add_pane(h["panes"], pane_start, spec.pane_s)
+
+        def pane(start: int) -> list[Row] | None:
+            return step.pane_writes[start] if start in step.pane_writes else get_pane(start)
+
+        if h["max_t"] is None or t >= h["max_t"]:
+            h["max_t"] = t
+            h["tz"] = int(row[TZ] or 0)
+        h["last_wall"] = wall_now
+
+        for window in spec.windows_for(t, int(row[TZ] or 0)):
+            keys = h["open"].setdefault(window.kind, [])
+            if h["wm"] is not None and window.end <= h["wm"] and window.key not in keys:
+                wid = window.wid
+                prior = h["rev"].get(wid) or (1 if self._had_rows(window, pane, exclude_offset=offset) else 0)
+                revision = prior + 1
+                if revision > 1:
+                    h["rev"][wid] = revision
+                step.emissions.append(self._emit(city_id, window, pane, revision, wall_now, event_ts, late=True))
+            elif window.key not in keys:
+                bisect.insort(keys, window.key)
+        self._advance(city_id, h, step, pane, max(h["wm"] or -math.inf, h["max_t"] - cfg.lateness_s), wall_now,
+                      event_ts)  # fmt: skip
+        return step
+
+    def tick(self, city_id: int, header: Header | None, get_pane: PaneGetter, *, wall_now: float) -> Step:
+        """Move an idle city's watermark on with the wall clock: by the time since its last arrival."""
+        if not header:
+            return Step(Verdict.APPLIED, new_header())
+        h = _copy(header)
+        step = Step(Verdict.APPLIED, h)
+        if h["max_t"] is None or h["last_wall"] is None:
+            return step
+        silent_s = wall_now - h["last_wall"]
+        if silent_s <= self.config.idle_timeout_s:
+            return step
+        idle_wm = h["max_t"] + silent_s - self.config.lateness_s
+        self._advance(city_id, h, step, get_pane, max(h["wm"] or -math.inf, idle_wm), wall_now, None)
+        return step
+
+    # ----------------------------------------------------------------------------------------------
+    def _advance(self, city_id: int, h: Header, step: Step, pane: PaneGetter, new_wm: float, wall_now: float,
+                 event_ts: float | None) -> None:  # fmt: skip
+        spec, cfg = self.spec, self.config
+        h["wm"] = new_wm
+        for kind, keys in h["open"].items():
+            still_open = []
+            for key in keys:
+                window = spec.window(kind, key, h["tz"])
+                if window.end <= new_wm:
+                    step.emissions.append(self._emit(city_id, window, pane, 1, wall_now, event_ts, late=False))
+                else:
+                    still_open.append(key)
+            keys[:] = still_open
+        horizon = new_wm - cfg.retention_s
+        for wid in [w for w in h["rev"] if self._window_end_from_wid(w, h["tz"]) < horizon]:
+            del h["rev"][wid]
+        pane_floor = spec.pane_start(horizon - spec.max_span_s)
+        kept: list[list[int]] = []
+        for first, end in _merge_runs(h["panes"]):
+            for start in range(first, min(end, pane_floor), spec.pane_s):
+                step.pane_deletes.append(start)
+            if end > pane_floor:
+                kept.append([max(first, pane_floor), end])
+        h["panes"] = kept
+        h["outbox"].extend(step.emissions)
+
+    def _window_end_from_wid(self, wid: str, tz: int) -> float:
+        from weatherstream.core.windows import parse_wid
+
+        kind, key = parse_wid(wid)
+        return self.spec.window(kind, key, tz).end
+
+    def window_rows(self, window: Window, pane: PaneGetter) -> list[Row]:
+        """Every row of ``window``, in time order."""
+        rows: list[Row] = []
+        for start in self.spec.pane_range(window):
+            for row in pane(start) or ():
+                if self.spec.row_in(window, float(row[0]), int(row[TZ] or 0)):
+                    rows.append(row)
+        return rows
+
+    def _had_rows(self, window: Window, pane: PaneGetter, exclude_offset: int) -> bool:
+        return any(int(r[OFFSET]) != exclude_offset for r in self.window_rows(window, pane))
+
+    def aggregate(self, window: Window, rows: list[Row]) -> dict[str, Any]:
+        """The values of ``window`` over ``rows`` (exact local-day bounds from the rows' offsets)."""
+        partial = Partial()
+        # Pane by pane (hour by hour for long windows), so the arithmetic is the same however rows arrived.
+        chunk: list[Row] = []
+        for row in rows:
+            if chunk and self.spec.pane_start(float(row[0])) != self.spec.pane_start(float(chunk[0][0])):
+                partial = partial.merge(Partial.of(chunk))
+                chunk = []
+            chunk.append(row)
+        partial = partial.merge(Partial.of(chunk))
+        start, end = window.start, window.end
+        if window.kind == "day-local" and rows:
+            from weatherstream.core.windows import DAY_S, round_offset
+
+            start = window.key * DAY_S - round_offset(int(rows[0][TZ] or 0))
+            end = (window.key + 1) * DAY_S - round_offset(int(rows[-1][TZ] or 0))
+        values = finish(partial, start, end, self.config.default_cadence_s)
+        values.update(window_start=start, window_end=end)
+        return values
+
+    def _emit(self, city_id: int, window: Window, pane: PaneGetter, revision: int, wall_now: float,
+              event_ts: float | None, *, late: bool) -> dict[str, Any]:  # fmt: skip
+        values = self.aggregate(window, self.window_rows(window, pane))
+        values.update(
+            city_id=city_id,
+            kind=window.kind,
+            window_id=window.wid,
+            revision=revision,
+            late=late,
+            closed_at=wall_now,
+            watermark_passed_at=event_ts,
+            eid=f"{city_id}/{window.wid}#{revision}",
+        )
+        return values
+
+
+def confirm(header: Header, delivered: set[str]) -> Header:
+    """The header without outbox entries whose delivery was confirmed."""
+    if not delivered or not header.get("outbox"):
+        return header
+    h = dict(header)
+    h["outbox"] = [e for e in header["outbox"] if e["eid"] not in delivered]
+    return h
+
+
+def _copy(header: Header) -> Header:
+    return {
+        **header,
+        "open": {k: list(v) for k, v in header.get("open", {}).items()},
+        "rev": dict(header.get("rev", {})),
+        "panes": [list(r) for r in header.get("panes", [])],
+        "outbox": list(header.get("outbox", [])),
+    }
