@@ -15,7 +15,6 @@ cities' windows still close, and for every city whose outbox holds unconfirmed a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -64,7 +63,7 @@ def pane_key(city_id: int, start: int) -> str:
     return f"{city_id}:{start}"
 
 
-AGGREGATE_FIELDS = set(Aggregate._options.fields)  # type: ignore[attr-defined]
+AGGREGATE_FIELDS = set(Aggregate._options.fields)
 
 
 def register(app: WeatherStreamApp) -> None:
@@ -78,7 +77,7 @@ def register(app: WeatherStreamApp) -> None:
                       options=app.table_options(), help="Per city and pane: observation rows.")  # fmt: skip
     source = app.topic(settings.topic_observations, settings.topic_ticks, key_serializer="raw",
                        value_serializer="raw", partitions=settings.partitions)  # fmt: skip
-    inflight: dict[str, asyncio.Future[Any]] = {}
+    inflight: dict[str, Any] = {}  # eid -> the send's future (delivery confirmation)
 
     def delivered(header: dict[str, Any]) -> set[str]:
         done = set()
@@ -114,7 +113,7 @@ def register(app: WeatherStreamApp) -> None:
         msg = event.message
         now = time.time()
         if msg.topic == settings.topic_ticks:
-            city_id = int(msg.key)
+            city_id = int(msg.key or b"0")
             header = heads.get(city_id)
             step = aggregator.tick(city_id, header, lambda s: panes.get(pane_key(city_id, s)), wall_now=now)
             obs = None

@@ -11,10 +11,17 @@ def rows(n: int, seed: int = 1) -> list[list[object]]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        out.append(make_row(1000.0 + 600 * i, i, 0, temp_c=rng.uniform(-10, 30), humidity_pct=rng.uniform(20, 100),
-                            pressure_hpa=rng.uniform(990, 1030), wind_speed_ms=rng.uniform(0, 15),
-                            wind_gust_ms=rng.uniform(5, 25) if i % 3 else None, feels_like_c=rng.uniform(-15, 30),
-                            rain_1h_mm=rng.choice([None, 0.5, 2.0]), condition=rng.choice(["Rain", "Clouds", "Clear"])))  # fmt: skip
+        values = dict(
+            temp_c=rng.uniform(-10, 30),
+            humidity_pct=rng.uniform(20, 100),
+            pressure_hpa=rng.uniform(990, 1030),
+            wind_speed_ms=rng.uniform(0, 15),
+            wind_gust_ms=rng.uniform(5, 25) if i % 3 else None,
+            feels_like_c=rng.uniform(-15, 30),
+            rain_1h_mm=rng.choice([None, 0.5, 2.0]),
+            condition=rng.choice(["Rain", "Clouds", "Clear"]),
+        )
+        out.append(make_row(1000.0 + 600 * i, i, 0, **values))
     return out
 
 

@@ -181,5 +181,5 @@ def test_day_windows_follow_the_local_offset(tz: int) -> None:
         sim.offset += 1
         sim.commit(sim.agg.apply(7, sim.header, make_row(float(T0 + m * 600), sim.offset, tz, temp_c=1.0),
                                  sim.panes.get, wall_now=0))  # fmt: skip
-    first_full = [e for e in sim.emitted if e["kind"] == "day-local" and e["count"] == 144][0]
+    first_full = next(e for e in sim.emitted if e["kind"] == "day-local" and e["count"] == 144)
     assert (first_full["window_start"] + tz) % 86400 == 0

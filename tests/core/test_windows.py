@@ -60,8 +60,9 @@ def test_daylight_saving_days_are_23_and_25_hours() -> None:
 
     agg = Aggregator(AggregatorConfig())
     # Berlin springs forward at 01:00 UTC on 29 March 2026 (CET +1 h -> CEST +2 h).
-    spring = [make_row(t, i, 3600 if t < ts("2026-03-29T01:00:00+00:00") else 7200, temp_c=1.0)
-              for i, t in enumerate(range(int(ts("2026-03-28T23:00:00+00:00")), int(ts("2026-03-29T22:00:00+00:00")), 600))]  # fmt: skip
+    change = ts("2026-03-29T01:00:00+00:00")
+    times = range(int(ts("2026-03-28T23:00:00+00:00")), int(ts("2026-03-29T22:00:00+00:00")), 600)
+    spring = [make_row(t, i, 3600 if t < change else 7200, temp_c=1.0) for i, t in enumerate(times)]
     day = SPEC.window("day-local", local_date(spring[10][0], 3600), 7200)
     rows = agg.window_rows(day, lambda s: [r for r in spring if SPEC.pane_start(r[0]) == s])
     values = agg.aggregate(day, rows)

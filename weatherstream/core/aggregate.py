@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -173,7 +174,7 @@ def cadence_s(times: Sequence[float], default_s: float) -> float:
     if len(times) < 3:
         return default_s
     ordered = sorted(times)
-    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False) if b > a]
+    gaps = [b - a for a, b in itertools.pairwise(ordered) if b > a]
     return statistics.median(gaps) if gaps else default_s
 
 

@@ -164,7 +164,7 @@ class WindowSpec:
             lo, hi = window.start - 2 * 3600, window.end + 2 * 3600
         else:
             lo, hi = window.start, window.end
-        return range(self.pane_start(lo), int(math.ceil(hi / self.pane_s)) * self.pane_s, self.pane_s)
+        return range(self.pane_start(lo), math.ceil(hi / self.pane_s) * self.pane_s, self.pane_s)
 
     def row_in(self, window: Window, t: float, utc_offset_s: int) -> bool:
         """Whether an observation at ``t`` (made at ``utc_offset_s``) belongs to ``window``."""
