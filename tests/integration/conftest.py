@@ -80,12 +80,18 @@ class WorkerProcess:
 def start_worker(settings: Settings, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     """Start `weatherstream worker` processes for this test's namespace; all are stopped afterwards."""
     workers: list[WorkerProcess] = []
+    ports: dict[str, int] = {}
 
-    def start(name: str = "worker", timeout_s: float = 120.0, **env: str) -> WorkerProcess:
-        port = free_port()
-        log_path = tmp_path / f"{name}.log"
+    def start(name: str = "worker", data: str | None = None, timeout_s: float = 120.0, **env: str) -> WorkerProcess:
+        """``data`` reuses the RocksDB folder of an earlier worker of that name (a restart)."""
+        port = free_port() if data is None else ports[data]
+        ports[name] = port
+        log_path = tmp_path / f"{name}-{len(workers)}.log"
         full_env = settings_env(
-            settings, WEATHERSTREAM_DATA_DIR=str(tmp_path / f"{name}-data"), WEATHERSTREAM_WEB_PORT=str(port), **env
+            settings,
+            WEATHERSTREAM_DATA_DIR=str(tmp_path / f"{data or name}-data"),
+            WEATHERSTREAM_WEB_PORT=str(port),
+            **env,
         )
         with log_path.open("wb") as log:
             proc = subprocess.Popen(cli("worker", "--loglevel", "info"), stdout=log, stderr=subprocess.STDOUT,
