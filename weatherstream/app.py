@@ -39,6 +39,11 @@ class WeatherStreamApp(faust.App):
     ws_settings: Settings
     ws_topics: Topics
 
+    def _new_transport(self) -> Any:
+        from weatherstream.transport import Transport
+
+        return Transport(self.conf.broker_consumer, self)
+
     def table_options(self) -> dict[str, Any]:
         """RocksDB options for a new table (a fresh dict each time: faust mutates it)."""
         return {"block_cache_size": self.ws_settings.rocksdb_block_cache_bytes}
@@ -64,6 +69,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         topic_allow_declare=True,
         table_standby_replicas=settings.table_standby_replicas,
         producer_acks=-1,
+        producer_linger=settings.producer_linger_ms / 1000.0,
         web_enabled=True,
         web_bind=settings.web_bind,
         web_host=settings.web_bind,

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     )
     web_bind: str = Field(default="127.0.0.1", description="Address the worker's web server binds to.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor of created topics.")
+    consumer_fetch_max_wait_ms: int = Field(
+        default=20, ge=0, le=30000, description="Longest wait of a consumer fetch for new data (latency bound per hop)."
+    )
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000, description="How long the worker batches before sending.")
     table_standby_replicas: int = Field(default=1, ge=0, description="Warm standby copies of each table partition.")
 
     # --- ingestion ---------------------------------------------------------------------------

@@ -250,15 +250,8 @@ class Aggregator:
 
     def aggregate(self, window: Window, rows: list[Row]) -> dict[str, Any]:
         """The values of ``window`` over ``rows`` (exact local-day bounds from the rows' offsets)."""
-        partial = Partial()
-        # Pane by pane (hour by hour for long windows), so the arithmetic is the same however rows arrived.
-        chunk: list[Row] = []
-        for row in rows:
-            if chunk and self.spec.pane_start(float(row[0])) != self.spec.pane_start(float(chunk[0][0])):
-                partial = partial.merge(Partial.of(chunk))
-                chunk = []
-            chunk.append(row)
-        partial = partial.merge(Partial.of(chunk))
+        # One pass over the rows in time order: the arithmetic is the same however they arrived.
+        partial = Partial.of(rows)
         start, end = window.start, window.end
         if window.kind == "day-local" and rows:
             from weatherstream.core.windows import DAY_S, round_offset
