@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 
 def register_all(app: WeatherStreamApp) -> None:
     """Register every agent of weatherstream on ``app``."""
-    from agents import aggregator, ingest
+    from agents import aggregator, anomaly, ingest
 
     ingest.register(app)
     aggregator.register(app)
+    anomaly.register(app)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import orjson
 from faust.types import EventT, StreamT
 
+from agents.outbox import OutboxSender
+from agents.resilience import handle_with_retries
 from models import Aggregate, DeadLetter, Observation, Reason, city_key
 from weatherstream import metrics
 from weatherstream.app import WeatherStreamApp
@@ -77,26 +78,12 @@ def register(app: WeatherStreamApp) -> None:
                       options=app.table_options(), help="Per city and pane: observation rows.")  # fmt: skip
     source = app.topic(settings.topic_observations, settings.topic_ticks, key_serializer="raw",
                        value_serializer="raw", partitions=settings.partitions)  # fmt: skip
-    inflight: dict[str, Any] = {}  # eid -> the send's future (delivery confirmation)
-
-    def delivered(header: dict[str, Any]) -> set[str]:
-        done = set()
-        for entry in header.get("outbox", ()):
-            fut = inflight.get(entry["eid"])
-            if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
-                done.add(entry["eid"])
-        for eid in done:
-            inflight.pop(eid, None)
-        return done
-
-    async def send_outbox(city_id: int, header: dict[str, Any]) -> None:
-        for entry in header.get("outbox", ()):
-            fut = inflight.get(entry["eid"])
-            if fut is not None and not (fut.done() and (fut.cancelled() or fut.exception() is not None)):
-                continue  # in flight or delivered
-            record = Aggregate(**{k: v for k, v in entry.items() if k in AGGREGATE_FIELDS})
-            inflight[entry["eid"]] = await topics.aggregates.send(key=city_key(city_id), value=record)
-            metrics.EVENTS_OUT.labels("aggregates").inc()
+    outbox = OutboxSender(
+        topics.aggregates,
+        lambda entry: Aggregate(**{k: v for k, v in entry.items() if k in AGGREGATE_FIELDS}),
+        lambda entry: entry["eid"],
+        "aggregates",
+    )
 
     async def too_late(event: EventT, obs: Observation) -> None:
         msg = event.message
@@ -139,14 +126,14 @@ def register(app: WeatherStreamApp) -> None:
             key = pane_key(city_id, start)
             if key in panes:
                 del panes[key]
-        new_header = confirm(step.header, delivered(step.header))
+        new_header = confirm(step.header, outbox.delivered(step.header["outbox"]))
         if new_header != header or step.verdict is Verdict.REDELIVERED:
             heads[city_id] = new_header  # after a redelivery: heals a changelog that missed the last write
         for entry in step.emissions:
             (metrics.WINDOWS_CORRECTED if entry["revision"] > 1 else metrics.WINDOWS_FINALIZED).labels(
                 entry["kind"]
             ).inc()
-        await send_outbox(city_id, new_header)
+        await outbox.send(city_id, new_header["outbox"])
 
     async def _dead_letter_unreadable(event: EventT, exc: Exception) -> None:
         msg = event.message
@@ -162,14 +149,7 @@ def register(app: WeatherStreamApp) -> None:
     async def aggregate(stream: StreamT) -> None:
         """Maintain per-city windows and emit final and corrected aggregates."""
         async for event in stream.events():
-            try:
-                await handle(event)
-            except Exception:
-                # State is only written after the rules ran, so a failure here leaves the city as it was;
-                # re-raising would stop the partition for good, so log loudly and go on.
-                logger.exception("aggregator failed on %s[%d]@%d", event.message.topic, event.message.partition,
-                                 event.message.offset)  # fmt: skip
-                metrics.AGENT_ERRORS.labels("aggregator").inc()
+            await handle_with_retries("aggregator", event, handle, topics.deadletter)
 
     @app.timer(interval=settings.tick_interval_s)
     async def idle_ticks() -> None:
@@ -180,7 +160,7 @@ def register(app: WeatherStreamApp) -> None:
                 continue
             silent = header.get("last_wall") is not None and now - header["last_wall"] > settings.idle_timeout_s
             has_open = any(header.get("open", {}).values())
-            pending = any(e["eid"] not in inflight for e in header.get("outbox", ()))
+            pending = outbox.unsent(header.get("outbox", ()))
             if (silent and has_open) or pending:
                 await topics.ticks.send(key=city_key(int(city_id)), value=orjson.dumps({"sent_at": now}))
 

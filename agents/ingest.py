@@ -19,6 +19,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
+from agents.resilience import handle_with_retries
 from models import DeadLetter, Observation, Reason
 from weatherstream import metrics
 from weatherstream.app import WeatherStreamApp, canonical_key
@@ -115,12 +116,7 @@ def register(app: WeatherStreamApp) -> None:
     async def ingest(stream: StreamT) -> None:
         """Validate, normalize and deduplicate raw payloads; never stops on bad input."""
         async for event in stream.events():
-            try:
-                await handle(event)
-            except Exception as exc:
-                logger.exception("ingest failed on %s[%d]@%d", event.message.topic, event.message.partition,
-                                 event.message.offset)  # fmt: skip
-                await dead_letter(event, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500], None)
+            await handle_with_retries("ingest", event, handle, topics.deadletter)
 
     app.ws_ingest = ingest  # type: ignore[attr-defined]
 

@@ -14,7 +14,7 @@ from typing import Any
 import faust
 from faust.types import TopicT
 
-from models import Aggregate, Observation, city_key
+from models import Aggregate, Alert, Observation, city_key
 from weatherstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class Topics:
     observations: TopicT
     deadletter: TopicT
     aggregates: TopicT
+    alerts: TopicT
     ticks: TopicT
 
 
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         aggregates=app.topic(
             settings.topic_aggregates, key_serializer="raw", value_type=Aggregate, partitions=settings.partitions
         ),
+        alerts=app.topic(settings.topic_alerts, key_serializer="raw", value_type=Alert, partitions=settings.partitions),
         ticks=app.topic(
             settings.topic_ticks, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
         ),

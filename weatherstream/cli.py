@@ -211,18 +211,20 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     import faust
 
     from weatherstream.app import create_app
-    from weatherstream.topics import create_namespace_topics
+    from weatherstream.topics import create_changelog_topics, create_namespace_topics
 
     settings = obj.settings(web_port=web_port, data_dir=data_dir)
+    app = create_app(settings)
+    changelogs = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
     setup_loop = asyncio.new_event_loop()
     try:
         created = setup_loop.run_until_complete(create_namespace_topics(settings))
+        created += setup_loop.run_until_complete(create_changelog_topics(settings, changelogs))
     finally:
         setup_loop.close()
     if created:
         click.echo(f"created topics: {', '.join(created)}", err=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
-    app = create_app(settings)
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
 
 
@@ -407,6 +409,91 @@ def topics_delete(obj: _Context, yes: bool) -> None:
         click.confirm(f"delete every topic starting with {settings.namespace}. ?", abort=True)
     deleted = asyncio.run(delete_namespace_topics(settings))
     click.echo("deleted: " + (", ".join(sorted(deleted)) if deleted else "nothing"))
+
+
+@cli.group()
+def alerts() -> None:
+    """Follow and score the alerts topic ({ns}.alerts)."""
+
+
+@alerts.command("tail")
+@click.option("--city", "city_id", type=int, help="Only this city id.")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable), e.g. temp_high, storm.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest alert instead of new ones.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--max", "max_count", type=int, help="Exit after this many alerts.")
+@click.option("--timeout", "timeout_s", type=float, help="Exit after this many seconds.")
+@click.pass_obj
+def alerts_tail(obj: _Context, city_id: int | None, kinds: tuple[str, ...], from_beginning: bool, as_json: bool,
+                max_count: int | None, timeout_s: float | None) -> None:  # fmt: skip
+    """Print alerts as they arrive. Ctrl-C exits."""
+    import asyncio
+
+    from weatherstream.subscribe import AlertFilter, follow_alerts, format_alert
+
+    settings = obj.settings()
+
+    async def run() -> None:
+        count = 0
+        async for alert in follow_alerts(settings, from_beginning=from_beginning,
+                                         accept=AlertFilter(city_id, frozenset(kinds))):  # fmt: skip
+            click.echo(alert.dumps().decode() if as_json else format_alert(alert))
+            count += 1
+            if max_count is not None and count >= max_count:
+                return
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), timeout_s) if timeout_s else run())
+    except (KeyboardInterrupt, asyncio.TimeoutError):
+        pass
+
+
+@alerts.command("score")
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="The synthetic source's --labels file.",
+)
+@click.option(
+    "--alerts-file",
+    type=click.Path(path_type=Path, exists=True),
+    help="Alerts as JSON lines (default: read the alerts topic).",
+)
+@click.option("--min-recall", type=float, help="Exit with 1 when recall is lower.")
+@click.option("--min-precision", type=float, help="Exit with 1 when precision is lower.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.pass_obj
+def alerts_score(obj: _Context, labels: Path, alerts_file: Path | None, min_recall: float | None,
+                 min_precision: float | None, as_json: bool) -> None:  # fmt: skip
+    """Per-incident recall and precision of the alerts against injected anomalies."""
+    import asyncio
+
+    import orjson
+
+    from weatherstream.core.anomaly.scoring import score
+    from weatherstream.subscribe import read_all_alerts
+
+    label_rows = [orjson.loads(line) for line in labels.read_bytes().splitlines() if line.strip()]
+    if alerts_file is not None:
+        alert_rows = [orjson.loads(line) for line in alerts_file.read_bytes().splitlines() if line.strip()]
+    else:
+        alert_rows = [a.asdict() for a in asyncio.run(read_all_alerts(obj.settings()))]
+    result = score(label_rows, alert_rows)
+    if as_json:
+        click.echo(json.dumps({"recall": result.recall, "precision": result.precision, "incidents": result.incidents,
+                               "found": result.found, "alert_incidents": result.alert_incidents,
+                               "correct_alerts": result.correct_alerts}))  # fmt: skip
+    else:
+        click.echo(result.summary())
+        for miss in result.missed[:20]:
+            click.echo(f"  missed: {miss['incident_id']} ({miss['detail']})")
+        for wrong in result.false_alerts[:20]:
+            click.echo(f"  not injected: {wrong['alert_id']}: {wrong['message']}")
+    if (min_recall is not None and result.recall < min_recall) or (
+        min_precision is not None and result.precision < min_precision
+    ):
+        sys.exit(1)
 
 
 def main() -> None:

@@ -23,3 +23,6 @@ DUPLICATE_OBSERVATIONS = Counter(
     "weatherstream_duplicate_observations_total", "Observations the aggregator saw twice (same city and time)."
 )
 AGENT_ERRORS = Counter("weatherstream_agent_errors_total", "Unexpected errors inside an agent, by agent.", ["agent"])
+ALERTS = Counter(
+    "weatherstream_alerts_total", "Alert messages sent, by kind, severity and state.", ["kind", "severity", "state"]
+)

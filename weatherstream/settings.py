@@ -95,6 +95,21 @@ class Settings(BaseSettings):
     )
     default_cadence_s: float = Field(default=600.0, gt=0, description="Observation spacing assumed for coverage.")
     tick_interval_s: float = Field(default=30.0, gt=0, description="How often idle cities are checked.")
+    # --- anomalies --------------------------------------------------------------------------------
+    anomaly_warmup_samples: int = Field(
+        default=10, ge=1, description="Samples per local hour before the statistical detector scores."
+    )
+    anomaly_warning_z: float = Field(default=4.0, gt=0, description="Statistical: spreads from baseline for warning.")
+    anomaly_critical_z: float = Field(default=6.0, gt=0, description="Statistical: spreads for critical.")
+    anomaly_clear_after: int = Field(default=2, ge=1, description="Calm observations that resolve an incident.")
+    pressure_fall_hpa: float = Field(default=8.0, gt=0, description="Pressure fall within 3 h that alerts.")
+    temp_change_c: float = Field(default=8.0, gt=0, description="Temperature change within 1 h that alerts.")
+    stuck_after: int = Field(default=6, ge=2, description="Identical readings in a row that mean a stuck sensor.")
+    silent_factor: float = Field(default=3.0, gt=1, description="Silence longer than this many cadences alerts.")
+    historical_after_s: float = Field(
+        default=6 * 3600.0, gt=0, description="Alerts on observations older than this are marked historical."
+    )
+    suppress_historical_alerts: bool = Field(default=False, description="Drop historical alerts instead of sending.")
     owm_api_key: SecretStr | None = Field(default=None, description="OpenWeatherMap API key (never logged).")
     owm_api_key_file: Path | None = Field(default=None, description="File holding the OpenWeatherMap API key.")
     owm_base_url: str = Field(default="https://api.openweathermap.org", description="OpenWeatherMap API base URL.")

@@ -41,7 +41,11 @@ async def _admin(settings: Settings) -> AIOKafkaAdminClient:
 
 
 async def create_topics(
-    settings: Settings, names: Iterable[str], partitions: int | None = None, wait_s: float = 30.0
+    settings: Settings,
+    names: Iterable[str],
+    partitions: int | None = None,
+    wait_s: float = 30.0,
+    configs: dict[str, str] | None = None,
 ) -> list[str]:
     """Create ``names`` with ``partitions`` (default: the setting) partitions; existing ones are kept.
 
@@ -55,7 +59,16 @@ async def create_topics(
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name=n, num_partitions=count, replication_factor=1) for n in names if n not in existing]
+        new = [
+            NewTopic(
+                name=n,
+                num_partitions=count,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs=dict(configs or {}),
+            )
+            for n in names
+            if n not in existing
+        ]
         if new:
             response = await admin.create_topics(new)
             for topic, code, *rest in getattr(response, "topic_errors", []):
@@ -93,6 +106,12 @@ async def _wait_until_ready(admin: AIOKafkaAdminClient, topics: list[str], parti
 async def create_namespace_topics(settings: Settings) -> list[str]:
     """Create every topic of the settings' namespace (``{ns}.raw`` ... ``{ns}.deadletter``)."""
     return await create_topics(settings, [settings.topic(s) for s in TOPIC_SUFFIXES])
+
+
+async def create_changelog_topics(settings: Settings, names: Iterable[str]) -> list[str]:
+    """Create tables' changelog topics (compacted, one partition per source partition) before faust
+    starts, so a table's first write never races the topic's creation."""
+    return await create_topics(settings, names, configs={"cleanup.policy": "compact"})
 
 
 async def delete_namespace_topics(settings: Settings, wait_s: float = 30.0) -> list[str]:

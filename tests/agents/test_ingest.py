@@ -26,7 +26,9 @@ class Captured:
         return [kw for n, kw in self.sent if n == name]
 
 
-def run(tmp_path: Path, messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> Captured:
+def run(
+    tmp_path: Path, messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]], expect_sends: int = 0
+) -> Captured:
     app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     captured = Captured()
     for name in ("raw", "observations", "deadletter"):
@@ -36,6 +38,11 @@ def run(tmp_path: Path, messages: list[tuple[bytes | None, bytes | None, list[tu
         async with app.ws_ingest.test_context() as agent:  # type: ignore[attr-defined]
             for key, value, headers in messages:
                 await agent.put(value, key=key, headers=headers)
+            # put() returns before a handler that is backing off between retries has finished
+            for _ in range(200):
+                if len(captured.sent) >= expect_sends:
+                    break
+                await asyncio.sleep(0.01)
 
     asyncio.run(scenario())
     return captured
@@ -94,6 +101,25 @@ def test_a_bug_in_handling_becomes_an_internal_error_dead_letter(tmp_path: Path,
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(agents.ingest, "normalize", boom)
-    out = run(tmp_path, [(b"7", payload(7), []), (b"7", b"{}", [])])
+    monkeypatch.setattr("agents.resilience.FIRST_DELAY_S", 0.001)
+    out = run(tmp_path, [(b"7", payload(7), []), (b"7", b"{}", [])], expect_sends=2)
     reasons = [dict(s["headers"])["ws-reason"] for s in out.of("deadletter")]
-    assert reasons == [b"internal_error", b"internal_error"]  # the agent kept going
+    assert reasons == [b"internal_error", b"internal_error"]  # kept for a replay; the agent kept going
+    assert out.of("deadletter")[0]["value"] == payload(7)
+
+
+def test_a_transient_failure_is_retried_not_dropped(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import agents.ingest
+
+    real = agents.ingest.normalize
+    failures = iter([RuntimeError("metadata not ready"), RuntimeError("still not ready")])
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        for exc in failures:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(agents.ingest, "normalize", flaky)
+    monkeypatch.setattr("agents.resilience.FIRST_DELAY_S", 0.001)
+    out = run(tmp_path, [(b"7", payload(7), [])], expect_sends=1)
+    assert len(out.of("observations")) == 1 and out.of("deadletter") == []

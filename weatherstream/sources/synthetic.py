@@ -18,7 +18,8 @@ silent_station      no observation for 12 steps                                 
 impossible_value    one observation with humidity 140 % or temperature 95 °C        deadletter
 ==================  ==============================================================  ============
 
-Observations are emitted time step by time step, every city at each step (a silent city skips its
+Normal weather never reaches the physical alert thresholds; the extremes come from the injected
+anomalies only. Observations are emitted time step by time step, every city at each step (a silent city skips its
 steps), until ``count`` payloads have been produced.
 """
 
@@ -151,7 +152,9 @@ class _CityModel:
         precipitation = 0.0
         if pressure < 1006.0 and rng.random() < 0.35:
             precipitation = rng.expovariate(1 / 1.4)
-        rain, snow = (0.0, precipitation) if temp < 0.5 else (precipitation, 0.0)
+        # Normal weather stays below the alert thresholds (heavy rain 10 mm/h, heavy snow 5 mm/h): the only
+        # extremes in the data are the labelled injected anomalies, so detection can be scored against them.
+        rain, snow = (0.0, min(precipitation, 2.5)) if temp < 0.5 else (min(precipitation, 6.0), 0.0)
         return Conditions(
             temp_c=temp,
             humidity_pct=humidity,
