@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from models import Alert
-
-logger = logging.getLogger(__name__)
 from weatherstream.settings import Settings
 from weatherstream.topics import TopicAdminError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
