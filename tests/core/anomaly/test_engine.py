@@ -1,0 +1,124 @@
+from typing import Any
+
+from models import Observation
+from weatherstream.core.anomaly.baseline import HourlyBaseline
+from weatherstream.core.anomaly.detectors import StatisticalDetector
+from weatherstream.core.anomaly.engine import AnomalyEngine, EngineConfig, Verdict, confirm, outbox_id
+from weatherstream.core.anomaly.scoring import score
+
+T0 = 1_790_000_000.0
+
+
+class Run:
+    def __init__(self, **cfg: Any) -> None:
+        self.engine = AnomalyEngine(EngineConfig(**cfg))
+        self.state: dict[str, Any] | None = None
+        self.alerts: list[dict[str, Any]] = []
+        self.offset = 0
+
+    def feed(self, wall: float = T0 + 10**6, **values: Any) -> Any:
+        self.offset += 1
+        out = self.engine.apply(self.state, Observation(city_id=7, city_name="Testville", **values), self.offset,
+                                wall_now=wall)  # fmt: skip
+        self.state = out.state
+        self.alerts += out.alerts
+        return out
+
+    def lifecycle(self, kind: str) -> list[tuple[str, str]]:
+        return [(a["state"], a["severity"]) for a in self.alerts if a["kind"] == kind]
+
+
+def test_flapping_around_a_threshold_gives_one_incident() -> None:
+    run = Run()
+    temps = [41.0, 39.5, 40.5, 39.0, 40.2, 38.5, 40.1, 39.9]  # around the heat warning level (40 °C)
+    for i, temp in enumerate(temps):
+        run.feed(observed_at=T0 + i * 600, temp_c=temp)
+    assert run.lifecycle("heat") == [("open", "warning")]  # stays open inside the hysteresis band
+    for i in range(2):
+        run.feed(observed_at=T0 + (len(temps) + i) * 600, temp_c=30.0)
+    assert run.lifecycle("heat") == [("open", "warning"), ("resolved", "warning")]
+
+
+def test_updates_only_when_severity_rises() -> None:
+    run = Run()
+    for i, temp in enumerate([41.0, 42.0, 46.0, 47.0, 41.0, 46.0, 30.0, 30.0]):
+        run.feed(observed_at=T0 + i * 600, temp_c=temp)
+    assert run.lifecycle("heat") == [("open", "warning"), ("update", "critical"), ("resolved", "critical")]
+    ids = {a["alert_id"] for a in run.alerts if a["kind"] == "heat"}
+    assert ids == {f"7:heat:{int(T0)}"}  # deterministic: city, kind, incident start
+    assert [a["seq"] for a in run.alerts if a["kind"] == "heat"] == [1, 2, 3]
+
+
+def test_statistical_alert_needs_warm_up() -> None:
+    run = Run(statistical=StatisticalDetector(baseline=HourlyBaseline(min_samples=3)))
+    for day in range(3):  # three days at the same hour: the warm-up
+        run.feed(observed_at=T0 + day * 86400, temp_c=10.0 + day * 0.3)
+    assert run.lifecycle("temp_high") == []
+    run.feed(observed_at=T0 + 3 * 86400, temp_c=22.0)
+    assert run.lifecycle("temp_high")[0] == ("open", "critical")
+
+
+def test_redelivery_and_duplicates_change_nothing() -> None:
+    run = Run()
+    run.feed(observed_at=T0, temp_c=41.0)
+    again = run.engine.apply(run.state, Observation(city_id=7, observed_at=T0, temp_c=41.0), 1, wall_now=T0)
+    assert again.verdict is Verdict.REDELIVERED and again.alerts == []
+    dup = run.engine.apply(run.state, Observation(city_id=7, observed_at=T0, temp_c=41.0), 99, wall_now=T0)
+    assert dup.verdict is Verdict.DUPLICATE and dup.alerts == []
+
+
+def test_stuck_sensor_and_silent_station() -> None:
+    run = Run()
+    for i in range(8):
+        run.feed(observed_at=T0 + i * 600, temp_c=5.0, pressure_hpa=1000.0, humidity_pct=50.0)
+    assert run.lifecycle("stuck_sensor") == [("open", "warning")]
+    run.feed(observed_at=T0 + 8 * 600, temp_c=5.5, pressure_hpa=1000.0)
+    run.feed(observed_at=T0 + 9 * 600, temp_c=5.7, pressure_hpa=1001.0)
+    assert run.lifecycle("stuck_sensor")[-1][0] == "resolved"
+    run.feed(observed_at=T0 + 9 * 600 + 4 * 3600, temp_c=5.1)  # four hours of silence
+    (opened, resolved) = [a for a in run.alerts if a["kind"] == "silent_station"]
+    assert opened["state"] == "open" and opened["incident_start"] == T0 + 9 * 600 and resolved["state"] == "resolved"
+
+
+def test_tick_reports_a_live_silence_once() -> None:
+    run = Run()
+    for i in range(5):
+        run.feed(observed_at=T0 + i * 600, wall=T0 + i * 600, temp_c=5.0 + i)
+    quiet = run.engine.tick(run.state, 7, wall_now=T0 + 4 * 600 + 1000)
+    assert quiet.alerts == []
+    loud = run.engine.tick(run.state, 7, wall_now=T0 + 4 * 600 + 1900)
+    assert [(a["kind"], a["state"], a["historical"]) for a in loud.alerts] == [("silent_station", "open", False)]
+    assert run.engine.tick(loud.state, 7, wall_now=T0 + 10**4).alerts == []  # already open
+
+
+def test_historical_alerts_are_marked_or_suppressed() -> None:
+    run = Run()
+    run.feed(observed_at=T0, wall=T0 + 86400, temp_c=41.0)
+    assert run.alerts[0]["historical"] is True
+    quiet = Run(suppress_historical=True)
+    quiet.feed(observed_at=T0, wall=T0 + 86400, temp_c=41.0)
+    assert quiet.alerts == [] and "heat" in quiet.state["incidents"]  # the lifecycle still runs
+
+
+def test_outbox_until_confirmed() -> None:
+    run = Run()
+    run.feed(observed_at=T0, temp_c=41.0)
+    (alert,) = run.state["outbox"]
+    assert confirm(run.state, {outbox_id(alert)})["outbox"] == []
+
+
+def test_scoring_per_incident() -> None:
+    labels = [
+        {"kind": "heat_spike", "city_id": 7, "start": 1000.0, "end": 5000.0, "expected": "alert", "incident_id": "a"},
+        {"kind": "wind_gust", "city_id": 8, "start": 1000.0, "end": 2000.0, "expected": "alert", "incident_id": "b"},
+        {"kind": "impossible_value", "city_id": 7, "start": 0.0, "end": 0.0, "expected": "deadletter"},
+    ]
+    alerts = [
+        {"alert_id": "x", "state": "open", "city_id": 7, "kind": "temp_high", "incident_start": 1600.0},
+        {"alert_id": "x", "state": "resolved", "city_id": 7, "kind": "temp_high", "incident_start": 1600.0},
+        {"alert_id": "y", "state": "open", "city_id": 7, "kind": "temp_jump", "incident_start": 5600.0},
+        {"alert_id": "z", "state": "open", "city_id": 9, "kind": "storm", "incident_start": 1500.0},
+    ]
+    result = score(labels, alerts)
+    assert (result.incidents, result.found, result.alert_incidents, result.correct_alerts) == (2, 1, 3, 2)
+    assert result.recall == 0.5 and result.precision == 2 / 3
