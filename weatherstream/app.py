@@ -71,6 +71,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         table_standby_replicas=settings.table_standby_replicas,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_max_batch_size=1024 * 1024,  # changelog records are large; 16 KiB batches mean many requests
         web_enabled=True,
         web_bind=settings.web_bind,
         web_host=settings.web_bind,
