@@ -102,7 +102,7 @@ def test_restart_keeps_baselines_and_open_incidents(settings: Settings, start_wo
     opens = Counter(a.alert_id for a in alerts if a.state == "open")
     assert max(opens.values()) == 1, [k for k, v in opens.items() if v > 1]  # no second open for any incident
     same = [a for a in alerts if a.alert_id == running[0].alert_id]
-    assert [a.state for a in same][0] == "open" and same[-1].state == "resolved"
+    assert same[0].state == "open" and same[-1].state == "resolved"
     # Baselines survived: statistical alerts for incidents after the restart need no new warm-up.
     after = [lb for lb in labels if lb.start > drop.start + 7200 and lb.kind in ("heat_spike", "cold_snap")]
     for lb in after:
@@ -128,8 +128,8 @@ def test_alerts_tail_prints_and_filters(settings: Settings, start_worker) -> Non
 
     asyncio.run(send())
     read_topic(settings, settings.topic_alerts, expect=3, settle_s=1)
-    out = subprocess.run(cli("alerts", "tail", "--from-beginning", "--kind", "heat", "--max", "3", "--timeout", "30"),
-                         env=settings_env(settings), capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    tail = cli("alerts", "tail", "--from-beginning", "--kind", "heat", "--max", "3", "--timeout", "30")
+    out = subprocess.run(tail, env=settings_env(settings), capture_output=True, text=True, timeout=60, check=False)
     lines = out.stdout.splitlines()
     assert out.returncode == 0 and len(lines) == 3, out.stdout + out.stderr
     assert ["OPEN", "UPDATE", "RESOLVED"] == [line.split()[2] for line in lines]
