@@ -21,9 +21,10 @@ import time
 import orjson
 from faust.types import EventT, StreamT
 
+from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
 from agents.resilience import handle_with_retries
-from models import Aggregate, DeadLetter, Observation, Reason, city_key
+from models import Aggregate, Observation, Reason, city_key
 from weatherstream import metrics
 from weatherstream.app import WeatherStreamApp
 from weatherstream.core.aggregate import Row, make_row
@@ -85,17 +86,6 @@ def register(app: WeatherStreamApp) -> None:
         "aggregates",
     )
 
-    async def too_late(event: EventT, obs: Observation) -> None:
-        msg = event.message
-        letter = DeadLetter(
-            payload=bytes(event.value or b""), key=msg.key, reason=Reason.TOO_LATE, topic=msg.topic,
-            partition=msg.partition, offset=msg.offset, detected_at=time.time(), source=obs.source,
-            message=f"city {obs.city_id} observation at {obs.observed_at:.0f} is more than "
-            f"{settings.correction_horizon_s:.0f} s behind the city's watermark",
-        )  # fmt: skip
-        await topics.deadletter.send(key=letter.key, value=letter.payload, headers=letter.headers())
-        metrics.DEAD_LETTERS.labels(Reason.TOO_LATE.value).inc()
-
     async def handle(event: EventT) -> None:
         msg = event.message
         now = time.time()
@@ -111,13 +101,16 @@ def register(app: WeatherStreamApp) -> None:
                 city_id = int(obs.city_id)
                 row = observation_row(obs, msg.offset)
             except Exception as exc:  # noqa: BLE001 - a foreign record must not stop the agent
-                await _dead_letter_unreadable(event, exc)
+                await send_dead_letter(topics.deadletter, event, Reason.BAD_TYPE,
+                                       f"not an Observation record: {type(exc).__name__}: {exc}")  # fmt: skip
                 return
             header = heads.get(city_id)
             step = aggregator.apply(city_id, header, row, lambda s: panes.get(pane_key(city_id, s)),
                                     wall_now=now, event_ts=msg.timestamp)  # fmt: skip
         if step.verdict is Verdict.TOO_LATE and obs is not None:
-            await too_late(event, obs)
+            message = (f"city {obs.city_id} observation at {obs.observed_at:.0f} is more than "
+                       f"{settings.correction_horizon_s:.0f} s behind the city's watermark")  # fmt: skip
+            await send_dead_letter(topics.deadletter, event, Reason.TOO_LATE, message, obs.source)
         elif step.verdict is Verdict.DUPLICATE:
             metrics.DUPLICATE_OBSERVATIONS.inc()
         for start, rows in step.pane_writes.items():
@@ -134,16 +127,6 @@ def register(app: WeatherStreamApp) -> None:
                 entry["kind"]
             ).inc()
         await outbox.send(city_id, new_header["outbox"])
-
-    async def _dead_letter_unreadable(event: EventT, exc: Exception) -> None:
-        msg = event.message
-        letter = DeadLetter(
-            payload=bytes(event.value or b""), key=msg.key, reason=Reason.BAD_TYPE, topic=msg.topic,
-            partition=msg.partition, offset=msg.offset, detected_at=time.time(),
-            message=f"not an Observation record: {type(exc).__name__}: {exc}"[:500],
-        )  # fmt: skip
-        await topics.deadletter.send(key=letter.key, value=letter.payload, headers=letter.headers())
-        metrics.DEAD_LETTERS.labels(Reason.BAD_TYPE.value).inc()
 
     @app.agent(source, name="aggregator")
     async def aggregate(stream: StreamT) -> None:

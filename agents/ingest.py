@@ -19,10 +19,11 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
+from agents.deadletters import send_dead_letter
 from agents.resilience import handle_with_retries
-from models import DeadLetter, Observation, Reason
+from models import Reason, city_key
 from weatherstream import metrics
-from weatherstream.app import WeatherStreamApp, canonical_key
+from weatherstream.app import WeatherStreamApp
 from weatherstream.core.dedup import DedupMemory, Verdict
 from weatherstream.core.normalize import InvalidPayload, normalize
 
@@ -52,22 +53,7 @@ def register(app: WeatherStreamApp) -> None:
     )
 
     async def dead_letter(event: EventT, reason: Reason, message: str, source: str | None) -> None:
-        msg = event.message
-        letter = DeadLetter(
-            payload=bytes(event.value or b""),
-            key=msg.key if isinstance(msg.key, bytes) else None,
-            reason=reason,
-            message=message,
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            detected_at=time.time(),
-            source=source,
-        )
-        await topics.deadletter.send(key=letter.key, value=letter.payload, headers=letter.headers())
-        metrics.DEAD_LETTERS.labels(reason.value).inc()
-        metrics.EVENTS_OUT.labels("deadletter").inc()
-        logger.info("dead letter %s from %s[%d]@%d: %s", reason.value, msg.topic, msg.partition, msg.offset, message)
+        await send_dead_letter(topics.deadletter, event, reason, message, source)
 
     async def handle(event: EventT) -> None:
         metrics.EVENTS_IN.labels("raw").inc()
@@ -82,7 +68,7 @@ def register(app: WeatherStreamApp) -> None:
         except InvalidPayload as exc:
             await dead_letter(event, exc.reason, exc.message, source)
             return
-        key = canonical_key(obs.city_id)
+        key = city_key(obs.city_id)
         if event.message.key != key:
             # Re-key through the same topic: the city's dedup state must sit in the city's partition.
             rekey_headers = [(k, v) for k, v in headers.items() if k != REKEY_HEADER]
@@ -119,6 +105,3 @@ def register(app: WeatherStreamApp) -> None:
             await handle_with_retries("ingest", event, handle, topics.deadletter)
 
     app.ws_ingest = ingest  # type: ignore[attr-defined]
-
-
-__all__ = ["Observation", "register"]

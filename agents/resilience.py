@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from faust.types import EventT, TopicT
 
-from models import DeadLetter, Reason
+from agents.deadletters import send_dead_letter
+from models import Reason
 from weatherstream import metrics
 
 logger = logging.getLogger(__name__)
@@ -40,14 +40,8 @@ async def handle_with_retries(
             if attempt == ATTEMPTS:
                 logger.exception("%s gave up on %s[%d]@%d after %d attempts", agent, msg.topic, msg.partition,
                                  msg.offset, attempt)  # fmt: skip
-                letter = DeadLetter(
-                    payload=bytes(event.value or b"") if isinstance(event.value, (bytes, bytearray)) else b"",
-                    key=msg.key if isinstance(msg.key, bytes) else None, reason=Reason.INTERNAL_ERROR,
-                    message=f"{agent}: {type(exc).__name__}: {exc}"[:500], topic=msg.topic,
-                    partition=msg.partition, offset=msg.offset, detected_at=time.time(),
-                )  # fmt: skip
-                await deadletter.send(key=letter.key, value=letter.payload, headers=letter.headers())
-                metrics.DEAD_LETTERS.labels(Reason.INTERNAL_ERROR.value).inc()
+                await send_dead_letter(deadletter, event, Reason.INTERNAL_ERROR,
+                                       f"{agent}: {type(exc).__name__}: {exc}")  # fmt: skip
                 return
             logger.warning("%s failed on %s[%d]@%d (attempt %d of %d): %s; retrying in %.1f s", agent, msg.topic,
                            msg.partition, msg.offset, attempt, ATTEMPTS, exc, delay)  # fmt: skip

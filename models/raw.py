@@ -3,6 +3,8 @@
 import dataclasses
 from typing import Optional
 
+import orjson
+
 
 @dataclasses.dataclass(frozen=True)
 class RawRecord:
@@ -22,6 +24,23 @@ class RawRecord:
     source: str
     units: str = "metric"
     event_time: Optional[float] = None
+
+    @classmethod
+    def from_payload(cls, payload: bytes, source: str, units: str = "metric") -> "RawRecord":
+        """A record for ``payload`` as received, keyed by its ``id`` and timed by its ``dt`` when they
+        are readable. An unreadable payload is still a record: the worker dead-letters it with the reason."""
+        city_id: Optional[int] = None
+        event_time: Optional[float] = None
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict):
+            if isinstance(doc.get("id"), int) and not isinstance(doc.get("id"), bool):
+                city_id = doc["id"]
+            if isinstance(doc.get("dt"), (int, float)) and not isinstance(doc.get("dt"), bool):
+                event_time = float(doc["dt"])
+        return cls(payload=payload, city_id=city_id, source=source, units=units, event_time=event_time)
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [("source", self.source.encode()), ("units", self.units.encode())]

@@ -14,12 +14,10 @@ from typing import Any
 import faust
 from faust.types import TopicT
 
-from models import Aggregate, Alert, Observation, city_key
+from models import Aggregate, Alert, Observation
 from weatherstream.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-canonical_key = city_key
 
 
 @dataclass(frozen=True)

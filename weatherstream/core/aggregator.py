@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weatherstream.core.aggregate import OFFSET, TZ, Partial, Row, finish
-from weatherstream.core.windows import Window, WindowSpec
+from weatherstream.core.windows import DAY_S, Window, WindowSpec, parse_wid, round_offset
 
 Header = dict[str, Any]
 PaneGetter = Callable[[int], "list[Row] | None"]
@@ -231,8 +231,6 @@ class Aggregator:
         h["outbox"].extend(step.emissions)
 
     def _window_end_from_wid(self, wid: str, tz: int) -> float:
-        from weatherstream.core.windows import parse_wid
-
         kind, key = parse_wid(wid)
         return self.spec.window(kind, key, tz).end
 
@@ -254,8 +252,6 @@ class Aggregator:
         partial = Partial.of(rows)
         start, end = window.start, window.end
         if window.kind == "day-local" and rows:
-            from weatherstream.core.windows import DAY_S, round_offset
-
             start = window.key * DAY_S - round_offset(int(rows[0][TZ] or 0))
             end = (window.key + 1) * DAY_S - round_offset(int(rows[-1][TZ] or 0))
         values = finish(partial, start, end, self.config.default_cadence_s)

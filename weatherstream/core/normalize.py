@@ -72,6 +72,28 @@ RANGES: dict[str, Range] = {
     "timezone_offset_s": Range(-14 * 3600, 14 * 3600, "s"),
 }
 
+# Observation field, payload section ("" for the top level), key, and the unit conversion it needs.
+FIELDS = (
+    ("temp_c", "main", "temp", "temperature"),
+    ("feels_like_c", "main", "feels_like", "temperature"),
+    ("temp_min_c", "main", "temp_min", "temperature"),
+    ("temp_max_c", "main", "temp_max", "temperature"),
+    ("pressure_hpa", "main", "pressure", None),
+    ("sea_level_hpa", "main", "sea_level", None),
+    ("grnd_level_hpa", "main", "grnd_level", None),
+    ("humidity_pct", "main", "humidity", None),
+    ("wind_speed_ms", "wind", "speed", "speed"),
+    ("wind_gust_ms", "wind", "gust", "speed"),
+    ("wind_deg", "wind", "deg", None),
+    ("clouds_pct", "clouds", "all", None),
+    ("rain_1h_mm", "rain", "1h", None),
+    ("snow_1h_mm", "snow", "1h", None),
+    ("visibility_m", "", "visibility", None),
+    ("lat", "coord", "lat", None),
+    ("lon", "coord", "lon", None),
+    ("timezone_offset_s", "", "timezone", "seconds"),
+)
+
 MEASUREMENTS = (
     "temp_c", "feels_like_c", "pressure_hpa", "humidity_pct", "wind_speed_ms", "wind_gust_ms",
     "clouds_pct", "rain_1h_mm", "snow_1h_mm", "visibility_m",
@@ -222,46 +244,25 @@ def normalize(
         _section(doc, "sys"),
     )
 
+    sections = {"main": main, "wind": wind, "coord": coord, "clouds": clouds, "rain": rain, "snow": snow, "": doc}
     values: dict[str, Any] = {}
-    for field, key in (("temp_c", "temp"), ("feels_like_c", "feels_like"), ("temp_min_c", "temp_min"),
-                       ("temp_max_c", "temp_max")):  # fmt: skip
-        raw = _number(main, key, f"main.{key}")
-        if raw is not None and units == "metric" and 173.0 <= raw <= 343.0:
-            raise InvalidPayload(
-                Reason.SUSPECT_UNITS,
-                f"'main.{key}' = {raw:g} looks like Kelvin but the payload is marked metric; "
-                "send it with units=standard",
-            )
-        values[field] = None if raw is None else _temp_to_c(raw, units)
-    for field, section, key, path in (
-        ("pressure_hpa", main, "pressure", "main.pressure"),
-        ("sea_level_hpa", main, "sea_level", "main.sea_level"),
-        ("grnd_level_hpa", main, "grnd_level", "main.grnd_level"),
-        ("humidity_pct", main, "humidity", "main.humidity"),
-        ("wind_deg", wind, "deg", "wind.deg"),
-        ("clouds_pct", clouds, "all", "clouds.all"),
-        ("rain_1h_mm", rain, "1h", "rain.1h"),
-        ("snow_1h_mm", snow, "1h", "snow.1h"),
-        ("lat", coord, "lat", "coord.lat"),
-        ("lon", coord, "lon", "coord.lon"),
-    ):
-        values[field] = _number(section, key, path)
-    visibility = _number(doc, "visibility", "visibility")
-    values["visibility_m"] = visibility
-    for field, key in (("wind_speed_ms", "speed"), ("wind_gust_ms", "gust")):
-        raw = _number(wind, key, f"wind.{key}")
-        values[field] = None if raw is None else _speed_to_ms(raw, units)
-    tz = _number(doc, "timezone", "timezone")
-    values["timezone_offset_s"] = None if tz is None else int(tz)
-
-    paths = {"temp_c": "main.temp", "feels_like_c": "main.feels_like", "temp_min_c": "main.temp_min",
-             "temp_max_c": "main.temp_max", "pressure_hpa": "main.pressure", "sea_level_hpa": "main.sea_level",
-             "grnd_level_hpa": "main.grnd_level", "humidity_pct": "main.humidity", "wind_speed_ms": "wind.speed",
-             "wind_gust_ms": "wind.gust", "wind_deg": "wind.deg", "clouds_pct": "clouds.all",
-             "rain_1h_mm": "rain.1h", "snow_1h_mm": "snow.1h", "visibility_m": "visibility", "lat": "coord.lat",
-             "lon": "coord.lon", "timezone_offset_s": "timezone"}  # fmt: skip
-    for field, path in paths.items():
-        _check_range(field, values[field], path)
+    for field, section, key, convert in FIELDS:
+        path = f"{section}.{key}" if section else key
+        raw = _number(sections[section], key, path)
+        if raw is not None and convert == "temperature":
+            if units == "metric" and 173.0 <= raw <= 343.0:
+                raise InvalidPayload(
+                    Reason.SUSPECT_UNITS,
+                    f"'{path}' = {raw:g} looks like Kelvin but the payload is marked metric; "
+                    "send it with units=standard",
+                )
+            raw = _temp_to_c(raw, units)
+        elif raw is not None and convert == "speed":
+            raw = _speed_to_ms(raw, units)
+        elif raw is not None and convert == "seconds":
+            raw = int(raw)
+        _check_range(field, raw, path)
+        values[field] = raw
     if all(values[m] is None for m in MEASUREMENTS):
         raise InvalidPayload(Reason.MISSING_FIELD, "no measurement at all (temperature, pressure, wind, ...)")
 

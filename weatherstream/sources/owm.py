@@ -277,25 +277,11 @@ def poll(
             raise
         plan.done(i)
         for payload in payloads:
-            city_id, observed = _identity(payload)
-            if city_id is not None and observed is not None:
-                if last_dt.get(city_id) == observed:
+            record = RawRecord.from_payload(payload, source="owm", units="metric")
+            if record.city_id is not None and record.event_time is not None:
+                if last_dt.get(record.city_id) == record.event_time:
                     stats.unchanged += 1
                     continue
-                last_dt[city_id] = observed
+                last_dt[record.city_id] = record.event_time
             stats.payloads += 1
-            yield RawRecord(payload=payload, city_id=city_id, source="owm", units="metric", event_time=observed)
-
-
-def _identity(payload: bytes) -> tuple[int | None, float | None]:
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(doc, dict):
-        return None, None
-    city_id = doc.get("id") if isinstance(doc.get("id"), int) and not isinstance(doc.get("id"), bool) else None
-    observed = (
-        doc.get("dt") if isinstance(doc.get("dt"), (int, float)) and not isinstance(doc.get("dt"), bool) else None
-    )
-    return city_id, None if observed is None else float(observed)
+            yield record

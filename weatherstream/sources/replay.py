@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
-
 from models import RawRecord
 from weatherstream.core.payload import Conditions, dumps, owm_payload
 from weatherstream.sources.errors import ReplayFormatError
@@ -111,18 +109,7 @@ def read_jsonl(handle: ReplayFile, units: str = "metric") -> Iterator[RawRecord]
         payload = line.rstrip(b"\r\n")
         if not payload.strip():
             continue
-        city_id: int | None = None
-        event_time: float | None = None
-        try:
-            doc = orjson.loads(payload)
-            if isinstance(doc, dict):
-                if isinstance(doc.get("id"), int) and not isinstance(doc.get("id"), bool):
-                    city_id = doc["id"]
-                if isinstance(doc.get("dt"), (int, float)) and not isinstance(doc.get("dt"), bool):
-                    event_time = float(doc["dt"])
-        except orjson.JSONDecodeError:
-            pass  # sent anyway: the worker dead-letters it with the reason
-        yield RawRecord(payload=payload, city_id=city_id, source="replay", units=units, event_time=event_time)
+        yield RawRecord.from_payload(payload, source="replay", units=units)
 
 
 @dataclass(frozen=True)
