@@ -10,8 +10,7 @@ if TYPE_CHECKING:
 
 def register_all(app: WeatherStreamApp) -> None:
     """Register every agent of weatherstream on ``app``."""
-    from agents import aggregator, anomaly, ingest
+    from agents import pipeline, sink
 
-    ingest.register(app)
-    aggregator.register(app)
-    anomaly.register(app)
+    pipeline.register(app)
+    sink.register(app)

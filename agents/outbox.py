@@ -50,12 +50,15 @@ class OutboxSender:
         """Whether some entry is neither in flight nor confirmed (e.g. after a restart)."""
         return any(self.entry_id(e) not in self.inflight for e in entries)
 
-    async def send(self, city_id: int, entries: Iterable[dict[str, Any]]) -> None:
-        """Send every entry that is not in flight (or whose earlier send failed)."""
+    async def send(self, city_id: int, entries: Iterable[dict[str, Any]]) -> list[Any]:
+        """Send every entry that is not in flight (or whose earlier send failed); returns the new sends' futures."""
+        futures = []
         for entry in entries:
             eid = self.entry_id(entry)
             fut = self.inflight.get(eid)
             if fut is not None and not (fut.done() and (fut.cancelled() or fut.exception() is not None)):
                 continue
             self.inflight[eid] = await self.topic.send(key=city_key(city_id), value=self.make_record(entry))
+            futures.append(self.inflight[eid])
             metrics.EVENTS_OUT.labels(self.label).inc()
+        return futures

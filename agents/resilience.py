@@ -1,17 +1,18 @@
-"""Handle one event with retries, and never drop it silently.
+"""Run a piece of agent work with retries, and never drop its input silently.
 
 A transient failure (metadata not yet known for a topic created a moment ago, a broker restart) is
 retried with exponential backoff. The agents' state writes are idempotent (offsets are recorded with
-the state), so running a handler again is safe. If every attempt fails, the input is dead-lettered
+the state), so running the work again is safe. If every attempt fails, the inputs are dead-lettered
 with reason ``internal_error`` (the original bytes are kept for a replay after the fix) and the agent
-goes on with the next event.
+goes on with the next ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from faust.types import EventT, TopicT
 
@@ -24,26 +25,37 @@ logger = logging.getLogger(__name__)
 ATTEMPTS = 6
 FIRST_DELAY_S = 0.1
 
+T = TypeVar("T")
 
-async def handle_with_retries(
-    agent: str, event: EventT, handle: Callable[[EventT], Awaitable[None]], deadletter: TopicT
-) -> None:
-    """Run ``handle(event)``; retry on failure; dead-letter the input when all attempts failed."""
-    msg = event.message
+
+def _where(events: Sequence[EventT]) -> str:
+    first, last = events[0].message, events[-1].message
+    if len(events) == 1:
+        return f"{first.topic}[{first.partition}]@{first.offset}"
+    return f"{len(events)} events from {first.topic}[{first.partition}]@{first.offset} to {last.topic}@{last.offset}"
+
+
+async def with_retries(
+    agent: str, events: Sequence[EventT], work: Callable[[], Awaitable[T]], deadletter: TopicT
+) -> T | None:
+    """Run ``work()`` for ``events``; retry on failure; dead-letter the events when all attempts failed.
+
+    Returns what ``work`` returned, or ``None`` after giving up.
+    """
     delay = FIRST_DELAY_S
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            await handle(event)
-            return
+            return await work()
         except Exception as exc:
             metrics.AGENT_ERRORS.labels(agent).inc()
             if attempt == ATTEMPTS:
-                logger.exception("%s gave up on %s[%d]@%d after %d attempts", agent, msg.topic, msg.partition,
-                                 msg.offset, attempt)  # fmt: skip
-                await send_dead_letter(deadletter, event, Reason.INTERNAL_ERROR,
-                                       f"{agent}: {type(exc).__name__}: {exc}")  # fmt: skip
-                return
-            logger.warning("%s failed on %s[%d]@%d (attempt %d of %d): %s; retrying in %.1f s", agent, msg.topic,
-                           msg.partition, msg.offset, attempt, ATTEMPTS, exc, delay)  # fmt: skip
+                logger.exception("%s gave up on %s after %d attempts", agent, _where(events), attempt)
+                for event in events:
+                    await send_dead_letter(deadletter, event, Reason.INTERNAL_ERROR,
+                                           f"{agent}: {type(exc).__name__}: {exc}")  # fmt: skip
+                return None
+            logger.warning("%s failed on %s (attempt %d of %d): %s; retrying in %.1f s", agent, _where(events),
+                           attempt, ATTEMPTS, exc, delay)  # fmt: skip
             await asyncio.sleep(delay)
             delay *= 2
+    return None  # pragma: no cover - the loop always returns

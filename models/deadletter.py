@@ -28,6 +28,7 @@ class Reason(str, enum.Enum):
     DUPLICATE = "duplicate"  # the same (city id, dt) was already accepted
     TOO_LATE = "too_late"  # older than the horizon within which duplicates can still be recognised
     INTERNAL_ERROR = "internal_error"  # a bug: the input is kept so it can be replayed after the fix
+    SINK_REJECTED = "sink_rejected"  # Cassandra refused the row itself (not an outage): kept for a replay
 
 
 HEADER_PREFIX = "ws-"

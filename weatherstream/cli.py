@@ -496,6 +496,166 @@ def alerts_score(obj: _Context, labels: Path, alerts_file: Path | None, min_reca
         sys.exit(1)
 
 
+@cli.group()
+def db() -> None:
+    """The Cassandra keyspace's schema (WEATHERSTREAM_KEYSPACE)."""
+
+
+def _session(settings: Settings) -> Any:
+    """A connected (cluster, session); a clear error when Cassandra cannot be reached."""
+    from cassandra.cluster import NoHostAvailable
+
+    from weatherstream.db import connect_settings
+    from weatherstream.sinks.errors import CassandraUnavailableError
+
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # the driver logs every failed attempt with a traceback; the error below says it once, clearly
+        logging.getLogger("cassandra").setLevel(logging.CRITICAL)
+    try:
+        return connect_settings(settings)
+    except NoHostAvailable as exc:
+        where = f"{','.join(settings.cassandra_hosts)}:{settings.cassandra_port}"
+        reasons = "; ".join(f"{host}: {err}" for host, err in exc.errors.items()) or str(exc)
+        raise CassandraUnavailableError(
+            f"cannot reach Cassandra at {where} ({reasons}): start it (`weatherstream stack up`) or set "
+            "WEATHERSTREAM_CASSANDRA_HOSTS / _PORT (and _USERNAME / _PASSWORD with PasswordAuthenticator)"
+        ) from None
+
+
+@db.command("migrate")
+@click.pass_obj
+def db_migrate(obj: _Context) -> None:
+    """Create the keyspace if missing and apply every pending schema migration (safe to repeat)."""
+    from weatherstream.sinks.schema import migrate, status
+
+    settings = obj.settings()
+    cluster, session = _session(settings)
+    try:
+        applied = migrate(session, settings, report=lambda text: click.echo(text, err=True))
+        version = status(session, settings.keyspace).version
+    finally:
+        cluster.shutdown()
+    click.echo(f"keyspace {settings.keyspace}: schema version {version} "
+               f"({len(applied)} migration(s) applied now)")  # fmt: skip
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def db_status(obj: _Context, as_json: bool) -> None:
+    """The keyspace's applied schema version and the migrations still pending (exit 1 if any)."""
+    from weatherstream.sinks.schema import status
+
+    settings = obj.settings()
+    cluster, session = _session(settings)
+    try:
+        st = status(session, settings.keyspace)
+    finally:
+        cluster.shutdown()
+    if as_json:
+        click.echo(json.dumps({
+            "keyspace": st.keyspace, "exists": st.keyspace_exists, "version": st.version,
+            "applied": [{"version": v, "name": n, "checksum": c, "applied_at": a.isoformat() if a else None}
+                        for v, (n, c, a) in sorted(st.applied.items())],
+            "pending": [{"version": m.version, "name": m.name} for m in st.pending],
+        }))  # fmt: skip
+    else:
+        if not st.keyspace_exists:
+            click.echo(f"keyspace {st.keyspace} does not exist: run `weatherstream db migrate`")
+        else:
+            click.echo(f"keyspace {st.keyspace}: schema version {st.version}")
+            for version, (name, _, applied_at) in sorted(st.applied.items()):
+                click.echo(f"  applied  {version:04d}_{name}  {applied_at:%Y-%m-%d %H:%M:%S} UTC")
+        for m in st.pending:
+            click.echo(f"  pending  {m.version:04d}_{m.name}")
+    if not st.up_to_date:
+        sys.exit(1)
+
+
+def _parse_time(text: str | None, default: Any) -> Any:
+    """An aware UTC datetime from ISO 8601 (a zone is required unless it ends in Z) or epoch seconds."""
+    import datetime as dt
+
+    if text is None:
+        return default
+    try:
+        return dt.datetime.fromtimestamp(float(text), tz=dt.timezone.utc)
+    except ValueError:
+        pass
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give ISO 8601 with a zone (2026-01-31T12:00Z) or epoch seconds") from None
+    if value.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no time zone: add one, e.g. {text}+00:00 or {text}Z")
+    return value.astimezone(dt.timezone.utc)
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["observations", "aggregates", "alerts"]))
+@click.option("--city", "city_id", type=int, required=True, help="The city id.")
+@click.option("--from", "start", help="From this time (ISO 8601 with zone, or epoch seconds); default: 24 h ago.")
+@click.option("--to", "end", help="Up to (not including) this time; default: now.")
+@click.option("--kind", "kinds", multiple=True, help="aggregates: window kind (repeatable); default: every kind.")
+@click.option("--all-revisions", is_flag=True, help="aggregates: every revision, not only the newest.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def query(obj: _Context, what: str, city_id: int, start: str | None, end: str | None, kinds: tuple[str, ...],
+          all_revisions: bool, as_json: bool) -> None:  # fmt: skip
+    """Read stored observations, aggregates or alerts of one city back from Cassandra, newest first."""
+    import datetime as dt
+
+    from agents.pipeline import window_config
+    from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_observations
+
+    settings = obj.settings()
+    now = dt.datetime.now(dt.timezone.utc)
+    t_end = _parse_time(end, now)
+    t_start = _parse_time(start, t_end - dt.timedelta(days=1))
+    if t_start >= t_end:
+        raise click.BadParameter("--from must be before --to")
+    cluster, session = _session(settings)
+    try:
+        ks = settings.keyspace
+        if what == "observations":
+            found = read_observations(session, ks, city_id, t_start, t_end)
+            columns = ["observed_at", "temp_c", "humidity_pct", "pressure_hpa", "wind_speed_ms", "condition_main",
+                       "source"]  # fmt: skip
+        elif what == "aggregates":
+            spec = window_config(settings).spec
+            found = read_aggregates(session, ks, city_id, kinds or spec.kinds, t_start, t_end, all_revisions)
+            columns = ["kind", "window_start", "revision", "count", "temp_min_c", "temp_mean_c", "temp_max_c",
+                       "pressure_mean_hpa", "rain_total_mm"]  # fmt: skip
+        else:
+            found = read_alerts(session, ks, city_id, t_start, t_end)
+            columns = ["observed_at", "kind", "severity", "state", "message"]
+    finally:
+        cluster.shutdown()
+    if as_json:
+        for item in found:
+            click.echo(json.dumps({k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in item.items()}))
+        return
+    table = Table(title=f"{what} of city {city_id}, {t_start:%Y-%m-%d %H:%M} to {t_end:%Y-%m-%d %H:%M} UTC "
+                        f"({len(found)})")  # fmt: skip
+    for col in columns:
+        table.add_column(col)
+    for item in found:
+        table.add_row(*[_cell(item.get(col)) for col in columns])
+    Console().print(table)
+
+
+def _cell(value: Any) -> Text:
+    import datetime as dt
+
+    if value is None:
+        return Text("-")
+    if isinstance(value, dt.datetime):
+        return Text(f"{value:%Y-%m-%d %H:%M:%S}")
+    if isinstance(value, float):
+        return Text(f"{value:.2f}")
+    return Text(str(value))  # Text: never interpreted as rich markup (a city may be named "[b]")
+
+
 def main() -> None:
     """Console-script entry point: runs the CLI and turns project errors into a clear message."""
     try:

@@ -1,12 +1,22 @@
-"""Connecting to Cassandra with the project's defaults (prepared statements, protocol v5, local DC)."""
+"""Connecting to Cassandra with the project's defaults (protocol v5, local DC, quick reconnection).
+
+Credentials and TLS come from the settings; neither the password nor the key material is ever logged.
+"""
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from cassandra import ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
+
+if TYPE_CHECKING:
+    from weatherstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -20,16 +30,25 @@ def connect(
     local_dc: str = LOCAL_DC,
     connect_timeout_s: float = 5.0,
     request_timeout_s: float = 10.0,
+    consistency: str = "LOCAL_QUORUM",
+    username: str | None = None,
+    password: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[Cluster, Session]:
     """Open a driver session; the caller owns the cluster and must call ``cluster.shutdown()``.
 
+    A node that goes away is tried again every 0.5 s at first, at most every 10 s, so writes resume
+    soon after an outage.
+
     Raises:
-        cassandra.cluster.NoHostAvailable: no contact point answered.
+        cassandra.cluster.NoHostAvailable: no contact point answered (or the credentials were refused).
     """
     profile = ExecutionProfile(
         load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=local_dc),
         request_timeout=request_timeout_s,
+        consistency_level=ConsistencyLevel.name_to_value[consistency],
     )
+    auth = PlainTextAuthProvider(username=username, password=password) if username else None
     cluster = Cluster(
         contact_points=list(hosts),
         port=port,
@@ -37,6 +56,9 @@ def connect(
         connect_timeout=connect_timeout_s,
         control_connection_timeout=connect_timeout_s,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
+        auth_provider=auth,
+        ssl_context=ssl_context,
     )
     try:
         session = cluster.connect()
@@ -44,3 +66,24 @@ def connect(
         cluster.shutdown()
         raise
     return cluster, session
+
+
+def connect_settings(settings: Settings, *, connect_timeout_s: float = 5.0) -> tuple[Cluster, Session]:
+    """:func:`connect` with everything the settings say (contact points, DC, consistency, auth, TLS)."""
+    context = None
+    if settings.cassandra_tls:
+        context = ssl.create_default_context(
+            cafile=str(settings.cassandra_tls_ca_file) if settings.cassandra_tls_ca_file else None
+        )
+    password = settings.cassandra_password.get_secret_value() if settings.cassandra_password else None
+    return connect(
+        settings.cassandra_hosts,
+        settings.cassandra_port,
+        local_dc=settings.cassandra_local_dc,
+        connect_timeout_s=connect_timeout_s,
+        request_timeout_s=settings.cassandra_request_timeout_s,
+        consistency=settings.cassandra_consistency,
+        username=settings.cassandra_username,
+        password=password,
+        ssl_context=context,
+    )

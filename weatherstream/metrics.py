@@ -3,7 +3,7 @@
 Labels are bounded: topic suffixes and reason codes, never free text.
 """
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_IN = Counter("weatherstream_events_in_total", "Messages consumed, by topic suffix.", ["topic"])
 EVENTS_OUT = Counter("weatherstream_events_out_total", "Messages produced, by topic suffix.", ["topic"])
@@ -26,3 +26,14 @@ AGENT_ERRORS = Counter("weatherstream_agent_errors_total", "Unexpected errors in
 ALERTS = Counter(
     "weatherstream_alerts_total", "Alert messages sent, by kind, severity and state.", ["kind", "severity", "state"]
 )
+SINK_ROWS = Counter("weatherstream_sink_rows_total", "Rows written to Cassandra, by table.", ["table"])
+SINK_WRITE_SECONDS = Histogram(
+    "weatherstream_sink_write_seconds",
+    "Latency of one Cassandra write request (a row or a one-partition batch), by table.",
+    ["table"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SINK_RETRIES = Counter(
+    "weatherstream_sink_retries_total", "Failed Cassandra writes that will be retried, by error type.", ["error"]
+)
+SINK_CONNECTED = Gauge("weatherstream_sink_connected", "1 while the sink has a Cassandra session, else 0.")

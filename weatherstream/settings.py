@@ -28,6 +28,29 @@ _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _KEYSPACE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
 
+def replication_options(text: str) -> dict[str, str]:
+    """Parse ``SimpleStrategy:RF`` or ``NetworkTopologyStrategy:dc1=RF,dc2=RF`` into a CQL replication map.
+
+    Raises:
+        ValueError: with an example of what to write.
+    """
+    strategy, _, rest = text.strip().partition(":")
+    if strategy == "SimpleStrategy" and rest.strip().isdigit() and int(rest) >= 1:
+        return {"class": "SimpleStrategy", "replication_factor": str(int(rest))}
+    if strategy == "NetworkTopologyStrategy" and rest.strip():
+        options = {"class": "NetworkTopologyStrategy"}
+        for part in rest.split(","):
+            dc, _, factor = part.strip().partition("=")
+            if not re.match(r"^[A-Za-z0-9_.-]+$", dc) or not factor.strip().isdigit():
+                break
+            options[dc] = str(int(factor))
+        else:
+            return options
+    raise ValueError(
+        f"replication {text!r} not understood: write e.g. 'SimpleStrategy:1' or 'NetworkTopologyStrategy:dc1=3,dc2=3'"
+    )
+
+
 def _default_cache_dir() -> Path:
     # XDG_CACHE_HOME is a convention shared with every other tool, not one of our settings.
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -49,6 +72,23 @@ class Settings(BaseSettings):
         default=["127.0.0.1"], description="Cassandra contact points, comma-separated."
     )
     cassandra_port: int = Field(default=9042, ge=1, le=65535, description="Cassandra native protocol port.")
+    cassandra_local_dc: str = Field(
+        default="datacenter1", description="Datacenter the driver sends requests to (the local stack's: datacenter1)."
+    )
+    cassandra_username: str | None = Field(default=None, description="Role name for PasswordAuthenticator.")
+    cassandra_password: SecretStr | None = Field(default=None, description="Password of that role (never logged).")
+    cassandra_tls: bool = Field(default=False, description="Connect to Cassandra over TLS.")
+    cassandra_tls_ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) to verify the Cassandra nodes with; default: system CAs."
+    )
+    cassandra_consistency: str = Field(
+        default="LOCAL_QUORUM", description="Consistency level of reads and writes (ONE, LOCAL_QUORUM, QUORUM, ...)."
+    )
+    cassandra_request_timeout_s: float = Field(default=10.0, gt=0, description="Cassandra request timeout, seconds.")
+    cassandra_replication: str = Field(
+        default="SimpleStrategy:1",
+        description="Keyspace replication: 'SimpleStrategy:RF' or 'NetworkTopologyStrategy:dc1=3,dc2=3'.",
+    )
 
     # --- what this run owns --------------------------------------------------------------
     namespace: str = Field(
@@ -73,12 +113,35 @@ class Settings(BaseSettings):
     )
     producer_linger_ms: int = Field(default=5, ge=0, le=1000, description="How long the worker batches before sending.")
     table_standby_replicas: int = Field(default=1, ge=0, description="Warm standby copies of each table partition.")
+    batch_max_events: int = Field(
+        default=500, ge=1, le=100_000, description="Most events the pipeline agent processes in one batch."
+    )
+    state_cache_cities: int = Field(
+        default=300, ge=1, description="Cities whose state a worker keeps decoded in memory (a cache of its tables)."
+    )
+    batch_within_ms: int = Field(
+        default=20, ge=1, le=10_000, description="Longest the pipeline agent waits to fill a batch (latency bound)."
+    )
+
+    # --- Cassandra sink ------------------------------------------------------------------------
+    sink_max_in_flight: int = Field(
+        default=64, ge=1, le=4096, description="Most Cassandra writes the sink has outstanding at once."
+    )
+    sink_batch_max_events: int = Field(
+        default=1000, ge=1, le=100_000, description="Most records the sink writes in one batch."
+    )
+    sink_batch_within_ms: int = Field(
+        default=50, ge=1, le=60_000, description="Longest the sink waits to fill a batch."
+    )
+    sink_retry_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between retries of a failing Cassandra write."
+    )
+    observations_ttl_s: int = Field(default=0, ge=0, description="TTL of observation rows, seconds (0: keep).")
+    aggregates_ttl_s: int = Field(default=0, ge=0, description="TTL of aggregate rows, seconds (0: keep).")
+    alerts_ttl_s: int = Field(default=0, ge=0, description="TTL of alert rows, seconds (0: keep).")
 
     # --- ingestion ---------------------------------------------------------------------------
     max_payload_bytes: int = Field(default=32 * 1024, ge=1024, description="Larger raw payloads are dead letters.")
-    dedup_horizon_s: float = Field(
-        default=48 * 3600.0, gt=0, description="How long a (city id, dt) pair is remembered to drop repeats."
-    )
     # --- windows (aggregator) -------------------------------------------------------------------
     window_tumbling_s: Annotated[list[int], NoDecode] = Field(
         default=[3600], description="Sizes of epoch-aligned tumbling windows, seconds, comma-separated."
@@ -128,6 +191,10 @@ class Settings(BaseSettings):
     stack_kafka_controller_port: int = Field(default=9093, ge=1, le=65535, description="Local KRaft controller port.")
     stack_cassandra_storage_port: int = Field(default=7000, ge=1, le=65535, description="Cassandra gossip port.")
     stack_cassandra_jmx_port: int = Field(default=7199, ge=1, le=65535, description="Cassandra JMX port (nodetool).")
+    stack_cassandra_auth: bool = Field(
+        default=False,
+        description="Start the local Cassandra with PasswordAuthenticator (superuser cassandra/cassandra).",
+    )
     stack_start_timeout_s: float = Field(default=180.0, gt=0, description="How long `stack up` waits for readiness.")
 
     @field_validator("window_tumbling_s", mode="before")
@@ -157,6 +224,26 @@ class Settings(BaseSettings):
         if not _NAMESPACE_RE.match(value):
             raise ValueError("use letters, digits, '_' and '-' only (it prefixes Kafka topic names), e.g. 'weather'")
         return value
+
+    @field_validator("cassandra_consistency")
+    @classmethod
+    def _check_consistency(cls, value: str) -> str:
+        from cassandra import ConsistencyLevel
+
+        name = value.strip().upper()
+        if name not in ConsistencyLevel.name_to_value:
+            raise ValueError(f"use one of {', '.join(sorted(ConsistencyLevel.name_to_value))}")
+        return name
+
+    @field_validator("cassandra_replication")
+    @classmethod
+    def _check_replication(cls, value: str) -> str:
+        replication_options(value)  # raises ValueError with what to write
+        return value
+
+    def replication(self) -> dict[str, str]:
+        """The keyspace's replication map for CQL."""
+        return replication_options(self.cassandra_replication)
 
     @field_validator("keyspace")
     @classmethod

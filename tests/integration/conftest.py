@@ -38,9 +38,28 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         WEATHERSTREAM_PARTITIONS=str(settings.partitions),
         WEATHERSTREAM_CASSANDRA_PORT=str(settings.cassandra_port),
         WEATHERSTREAM_STACK_DIR=str(settings.stack_dir),
+        WEATHERSTREAM_STACK_KAFKA_PORT=str(settings.stack_kafka_port),
+        WEATHERSTREAM_STACK_KAFKA_CONTROLLER_PORT=str(settings.stack_kafka_controller_port),
+        WEATHERSTREAM_STACK_CASSANDRA_STORAGE_PORT=str(settings.stack_cassandra_storage_port),
+        WEATHERSTREAM_STACK_CASSANDRA_JMX_PORT=str(settings.stack_cassandra_jmx_port),
+        WEATHERSTREAM_STACK_CASSANDRA_AUTH="1" if settings.stack_cassandra_auth else "0",
         **extra,
     )
+    if settings.cassandra_username and settings.cassandra_password:
+        env["WEATHERSTREAM_CASSANDRA_USERNAME"] = settings.cassandra_username
+        env["WEATHERSTREAM_CASSANDRA_PASSWORD"] = settings.cassandra_password.get_secret_value()
     return env
+
+
+def drop_keyspace(settings: Settings) -> None:
+    """Drop the test's keyspace (the workers' sink created it)."""
+    from weatherstream.db import connect_settings
+
+    cluster, session = connect_settings(settings)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
+    finally:
+        cluster.shutdown()
 
 
 def cli(*args: str) -> list[str]:
@@ -110,6 +129,8 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator:  # type: ignor
     yield start
     for worker in workers:
         worker.stop()
+    if workers:
+        drop_keyspace(settings)
 
 
 def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 120.0,

@@ -20,9 +20,9 @@ from weatherstream.topics import create_namespace_topics, namespace_topic_counts
 
 
 def _processed(settings: Settings) -> int:
-    """Observations the anomaly agent has handled (each writes the city's state once)."""
+    """Observations the pipeline has handled (it sends each one after judging it and sending its alerts)."""
     counts = asyncio.run(namespace_topic_counts(settings))
-    return counts.get(f"{settings.app_id}-anomaly_state-changelog", {}).get("messages", 0)
+    return counts.get(settings.topic_observations, {}).get("messages", 0)
 
 
 def _valid(records: list) -> int:  # type: ignore[type-arg]

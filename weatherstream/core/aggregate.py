@@ -51,12 +51,16 @@ class Moments:
     high: float = -math.inf
 
     def add(self, x: float) -> None:
-        self.n += 1
+        # Welford's update; written out because it runs for every value of every closing window.
+        n = self.n + 1
         delta = x - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (x - self.mean)
-        self.low = min(self.low, x)
-        self.high = max(self.high, x)
+        mean = self.mean + delta / n
+        self.n, self.mean = n, mean
+        self.m2 += delta * (x - mean)
+        if x < self.low:
+            self.low = x
+        if x > self.high:
+            self.high = x
 
     def merge(self, other: Moments) -> Moments:
         if other.n == 0:
@@ -78,6 +82,9 @@ class Moments:
         if self.n == 0:
             return None, None, None
         return self.low, self.high, self.mean
+
+
+_MOMENT_FIELDS = ((TEMP, "temp"), (FEELS, "feels"), (HUM, "humidity"), (PRES, "pressure"), (WIND, "wind"))
 
 
 @dataclass
@@ -116,10 +123,10 @@ class Partial:
         if self.tz_first is None:
             self.tz_first = row[TZ]
         self.tz_last = row[TZ]
-        for index, moments in ((TEMP, self.temp), (FEELS, self.feels), (HUM, self.humidity),
-                               (PRES, self.pressure), (WIND, self.wind)):  # fmt: skip
-            if row[index] is not None:
-                moments.add(float(row[index]))
+        for index, name in _MOMENT_FIELDS:
+            value = row[index]
+            if value is not None:
+                getattr(self, name).add(float(value))
         if row[PRES] is not None:
             if self.pressure_first is None or t < self.pressure_first[0]:
                 self.pressure_first = (t, float(row[PRES]))

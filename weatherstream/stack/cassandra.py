@@ -61,7 +61,9 @@ class CassandraServer:
     name = "cassandra"
     dist = CASSANDRA
 
-    def __init__(self, stack_dir: Path, native_port: int, storage_port: int, jmx_port: int) -> None:
+    def __init__(self, stack_dir: Path, native_port: int, storage_port: int, jmx_port: int,
+                 auth: bool = False) -> None:  # fmt: skip
+        self.auth = auth
         self.home = stack_dir.resolve() / "cassandra"
         self.native_port = native_port
         self.storage_port = storage_port
@@ -114,7 +116,16 @@ concurrent_counter_writes: 4
 concurrent_compactors: 1
 disk_failure_policy: stop
 commit_failure_policy: stop
+""" + (self.AUTH_CONFIG if self.auth else "")
+
+    #: PasswordAuthenticator with roles and permissions; the node creates the superuser
+    #: ``cassandra`` (password ``cassandra``) on first start. For tests of a role limited to a keyspace.
+    AUTH_CONFIG = """\
+authenticator: PasswordAuthenticator
+authorizer: CassandraAuthorizer
+role_manager: CassandraRoleManager
 """
+    SUPERUSER = ("cassandra", "cassandra")
 
     def prepare(self, java: str, lib: Path) -> None:
         """Write ``cassandra.yaml`` and the logging config."""
@@ -144,6 +155,7 @@ commit_failure_policy: stop
             "-Dcassandra.load_ring_state=false",
             "-Dcassandra.libjemalloc=-",
             f"-Dcassandra.jmx.local.port={self.jmx_port}",
+            *(["-Dcassandra.superuser_setup_delay_ms=0"] if self.auth else []),
             "-cp", f"{self.config_file.parent}:{lib}/*",
             "org.apache.cassandra.service.CassandraDaemon",
         ]  # fmt: skip
@@ -156,7 +168,9 @@ commit_failure_policy: stop
         from weatherstream.db import connect
 
         try:
-            cluster, session = connect([HOST], self.native_port, connect_timeout_s=3, request_timeout_s=5)
+            user, password = self.SUPERUSER if self.auth else (None, None)
+            cluster, session = connect([HOST], self.native_port, connect_timeout_s=3, request_timeout_s=5,
+                                       username=user, password=password)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
             logger.debug("cassandra probe failed: %s", exc)
             return None

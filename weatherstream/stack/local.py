@@ -119,6 +119,7 @@ class LocalStack:
             settings.cassandra_port,
             settings.stack_cassandra_storage_port,
             settings.stack_cassandra_jmx_port,
+            auth=settings.stack_cassandra_auth,
         )
         self.servers: tuple[Server, ...] = (self.kafka, self.cassandra)
 

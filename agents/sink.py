@@ -1,0 +1,112 @@
+"""Sink agent: observations, aggregates and alerts into Cassandra, nothing lost, nothing overwritten.
+
+Consumes: ``{ns}.observations``, ``{ns}.aggregates`` and ``{ns}.alerts`` (JSON records, key = city id).
+Writes: ``observations_by_city_day``, ``aggregates_by_city``, ``alerts_by_city`` and ``alerts_by_day``
+(see ``weatherstream/sinks/migrations``), with prepared statements, at most
+``WEATHERSTREAM_SINK_MAX_IN_FLIGHT`` requests at once.
+Emits: ``{ns}.deadletter`` for a record that is not one (``bad_type``) or that Cassandra refuses
+(``sink_rejected``), with the original bytes.
+
+At start the agent connects and applies the schema migrations, retrying until Cassandra answers.
+A batch's offsets are committed only after every row of it is written. While Cassandra is down or
+timing out, the failed rows are retried with a doubling delay (at most ``WEATHERSTREAM_SINK_RETRY_MAX_S``)
+and the agent does not move on. Primary keys come from the records, so a record delivered twice
+(after a crash, a retry, a replay) writes the same row again: exactly one row per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import orjson
+from faust.types import EventT, StreamT
+
+from agents.batching import held
+from agents.deadletters import send_dead_letter
+from models import Reason
+from weatherstream import metrics
+from weatherstream.app import WeatherStreamApp
+from weatherstream.sinks import rows
+from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite, retryable
+
+logger = logging.getLogger(__name__)
+
+
+def register(app: WeatherStreamApp) -> None:
+    """Declare the sink agent on ``app``."""
+    settings = app.ws_settings
+    topics = app.ws_topics
+    writer = CassandraWriter(settings)
+    tables_of = {
+        settings.topic_observations: (rows.OBSERVATIONS,),
+        settings.topic_aggregates: (rows.AGGREGATES,),
+        settings.topic_alerts: (rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY),
+    }
+    source = app.topic(*tables_of, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+
+    async def connect() -> None:
+        delay = 0.5
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, writer.open)
+            except Exception as exc:  # noqa: BLE001 - logged; the agent must outlive an outage at start
+                metrics.SINK_RETRIES.labels(type(exc).__name__).inc()
+                logger.warning("sink: %s; trying again in %.1f s (nothing is lost: the sink starts where it "
+                               "stopped)", exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.sink_retry_max_s)
+                continue
+            metrics.SINK_CONNECTED.set(1)
+            logger.info("sink: writing to Cassandra at %s, keyspace %s", writer.where, settings.keyspace)
+            return
+
+    async def to_writes(events: Sequence[EventT]) -> list[RowWrite]:
+        writes: list[RowWrite] = []
+        for event in events:
+            topic = event.message.topic
+            metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc()
+            try:
+                record = orjson.loads(event.value) if isinstance(event.value, (bytes, str)) else None
+                writes.extend(RowWrite(table, rows.row(table, record), event) for table in tables_of[topic])  # type: ignore[arg-type]
+            except (orjson.JSONDecodeError, rows.RowError) as exc:
+                await send_dead_letter(
+                    topics.deadletter, event, Reason.BAD_TYPE, f"sink: not a record of {topic}: {exc}"
+                )
+        return writes
+
+    async def write_all(writes: list[RowWrite]) -> None:
+        delay = 0.1
+        while writes:
+            try:
+                await writer.write(writes)
+                return
+            except RowsFailed as failed:
+                refused = {id(w.ref): (w.ref, exc) for w, exc in failed.errors if not retryable(exc)}
+                for event, exc in refused.values():
+                    await send_dead_letter(topics.deadletter, event, Reason.SINK_REJECTED,
+                                           f"Cassandra refused the row: {type(exc).__name__}: {exc}")  # fmt: skip
+                writes = [w for w, exc in failed.errors if retryable(exc) and id(w.ref) not in refused]
+                if not writes:
+                    return
+                first = failed.errors[0][1]
+                metrics.SINK_RETRIES.labels(type(first).__name__).inc(len(writes))
+                logger.warning("sink: %d row(s) not written (%s: %s); retrying in %.1f s, not moving on",
+                               len(writes), type(first).__name__, first, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.sink_retry_max_s)
+
+    @app.agent(source, name="sink")
+    async def sink(stream: StreamT) -> None:
+        """Write every record to its tables; retry outages; commit offsets only for written rows."""
+        await connect()
+        async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
+            settings.sink_batch_max_events, within=settings.sink_batch_within_ms / 1000
+        ):
+            with held(events):
+                await write_all(await to_writes(events))
+
+    app.ws_sink = sink  # type: ignore[attr-defined]
+    app.ws_sink_writer = writer  # type: ignore[attr-defined]

@@ -1,0 +1,147 @@
+"""The Cassandra sink through the real broker, worker and node: one row per distinct input, replays add
+none, aggregates and alerts stored, the schema CLI, and `weatherstream query`."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from models import Aggregate, Alert
+from tests.integration.conftest import cli, read_topic, settings_env
+from weatherstream.core.normalize import InvalidPayload, normalize
+from weatherstream.db import connect_settings
+from weatherstream.settings import Settings
+from weatherstream.sources.synthetic import SyntheticConfig, generate
+
+
+def count_rows(settings: Settings, table: str) -> int:
+    cluster, session = connect_settings(settings)
+    try:
+        return int(session.execute(f"SELECT COUNT(*) FROM {settings.keyspace}.{table}", timeout=60).one()[0])
+    finally:
+        cluster.shutdown()
+
+
+def wait_for(what: str, probe: Callable[[], int], expect: int, timeout_s: float = 240, settle_s: float = 3) -> int:
+    """Poll ``probe`` until it returns ``expect`` (then once more after ``settle_s``, to catch extras)."""
+    deadline = time.monotonic() + timeout_s
+    value = -1
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except Exception:  # noqa: BLE001 - the keyspace may not exist yet
+            value = -1
+        if value >= expect:
+            time.sleep(settle_s)
+            return probe()
+        time.sleep(1)
+    raise AssertionError(f"{what}: {value} after {timeout_s:.0f} s, expected {expect}")
+
+
+def _valid(payload: bytes) -> bool:
+    try:
+        normalize(payload, now=time.time())
+    except InvalidPayload:
+        return False
+    return True
+
+
+def replay_file(tmp_path: Path) -> tuple[Path, int, int]:
+    """A multi-city JSON-lines file with repeats; returns it, its line count and its distinct (city, dt)."""
+    cfg = SyntheticConfig(cities=20, count=2400, anomalies=8, seed=11, start=float(int(time.time()) - 2400 // 20 * 600))
+    records = [r for r in generate(cfg) if _valid(r.payload)]  # injected impossible values are dead letters
+    rng = random.Random(3)
+    repeats = rng.sample(records, 150)  # the same (city, dt) again, with another temperature
+    lines = [r.payload for r in records]
+    for r in repeats:
+        body = orjson.loads(r.payload)
+        body["main"]["temp"] = float(body["main"]["temp"]) + 0.5
+        lines.insert(rng.randrange(len(lines)), orjson.dumps(body))
+    distinct = {(orjson.loads(line)["id"], orjson.loads(line)["dt"]) for line in lines}
+    path = tmp_path / "cities.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, len(lines), len(distinct)
+
+
+def test_replay_stores_each_distinct_observation_once_and_a_replay_adds_none(
+    settings: Settings,
+    start_worker,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    path, n_lines, n_distinct = replay_file(tmp_path)
+    worker = start_worker()
+    env = settings_env(settings)
+    done = subprocess.run(cli("produce", "--source", "replay", "--file", str(path)), env=env, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0 and f"sent {n_lines}, failed 0" in done.stderr, done.stderr
+    rows = wait_for("observation rows", lambda: count_rows(settings, "observations_by_city_day"), n_distinct)
+    assert rows == n_distinct
+
+    # Every aggregate and alert message on the topics is one row (corrections are rows of their own).
+    aggregate_msgs = [Aggregate.loads(r.value) for r in read_topic(settings, settings.topic_aggregates, 1)]
+    aggregates = {(a.city_id, a.kind, a.window_start, a.revision) for a in aggregate_msgs}
+    alerts = {
+        (a.alert_id, a.seq) for a in (Alert.loads(r.value) for r in read_topic(settings, settings.topic_alerts, 1))
+    }
+    assert len(aggregates) > 100 and len(alerts) > 0
+    assert wait_for("aggregate rows", lambda: count_rows(settings, "aggregates_by_city"), len(aggregates)) == len(
+        aggregates
+    )
+    assert wait_for("alert rows", lambda: count_rows(settings, "alerts_by_city"), len(alerts)) == len(alerts)
+    assert count_rows(settings, "alerts_by_day") == len(alerts)
+
+    # The same file again: every line is a duplicate (or too late); not one row more.
+    again = subprocess.run(cli("produce", "--source", "replay", "--file", str(path)), env=env, capture_output=True,
+                           text=True, timeout=300, check=False)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    read_topic(settings, settings.topic_deadletter, expect=(n_lines - n_distinct) + n_lines, settle_s=3)
+    assert count_rows(settings, "observations_by_city_day") == n_distinct
+    assert count_rows(settings, "aggregates_by_city") == len(aggregates)
+    worker.assert_healthy()
+
+    # Read back one city through the CLI: its rows, newest first, with aware UTC times.
+    city = orjson.loads(path.read_bytes().splitlines()[0])["id"]
+    expected = {d for c, d in {(orjson.loads(x)["id"], orjson.loads(x)["dt"]) for x in path.read_bytes().splitlines()}
+                if c == city}  # fmt: skip
+    shown = subprocess.run(cli("query", "observations", "--city", str(city), "--from", str(min(expected)),
+                               "--to", str(max(expected) + 1), "--json"),
+                           env=env, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    items = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert len(items) == len(expected)
+    assert items[0]["observed_at"].endswith("+00:00") and items[0]["observed_at"] > items[-1]["observed_at"]
+    assert all(item["payload_json"] for item in items)
+
+
+def test_db_migrate_is_idempotent_and_status_tells_the_version(settings: Settings) -> None:
+    env = settings_env(settings)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cli("db", *args), env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    before = run("status")
+    assert before.returncode == 1 and "does not exist" in before.stdout and "pending  0001_initial" in before.stdout
+    first = run("migrate")
+    assert first.returncode == 0 and "schema version 1 (1 migration(s) applied now)" in first.stdout, first.stderr
+    second = run("migrate")
+    assert second.returncode == 0 and "(0 migration(s) applied now)" in second.stdout
+    status = run("status", "--json")
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["version"] == 1 and json.loads(status.stdout)["pending"] == []
+    from tests.integration.conftest import drop_keyspace
+
+    drop_keyspace(settings)
+
+
+def test_unreachable_cassandra_is_a_clear_error(settings: Settings) -> None:
+    env = {**settings_env(settings), "WEATHERSTREAM_CASSANDRA_PORT": "1"}
+    done = subprocess.run(cli("db", "status"), env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "cannot reach Cassandra at 127.0.0.1:1" in done.stderr and "weatherstream stack up" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,100 @@
+"""Records -> Cassandra rows: every column filled from the record, keys deterministic, times aware UTC."""
+
+import datetime as dt
+
+import pytest
+
+from models import Aggregate, Alert, Observation
+from weatherstream.sinks import rows
+
+UTC = dt.timezone.utc
+
+
+def test_observation_row_has_every_field_and_its_utc_day() -> None:
+    obs = Observation(
+        city_id=2950159,
+        observed_at=1_700_006_399.0,
+        city_name="Berlin",
+        temp_c=3.5,
+        humidity_pct=80,
+        condition_main="Rain",
+        source="replay",
+        ingested_at=1_700_006_400.5,
+        payload_json='{"id": 1}',
+    )
+    values = dict(zip(rows.OBSERVATIONS.columns, rows.row(rows.OBSERVATIONS, obs.asdict()), strict=True))
+    assert values["city_id"] == 2950159
+    assert values["day"] == dt.date(2023, 11, 14)  # 23:59:59 UTC; the partition is the UTC day
+    assert values["observed_at"] == dt.datetime(2023, 11, 14, 23, 59, 59, tzinfo=UTC)
+    assert values["ingested_at"].tzinfo is UTC
+    assert (values["temp_c"], values["humidity_pct"], values["condition_main"]) == (3.5, 80, "Rain")
+    assert values["payload_json"] == '{"id": 1}'
+    assert values["wind_gust_ms"] is None  # not reported: stays null, never filled in
+    # every model field has a column (nothing the pipeline knows is dropped)
+    assert set(Observation._options.fields) <= set(rows.OBSERVATIONS.columns)
+
+
+def test_same_record_gives_the_same_row_and_partition() -> None:
+    record = {"city_id": 1, "observed_at": 1_700_000_000.0, "temp_c": 1.0}
+    first, second = rows.row(rows.OBSERVATIONS, record), rows.row(rows.OBSERVATIONS, dict(record))
+    assert first == second
+    assert rows.partition_of(rows.OBSERVATIONS, first) == (1, dt.date(2023, 11, 14))
+
+
+def test_aggregate_row_keeps_revision_in_the_key() -> None:
+    agg = Aggregate(
+        city_id=1,
+        kind="tumbling-1h",
+        window_id="tumbling-1h:1700000000",
+        window_start=1_700_000_000.0,
+        window_end=1_700_003_600.0,
+        revision=2,
+        count=6,
+        expected_count=6,
+        coverage=1.0,
+        cadence_s=600.0,
+    )
+    values = dict(zip(rows.AGGREGATES.columns, rows.row(rows.AGGREGATES, agg.asdict()), strict=True))
+    assert (values["kind"], values["revision"]) == ("tumbling-1h", 2)
+    assert values["window_start"] == dt.datetime.fromtimestamp(1_700_000_000, tz=UTC)
+    assert set(Aggregate._options.fields) - {"eid"} <= set(rows.AGGREGATES.columns)
+
+
+def test_alert_goes_to_both_alert_tables() -> None:
+    alert = Alert(
+        alert_id="1:heat:1700000000",
+        seq=0,
+        city_id=1,
+        kind="heat",
+        severity="warning",
+        state="open",
+        incident_start=1_700_000_000.0,
+        observed_at=1_700_000_000.0,
+        detected_at=1_700_000_001.0,
+        message="heat",
+    )
+    by_city = rows.row(rows.ALERTS_BY_CITY, alert.asdict())
+    by_day = rows.row(rows.ALERTS_BY_DAY, alert.asdict())
+    assert by_day[0] == dt.date(2023, 11, 14) and by_day[1:] == by_city
+    assert set(Alert._options.fields) <= set(rows.ALERTS_BY_CITY.columns)
+
+
+@pytest.mark.parametrize(
+    ("record", "complaint"),
+    [
+        ({"observed_at": 1.0}, "no city_id"),
+        ({"city_id": 1}, "no observed_at"),
+        ({"city_id": 1, "observed_at": "yesterday"}, "observed_at"),
+        ({"city_id": 1, "observed_at": float("nan")}, "observed_at"),
+        ([1, 2], "expected a JSON object"),
+    ],
+)
+def test_records_that_cannot_become_rows_say_why(record: object, complaint: str) -> None:
+    with pytest.raises(rows.RowError, match=complaint):
+        rows.row(rows.OBSERVATIONS, record)  # type: ignore[arg-type]
+
+
+def test_insert_statement_binds_every_column_and_the_ttl() -> None:
+    cql = rows.ALERTS_BY_DAY.insert_cql("ks")
+    assert cql.startswith("INSERT INTO ks.alerts_by_day (day, observed_at, alert_id")
+    assert cql.count("?") == len(rows.ALERTS_BY_DAY.columns) + 1 and cql.endswith("USING TTL ?")

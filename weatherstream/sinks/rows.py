@@ -1,0 +1,114 @@
+"""Records (as decoded from their topics) -> rows of the Cassandra tables. Pure: no I/O.
+
+Every table's primary key comes from the record itself, so the same record always gives the same row
+(a message delivered twice is written twice, identically). Times become aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+UTC = dt.timezone.utc
+
+
+class RowError(ValueError):
+    """A record cannot become a row: the message says which field and why."""
+
+
+def utc(seconds: Any) -> dt.datetime | None:
+    """UTC epoch seconds -> aware datetime (None stays None)."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise RowError(f"not a time in epoch seconds: {seconds!r}")
+    return dt.datetime.fromtimestamp(float(seconds), tz=UTC)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's name, its columns in insert order, which of them are times, and its partition key."""
+
+    name: str
+    columns: tuple[str, ...]
+    times: frozenset[str]
+    partition_key: tuple[str, ...]
+
+    def insert_cql(self, keyspace: str) -> str:
+        marks = ", ".join("?" for _ in self.columns)
+        return f"INSERT INTO {keyspace}.{self.name} ({', '.join(self.columns)}) VALUES ({marks}) USING TTL ?"
+
+
+OBSERVATIONS = Table(
+    "observations_by_city_day",
+    ("city_id", "day", "observed_at", "city_name", "country", "lat", "lon", "timezone_offset_s", "temp_c",
+     "feels_like_c", "temp_min_c", "temp_max_c", "pressure_hpa", "sea_level_hpa", "grnd_level_hpa", "humidity_pct",
+     "wind_speed_ms", "wind_deg", "wind_gust_ms", "clouds_pct", "rain_1h_mm", "snow_1h_mm", "visibility_m",
+     "condition_id", "condition_main", "condition_description", "sunrise", "sunset", "source", "ingested_at",
+     "payload_json"),
+    frozenset({"observed_at", "sunrise", "sunset", "ingested_at"}),
+    ("city_id", "day"),
+)  # fmt: skip
+
+AGGREGATES = Table(
+    "aggregates_by_city",
+    ("city_id", "kind", "window_start", "revision", "window_end", "window_id", "count", "expected_count", "coverage",
+     "cadence_s", "temp_min_c", "temp_max_c", "temp_mean_c", "temp_std_c", "feels_like_mean_c", "humidity_min_pct",
+     "humidity_max_pct", "humidity_mean_pct", "pressure_min_hpa", "pressure_max_hpa", "pressure_mean_hpa",
+     "pressure_first_hpa", "pressure_last_hpa", "wind_mean_ms", "wind_max_ms", "gust_max_ms", "rain_total_mm",
+     "snow_total_mm", "condition", "first_observed_at", "last_observed_at", "late", "closed_at",
+     "watermark_passed_at"),
+    frozenset({"window_start", "window_end", "first_observed_at", "last_observed_at", "closed_at",
+               "watermark_passed_at"}),
+    ("city_id", "kind"),
+)  # fmt: skip
+
+_ALERT_COLUMNS = ("observed_at", "alert_id", "seq", "city_id", "kind", "severity", "state", "incident_start",
+                  "detected_at", "message", "city_name", "observed_value", "reference", "score", "unit",
+                  "historical")  # fmt: skip
+_ALERT_TIMES = frozenset({"observed_at", "incident_start", "detected_at"})
+ALERTS_BY_CITY = Table("alerts_by_city", _ALERT_COLUMNS, _ALERT_TIMES, ("city_id",))
+ALERTS_BY_DAY = Table("alerts_by_day", ("day", *_ALERT_COLUMNS), _ALERT_TIMES, ("day",))
+
+_REQUIRED = {
+    OBSERVATIONS.name: ("city_id", "observed_at"),
+    AGGREGATES.name: ("city_id", "kind", "window_start", "revision"),
+    ALERTS_BY_CITY.name: ("city_id", "observed_at", "alert_id", "seq"),
+    ALERTS_BY_DAY.name: ("city_id", "observed_at", "alert_id", "seq"),
+}
+
+
+def row(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The values of ``table``'s columns for ``record`` (missing optional fields are null).
+
+    Raises:
+        RowError: a key field is missing or a time is not a finite number.
+    """
+    if not isinstance(record, Mapping):
+        raise RowError(f"{table.name}: expected a JSON object, got {type(record).__name__}")
+    for name in _REQUIRED[table.name]:
+        if record.get(name) is None:
+            raise RowError(f"{table.name}: the record has no {name}")
+    values: list[Any] = []
+    for column in table.columns:
+        if column == "day":
+            try:
+                values.append(utc(record["observed_at"]).date())  # type: ignore[union-attr]
+            except RowError as exc:
+                raise RowError(f"{table.name}.observed_at: {exc}") from None
+        elif column in table.times:
+            try:
+                values.append(utc(record.get(column)))
+            except RowError as exc:
+                raise RowError(f"{table.name}.{column}: {exc}") from None
+        else:
+            values.append(record.get(column))
+    return tuple(values)
+
+
+def partition_of(table: Table, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The partition key values of a row (rows with equal ones may share an unlogged batch)."""
+    return tuple(values[table.columns.index(name)] for name in table.partition_key)
