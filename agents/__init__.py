@@ -9,8 +9,11 @@ if TYPE_CHECKING:
 
 
 def register_all(app: WeatherStreamApp) -> None:
-    """Register every agent of weatherstream on ``app``."""
+    """Register the agents of the worker's role (``WEATHERSTREAM_WORKER_ROLE``) on ``app``."""
     from agents import pipeline, sink
 
-    pipeline.register(app)
-    sink.register(app)
+    role = app.ws_settings.worker_role
+    if role in ("all", "pipeline"):
+        pipeline.register(app)
+    if role in ("all", "sink"):
+        sink.register(app)

@@ -200,8 +200,14 @@ def stack_logs(obj: _Context, server: str, follow: bool, lines: int) -> None:
 @click.option("--web-port", type=int, help="Web server port [env WEATHERSTREAM_WEB_PORT; default 6066].")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Local state [env WEATHERSTREAM_DATA_DIR].")
 @click.option("--loglevel", default="info", show_default=True, help="faust worker log level.")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "pipeline", "sink"]),
+    help="What to run: the pipeline and the Cassandra sink (all), or one of them [env WEATHERSTREAM_WORKER_ROLE; "
+    "default all].",
+)
 @click.pass_obj
-def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel: str) -> None:
+def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel: str, role: str | None) -> None:
     """Run a faust worker: creates the namespace's topics if missing, then runs every agent.
 
     Start more workers (each with its own --web-port and --data-dir) to share the partitions.
@@ -213,7 +219,7 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     from weatherstream.app import create_app
     from weatherstream.topics import create_changelog_topics, create_namespace_topics
 
-    settings = obj.settings(web_port=web_port, data_dir=data_dir)
+    settings = obj.settings(web_port=web_port, data_dir=data_dir, worker_role=role)
     app = create_app(settings)
     changelogs = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
     setup_loop = asyncio.new_event_loop()

@@ -15,7 +15,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     )
     keyspace: str = Field(default="weatherstream", description="Cassandra keyspace this run writes to.")
     partitions: int = Field(default=8, ge=1, le=1024, description="Partition count of the project's topics.")
+    worker_role: Literal["all", "pipeline", "sink"] = Field(
+        default="all",
+        description="What a worker runs: 'all' (pipeline and sink), or only 'pipeline' or 'sink' (scaled apart).",
+    )
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the worker's web server.")
     data_dir: Path = Field(
         default=Path(".weatherstream-data"), description="Local state: RocksDB tables and other worker files."
@@ -281,8 +285,11 @@ class Settings(BaseSettings):
 
     @property
     def app_id(self) -> str:
-        """The faust app id (also the consumer group); changelog topics start with it."""
-        return f"{self.namespace}.app"
+        """The faust app id (also the consumer group); changelog topics start with it.
+
+        Sink-only workers form a consumer group of their own, so they can be scaled apart from the pipeline.
+        """
+        return f"{self.namespace}.sink" if self.worker_role == "sink" else f"{self.namespace}.app"
 
     # --- derived names ---------------------------------------------------------------------
     def topic(self, name: str) -> str:

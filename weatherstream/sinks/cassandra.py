@@ -106,6 +106,7 @@ class CassandraWriter:
         self.cluster: Cluster | None = None
         self.session: Session | None = None
         self.prepared: dict[str, PreparedStatement] = {}
+        self.latencies_s: list[float] | None = None  # set to a list to record every request's latency
         self.ttl_s = {
             rows.OBSERVATIONS.name: settings.observations_ttl_s,
             rows.AGGREGATES.name: settings.aggregates_ttl_s,
@@ -167,8 +168,10 @@ class CassandraWriter:
                 except Exception as exc:  # noqa: BLE001 - collected and raised together below
                     errors.extend((w, exc) for w in chunk)
                     return
-                table = chunk[0].table.name
-                metrics.SINK_WRITE_SECONDS.labels(table).observe(time.perf_counter() - started)
+                table, took = chunk[0].table.name, time.perf_counter() - started
+                metrics.SINK_WRITE_SECONDS.labels(table).observe(took)
+                if self.latencies_s is not None:
+                    self.latencies_s.append(took)
                 metrics.SINK_ROWS.labels(table).inc(len(chunk))
 
         tasks = []
