@@ -60,7 +60,7 @@ async def run(writer: CassandraWriter, records: list[dict], batch: int, by_parti
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--cities", type=int, default=200)
+    parser.add_argument("--cities", type=int, default=50)
     parser.add_argument("--keyspace", default="bench_sink")
     args = parser.parse_args()
     settings = load_settings(keyspace=args.keyspace)
