@@ -12,10 +12,11 @@ Emits:
 - ``{ns}.deadletter``: every input that is not an acceptable observation, with the reason;
 - ``{ns}.raw`` again for a message whose key is not its city id, re-sent with the right key.
 Tables (RocksDB, changelogged): ``city_state`` (city -> ``windows``: watermark, open windows, outbox;
-``anomaly``: baselines, history, incidents, outbox) and ``window_panes`` (``"city:pane start"`` ->
-observation rows with their input offsets). The panes are also the memory of repeats: an observation
-with a city and time already in a pane (at another offset) is a duplicate, one older than the
-correction horizon is too late, and one at or below the city's last applied offset is a re-delivery.
+``anomaly``: baselines, history, incidents, outbox; ``latest``: the newest observation) and
+``window_panes`` (``"city:pane start"`` -> observation rows with their input offsets). The panes are also
+the memory of repeats: an observation with a city and time already in a pane (at another offset) is a
+duplicate, one older than the correction horizon is too late, and one at or below the city's last
+applied offset is a re-delivery.
 
 The rules live in :mod:`weatherstream.core`; this module only does the I/O. One agent does all three
 stages because every Kafka record and every table write costs the same fixed framework overhead:
@@ -64,6 +65,10 @@ logger = logging.getLogger(__name__)
 REKEY_HEADER = "ws-rekeyed-from"
 AGGREGATE_FIELDS = set(Aggregate._options.fields)
 ALERT_FIELDS = set(Alert._options.fields)
+#: what the city state keeps of its newest observation (for the web view)
+LATEST_FIELDS = ("observed_at", "city_name", "country", "timezone_offset_s", "temp_c", "feels_like_c", "humidity_pct",
+                 "pressure_hpa", "wind_speed_ms", "wind_gust_ms", "rain_1h_mm", "snow_1h_mm", "condition_main",
+                 "condition_description", "source")  # fmt: skip
 
 
 def window_config(settings: Settings) -> windows.AggregatorConfig:
@@ -211,7 +216,7 @@ def register(app: WeatherStreamApp) -> None:
     def apply_city(city_id: int, items: Sequence[tuple[EventT, Observation | None]]) -> CityOutput:
         out = CityOutput()
         before = city_states.get(city_id) or {}
-        head, state = before.get("windows"), before.get("anomaly")
+        head, state, latest = before.get("windows"), before.get("anomaly"), before.get("latest")
         cache: dict[int, list[Row] | None] = {}
         written: set[int] = set()
         deleted: set[int] = set()
@@ -272,6 +277,8 @@ def register(app: WeatherStreamApp) -> None:
             # APPLIED, or REDELIVERED after a crash: the first send may never have left the producer. A second
             # copy is harmless: the sinks overwrite by (city, time).
             out.observations.append(obs)
+            if latest is None or obs.observed_at >= latest["observed_at"]:
+                latest = {name: getattr(obs, name) for name in LATEST_FIELDS}
             heal = heal or step.verdict is windows.Verdict.REDELIVERED
             head = take(step)
             outcome = engine.apply(state, obs, offset, wall_now=now)
@@ -289,7 +296,7 @@ def register(app: WeatherStreamApp) -> None:
             head = windows.confirm(head, aggregates_out.delivered(head["outbox"]))
         if state is not None:
             state = anomaly.confirm(state, alerts_out.delivered(state["outbox"]))
-        after = {"windows": head, "anomaly": state}
+        after = {"windows": head, "anomaly": state, "latest": latest}
         if after != before or heal:
             city_states.set(city_id, after)
         out.header, out.state = head, state

@@ -40,7 +40,7 @@ def register(app: WeatherStreamApp) -> None:
     topics = app.ws_topics
     writer = CassandraWriter(settings)
     tables_of = {
-        settings.topic_observations: (rows.OBSERVATIONS,),
+        settings.topic_observations: (rows.OBSERVATIONS, rows.LATEST),
         settings.topic_aggregates: (rows.AGGREGATES,),
         settings.topic_alerts: (rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY),
     }

@@ -48,6 +48,13 @@ class WeatherStreamApp(faust.App):
         return {"block_cache_size": self.ws_settings.rocksdb_block_cache_bytes}
 
 
+def _public_host(bind: str) -> str:
+    """The host other workers reach this one at: the bind address, or the host name when bound to all."""
+    import socket
+
+    return socket.gethostname() if bind in ("0.0.0.0", "::", "") else bind  # noqa: S104 - compared, not bound
+
+
 def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherStreamApp:
     """Build the app for ``settings``' namespace, with its topics and agents.
 
@@ -74,6 +81,8 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         web_bind=settings.web_bind,
         web_host=settings.web_bind,
         web_port=settings.web_port,
+        # where other workers forward requests for cities this worker owns
+        canonical_url=f"http://{_public_host(settings.web_bind)}:{settings.web_port}",
         web_cors_options=None,
         autodiscover=False,
     )
@@ -105,6 +114,14 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
     )
     if register_agents:
         from agents import register_all
+        from weatherstream.web import register as register_web
 
         register_all(app)
+        if settings.worker_role == "sink":
+            register_web(app)
+        else:
+            from agents.pipeline import window_config
+            from weatherstream.core.aggregator import Aggregator
+
+            register_web(app, Aggregator(window_config(settings)))
     return app

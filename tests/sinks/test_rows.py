@@ -98,3 +98,12 @@ def test_insert_statement_binds_every_column_and_the_ttl() -> None:
     cql = rows.ALERTS_BY_DAY.insert_cql("ks")
     assert cql.startswith("INSERT INTO ks.alerts_by_day (day, observed_at, alert_id")
     assert cql.count("?") == len(rows.ALERTS_BY_DAY.columns) + 1 and cql.endswith("USING TTL ?")
+
+
+def test_latest_row_is_written_with_the_observation_time_so_the_newest_wins() -> None:
+    record = {"city_id": 7, "observed_at": 1_700_000_000.5, "temp_c": 2.0, "city_name": "X"}
+    values = rows.row(rows.LATEST, record)
+    assert values[:2] == (0, 7)  # one partition, one row per city
+    assert rows.LATEST.using_value(values, ttl_s=0) == 1_700_000_000_500_000
+    assert rows.LATEST.insert_cql("ks").endswith("USING TIMESTAMP ?")
+    assert rows.OBSERVATIONS.using_value(rows.row(rows.OBSERVATIONS, record), ttl_s=60) == 60

@@ -24,7 +24,7 @@ def test_every_statement_is_idempotent_and_names_the_keyspace() -> None:
 
 def test_sink_tables_exist_with_the_columns_the_sink_writes() -> None:
     text = "\n".join(s for m in migrations() for s in m.statements("ks"))
-    for table in (rows.OBSERVATIONS, rows.AGGREGATES, rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY):
+    for table in (rows.OBSERVATIONS, rows.LATEST, rows.AGGREGATES, rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY):
         match = re.search(rf"CREATE TABLE IF NOT EXISTS ks\.{table.name} \((.*?)PRIMARY KEY", text, re.S)
         assert match, table.name
         declared = {line.split()[0] for line in match.group(1).strip().splitlines() if line.strip()}

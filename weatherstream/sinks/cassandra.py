@@ -99,7 +99,7 @@ def _asyncio_future(response: ResponseFuture, loop: asyncio.AbstractEventLoop) -
 class CassandraWriter:
     """Prepared inserts into the sink tables of ``settings.keyspace``."""
 
-    TABLES = (rows.OBSERVATIONS, rows.AGGREGATES, rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY)
+    TABLES = (rows.OBSERVATIONS, rows.LATEST, rows.AGGREGATES, rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -109,6 +109,7 @@ class CassandraWriter:
         self.latencies_s: list[float] | None = None  # set to a list to record every request's latency
         self.ttl_s = {
             rows.OBSERVATIONS.name: settings.observations_ttl_s,
+            rows.LATEST.name: 0,
             rows.AGGREGATES.name: settings.aggregates_ttl_s,
             rows.ALERTS_BY_CITY.name: settings.alerts_ttl_s,
             rows.ALERTS_BY_DAY.name: settings.alerts_ttl_s,
@@ -196,7 +197,8 @@ class CassandraWriter:
                 # An absent value is left unset, not written as null: a null is a tombstone, and tombstones
                 # slow down every read of the partition.
                 values = tuple(UNSET_VALUE if v is None else v for v in w.values)
-                bound = self.prepared[w.table.name].bind((*values, self.ttl_s[w.table.name]))
+                using = w.table.using_value(w.values, self.ttl_s[w.table.name])
+                bound = self.prepared[w.table.name].bind((*values, using))
             except Exception as exc:  # noqa: BLE001 - this row only
                 yield [w], exc
                 continue
@@ -271,6 +273,13 @@ def read_aggregates(session: Session, keyspace: str, city_id: int, kinds: Sequen
             seen.add(row.window_start)
             out.append(_aware(row._asdict()))
     return out
+
+
+def read_latest(session: Session, keyspace: str) -> list[dict[str, Any]]:
+    """The newest observation of every city, by city id."""
+    return [
+        _aware(row._asdict()) for row in session.execute(f"SELECT * FROM {keyspace}.latest_by_city WHERE bucket = 0")
+    ]
 
 
 def read_alerts(session: Session, keyspace: str, city_id: int, start: dt.datetime,

@@ -36,10 +36,19 @@ class Table:
     columns: tuple[str, ...]
     times: frozenset[str]
     partition_key: tuple[str, ...]
+    newest_wins: bool = False  # written USING TIMESTAMP observed_at: an older record never replaces a newer one
 
     def insert_cql(self, keyspace: str) -> str:
         marks = ", ".join("?" for _ in self.columns)
-        return f"INSERT INTO {keyspace}.{self.name} ({', '.join(self.columns)}) VALUES ({marks}) USING TTL ?"
+        using = "TIMESTAMP ?" if self.newest_wins else "TTL ?"
+        return f"INSERT INTO {keyspace}.{self.name} ({', '.join(self.columns)}) VALUES ({marks}) USING {using}"
+
+    def using_value(self, values: tuple[Any, ...], ttl_s: int) -> int:
+        """The value of the ``USING`` marker: the TTL, or the write time in microseconds (observation time)."""
+        if not self.newest_wins:
+            return ttl_s
+        observed: dt.datetime = values[self.columns.index("observed_at")]
+        return int(observed.timestamp() * 1_000_000)
 
 
 OBSERVATIONS = Table(
@@ -66,6 +75,16 @@ AGGREGATES = Table(
     ("city_id", "kind"),
 )  # fmt: skip
 
+LATEST = Table(
+    "latest_by_city",
+    ("bucket", "city_id", "city_name", "country", "lat", "lon", "timezone_offset_s", "observed_at", "temp_c",
+     "feels_like_c", "humidity_pct", "pressure_hpa", "wind_speed_ms", "wind_gust_ms", "rain_1h_mm", "snow_1h_mm",
+     "condition_main", "condition_description", "source"),
+    frozenset({"observed_at"}),
+    ("bucket",),
+    newest_wins=True,
+)  # fmt: skip
+
 _ALERT_COLUMNS = ("observed_at", "alert_id", "seq", "city_id", "kind", "severity", "state", "incident_start",
                   "detected_at", "message", "city_name", "observed_value", "reference", "score", "unit",
                   "historical")  # fmt: skip
@@ -75,6 +94,7 @@ ALERTS_BY_DAY = Table("alerts_by_day", ("day", *_ALERT_COLUMNS), _ALERT_TIMES, (
 
 _REQUIRED = {
     OBSERVATIONS.name: ("city_id", "observed_at"),
+    LATEST.name: ("city_id", "observed_at"),
     AGGREGATES.name: ("city_id", "kind", "window_start", "revision"),
     ALERTS_BY_CITY.name: ("city_id", "observed_at", "alert_id", "seq"),
     ALERTS_BY_DAY.name: ("city_id", "observed_at", "alert_id", "seq"),
@@ -94,7 +114,9 @@ def row(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
             raise RowError(f"{table.name}: the record has no {name}")
     values: list[Any] = []
     for column in table.columns:
-        if column == "day":
+        if column == "bucket":
+            values.append(0)
+        elif column == "day":
             try:
                 values.append(utc(record["observed_at"]).date())  # type: ignore[union-attr]
             except RowError as exc:
