@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
+from typing import Any
 
 from faust.types import EventT, TopicT
 
@@ -15,8 +17,8 @@ logger = logging.getLogger(__name__)
 
 async def send_dead_letter(
     topic: TopicT, event: EventT, reason: Reason, message: str, source: str | None = None
-) -> None:
-    """Dead-letter the input ``event`` with ``reason`` and a one-line ``message``."""
+) -> Awaitable[Any]:
+    """Dead-letter the input ``event`` with ``reason`` and a one-line ``message``; returns the send's future."""
     msg = event.message
     letter = DeadLetter(
         payload=bytes(event.value) if isinstance(event.value, (bytes, bytearray)) else b"",
@@ -29,7 +31,8 @@ async def send_dead_letter(
         detected_at=time.time(),
         source=source,
     )
-    await topic.send(key=letter.key, value=letter.payload, headers=letter.headers())
+    sent = await topic.send(key=letter.key, value=letter.payload, headers=letter.headers())
     metrics.DEAD_LETTERS.labels(reason.value).inc()
     metrics.EVENTS_OUT.labels("deadletter").inc()
     logger.info("dead letter %s from %s[%d]@%d: %s", reason.value, msg.topic, msg.partition, msg.offset, message)
+    return sent

@@ -47,8 +47,12 @@ class OutboxSender:
         return done
 
     def unsent(self, entries: Iterable[dict[str, Any]]) -> bool:
-        """Whether some entry is neither in flight nor confirmed (e.g. after a restart)."""
-        return any(self.entry_id(e) not in self.inflight for e in entries)
+        """Whether some entry is neither in flight nor confirmed (e.g. after a restart), or its send failed."""
+        for entry in entries:
+            fut = self.inflight.get(self.entry_id(entry))
+            if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
+                return True
+        return False
 
     async def send(self, city_id: int, entries: Iterable[dict[str, Any]]) -> list[Any]:
         """Send every entry that is not in flight (or whose earlier send failed); returns the new sends' futures."""

@@ -43,7 +43,7 @@ import orjson
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
-from agents.batching import held
+from agents.batching import HeldBatch
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
 from agents.resilience import with_retries
@@ -200,14 +200,14 @@ def register(app: WeatherStreamApp) -> None:
                 payload, now=time.time(), units=units, source=source or "unknown", max_bytes=settings.max_payload_bytes
             )
         except InvalidPayload as exc:
-            await send_dead_letter(topics.deadletter, event, exc.reason, exc.message, source)
+            batch_sends.append(await send_dead_letter(topics.deadletter, event, exc.reason, exc.message, source))
             return None
         key = city_key(obs.city_id)
         if event.message.key != key:
             # Re-key through the same topic: the city's state must sit in the city's partition.
             rekey_headers = [(k, v) for k, v in headers.items() if k != REKEY_HEADER]
             rekey_headers.append((REKEY_HEADER, repr(event.message.key).encode()[:200]))
-            await topics.raw.send(key=key, value=payload, headers=rekey_headers)
+            batch_sends.append(await topics.raw.send(key=key, value=payload, headers=rekey_headers))
             metrics.REKEYED.inc()
             return None
         return obs
@@ -304,9 +304,11 @@ def register(app: WeatherStreamApp) -> None:
 
     async def send(city_id: int, out: CityOutput) -> None:
         for letter in out.dead_letters:
-            await send_dead_letter(topics.deadletter, letter.event, letter.reason, letter.message, letter.source)
+            batch_sends.append(
+                await send_dead_letter(topics.deadletter, letter.event, letter.reason, letter.message, letter.source)
+            )
         for obs in out.observations:
-            await topics.observations.send(key=obs.city_id, value=obs)
+            batch_sends.append(await topics.observations.send(key=obs.city_id, value=obs))
         metrics.EVENTS_OUT.labels("observations").inc(len(out.observations))
         sent = []
         if out.header is not None:
@@ -332,6 +334,10 @@ def register(app: WeatherStreamApp) -> None:
             return
         await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": time.time()}))
 
+    #: sends of the batch being handled that are not in an outbox: the batch is acknowledged once they are
+    #: delivered (one batch at a time: the agent has concurrency 1)
+    batch_sends: list[Any] = []
+
     async def process(events: Sequence[EventT]) -> None:
         by_city: dict[int, list[tuple[EventT, Observation | None]]] = {}
         for event in events:
@@ -349,16 +355,24 @@ def register(app: WeatherStreamApp) -> None:
         for city_id, items in by_city.items():
             city_events = [event for event, _ in items]
 
-            async def stage2(city_id: int = city_id, items: list[Any] = items) -> None:
+            async def stage2(city_id: int = city_id, items: list[Any] = items) -> CityOutput:
                 if stopping():
                     # The worker stops its tables before its agents: a table read now could come back
                     # empty and the write would lose state. Leave the batch unacknowledged instead.
                     raise asyncio.CancelledError("the worker is stopping")
                 with acting_for(items[-1][0]):
-                    out = apply_city(city_id, items)  # no await inside: reads and writes are all-or-nothing
+                    return apply_city(city_id, items)  # no await inside: reads and writes are all-or-nothing
+
+            out = await with_retries("pipeline", city_events, stage2, topics.deadletter)
+            if out is None:
+                continue  # never applied: dead-lettered as internal_error, kept for a replay
+
+            async def stage3(city_id: int = city_id, out: CityOutput = out) -> None:
                 await send(city_id, out)
 
-            await with_retries("pipeline", city_events, stage2, topics.deadletter)
+            # The state is written: its outputs must go out. Retried until they do (never dead-lettered, which
+            # would leave state that no replay could repeat).
+            await with_retries("pipeline", city_events, stage3, topics.deadletter, forever=True)
 
     @app.agent(source, name="pipeline")
     async def pipeline(stream: StreamT) -> None:
@@ -366,8 +380,10 @@ def register(app: WeatherStreamApp) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.batch_max_events, within=settings.batch_within_ms / 1000
         ):
-            with held(events):
-                await process(events)
+            batch = HeldBatch(stream, events)
+            batch_sends.clear()
+            await process(events)
+            batch.release_when_delivered(list(batch_sends))
 
     @app.timer(interval=settings.tick_interval_s)
     async def ticks() -> None:

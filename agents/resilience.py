@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 ATTEMPTS = 6
 FIRST_DELAY_S = 0.1
+MAX_DELAY_S = 30.0
 
 T = TypeVar("T")
 
@@ -36,26 +37,33 @@ def _where(events: Sequence[EventT]) -> str:
 
 
 async def with_retries(
-    agent: str, events: Sequence[EventT], work: Callable[[], Awaitable[T]], deadletter: TopicT
+    agent: str,
+    events: Sequence[EventT],
+    work: Callable[[], Awaitable[T]],
+    deadletter: TopicT,
+    *,
+    forever: bool = False,
 ) -> T | None:
     """Run ``work()`` for ``events``; retry on failure; dead-letter the events when all attempts failed.
 
+    With ``forever``, never give up (the delay stops growing at 30 s): for work that must happen.
     Returns what ``work`` returned, or ``None`` after giving up.
     """
     delay = FIRST_DELAY_S
-    for attempt in range(1, ATTEMPTS + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return await work()
         except Exception as exc:
             metrics.AGENT_ERRORS.labels(agent).inc()
-            if attempt == ATTEMPTS:
+            if attempt >= ATTEMPTS and not forever:
                 logger.exception("%s gave up on %s after %d attempts", agent, _where(events), attempt)
                 for event in events:
                     await send_dead_letter(deadletter, event, Reason.INTERNAL_ERROR,
                                            f"{agent}: {type(exc).__name__}: {exc}")  # fmt: skip
                 return None
-            logger.warning("%s failed on %s (attempt %d of %d): %s; retrying in %.1f s", agent, _where(events),
-                           attempt, ATTEMPTS, exc, delay)  # fmt: skip
+            logger.warning("%s failed on %s (attempt %d of %s): %s; retrying in %.1f s", agent, _where(events),
+                           attempt, "unlimited" if forever else ATTEMPTS, exc, delay)  # fmt: skip
             await asyncio.sleep(delay)
-            delay *= 2
-    return None  # pragma: no cover - the loop always returns
+            delay = min(delay * 2, MAX_DELAY_S)

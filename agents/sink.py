@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import orjson
 from faust.types import EventT, StreamT
 
-from agents.batching import held
+from agents.batching import HeldBatch
 from agents.deadletters import send_dead_letter
 from models import Reason
 from weatherstream import metrics
@@ -77,6 +77,15 @@ def register(app: WeatherStreamApp) -> None:
                 )
         return writes
 
+    async def one_by_one(writes: list[RowWrite]) -> list[tuple[RowWrite, BaseException]]:
+        errors: list[tuple[RowWrite, BaseException]] = []
+        for w in writes:
+            try:
+                await writer.write([w])
+            except RowsFailed as failed:
+                errors.extend(failed.errors)
+        return errors
+
     async def write_all(writes: list[RowWrite]) -> None:
         delay = 0.1
         while writes:
@@ -84,14 +93,18 @@ def register(app: WeatherStreamApp) -> None:
                 await writer.write(writes)
                 return
             except RowsFailed as failed:
-                refused = {id(w.ref): (w.ref, exc) for w, exc in failed.errors if not retryable(exc)}
+                errors = failed.errors
+                hard = [w for w, exc in errors if not retryable(exc)]
+                if len(hard) > 1:  # one bad row fails its whole batch: find which rows Cassandra refuses
+                    errors = [(w, exc) for w, exc in errors if retryable(exc)] + await one_by_one(hard)
+                refused = {id(w.ref): (w.ref, exc) for w, exc in errors if not retryable(exc)}
                 for event, exc in refused.values():
                     await send_dead_letter(topics.deadletter, event, Reason.SINK_REJECTED,
                                            f"Cassandra refused the row: {type(exc).__name__}: {exc}")  # fmt: skip
-                writes = [w for w, exc in failed.errors if retryable(exc) and id(w.ref) not in refused]
+                writes = [w for w, exc in errors if retryable(exc) and id(w.ref) not in refused]
                 if not writes:
                     return
-                first = failed.errors[0][1]
+                first = next(exc for _, exc in errors if retryable(exc))
                 metrics.SINK_RETRIES.labels(type(first).__name__).inc(len(writes))
                 logger.warning("sink: %d row(s) not written (%s: %s); retrying in %.1f s, not moving on",
                                len(writes), type(first).__name__, first, delay)  # fmt: skip
@@ -105,8 +118,9 @@ def register(app: WeatherStreamApp) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.sink_batch_max_events, within=settings.sink_batch_within_ms / 1000
         ):
-            with held(events):
-                await write_all(await to_writes(events))
+            batch = HeldBatch(stream, events)
+            await write_all(await to_writes(events))
+            batch.release()
 
     app.ws_sink = sink  # type: ignore[attr-defined]
     app.ws_sink_writer = writer  # type: ignore[attr-defined]

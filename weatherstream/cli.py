@@ -566,22 +566,15 @@ def db_status(obj: _Context, as_json: bool) -> None:
 
 
 def _parse_time(text: str | None, default: Any) -> Any:
-    """An aware UTC datetime from ISO 8601 (a zone is required unless it ends in Z) or epoch seconds."""
-    import datetime as dt
+    """An aware UTC datetime from the command line (see :func:`weatherstream.times.parse_utc`)."""
+    from weatherstream.times import parse_utc
 
     if text is None:
         return default
     try:
-        return dt.datetime.fromtimestamp(float(text), tz=dt.timezone.utc)
-    except ValueError:
-        pass
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give ISO 8601 with a zone (2026-01-31T12:00Z) or epoch seconds") from None
-    if value.tzinfo is None:
-        raise click.BadParameter(f"{text!r} has no time zone: add one, e.g. {text}+00:00 or {text}Z")
-    return value.astimezone(dt.timezone.utc)
+        return parse_utc(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @cli.command()
@@ -598,8 +591,11 @@ def query(obj: _Context, what: str, city_id: int, start: str | None, end: str | 
     """Read stored observations, aggregates or alerts of one city back from Cassandra, newest first."""
     import datetime as dt
 
+    from cassandra import InvalidRequest, Unauthorized
+
     from agents.pipeline import window_config
     from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_observations
+    from weatherstream.sinks.errors import SinkError
 
     settings = obj.settings()
     now = dt.datetime.now(dt.timezone.utc)
@@ -622,6 +618,12 @@ def query(obj: _Context, what: str, city_id: int, start: str | None, end: str | 
         else:
             found = read_alerts(session, ks, city_id, t_start, t_end)
             columns = ["observed_at", "kind", "severity", "state", "message"]
+    except (InvalidRequest, Unauthorized) as exc:
+        raise SinkError(
+            f"cannot read keyspace {settings.keyspace}: {exc.summary if hasattr(exc, 'summary') else exc}. "
+            "If it has no tables yet run `weatherstream db migrate`; if access is denied, grant the role SELECT "
+            "on the keyspace"
+        ) from None
     finally:
         cluster.shutdown()
     if as_json:

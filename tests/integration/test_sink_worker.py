@@ -126,6 +126,9 @@ def test_db_migrate_is_idempotent_and_status_tells_the_version(settings: Setting
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cli("db", *args), env=env, capture_output=True, text=True, timeout=120, check=False)
 
+    early = subprocess.run(cli("query", "observations", "--city", "1"), env=env, capture_output=True, text=True,
+                           timeout=120, check=False)  # fmt: skip
+    assert early.returncode == 1 and "weatherstream db migrate" in early.stderr and "Traceback" not in early.stderr
     before = run("status")
     assert before.returncode == 1 and "does not exist" in before.stdout and "pending  0001_initial" in before.stdout
     first = run("migrate")

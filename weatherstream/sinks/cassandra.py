@@ -18,6 +18,7 @@ from typing import Any
 
 from cassandra import (
     CoordinationFailure,
+    InvalidRequest,
     OperationTimedOut,
     Unavailable,
     WriteTimeout,
@@ -52,6 +53,8 @@ def retryable(exc: BaseException) -> bool:
     """
     if isinstance(exc, _RETRYABLE):
         return True
+    if isinstance(exc, InvalidRequest) and ("unconfigured table" in str(exc) or "does not exist" in str(exc)):
+        return True  # the schema is missing (a dropped keyspace?): wait for `db migrate`, do not dead-letter
     # Authentication and authorization problems are configuration, not data: wait for the fix.
     return isinstance(exc, ErrorMessage) and type(exc).__name__ in {"Unauthorized", "AuthenticationFailed"}
 
@@ -196,7 +199,8 @@ class CassandraWriter:
             try:
                 # An absent value is left unset, not written as null: a null is a tombstone, and tombstones
                 # slow down every read of the partition.
-                values = tuple(UNSET_VALUE if v is None else v for v in w.values)
+                # (Not for a newest-wins row: there a missing value must replace the older observation's.)
+                values = w.values if w.table.newest_wins else tuple(UNSET_VALUE if v is None else v for v in w.values)
                 using = w.table.using_value(w.values, self.ttl_s[w.table.name])
                 bound = self.prepared[w.table.name].bind((*values, using))
             except Exception as exc:  # noqa: BLE001 - this row only

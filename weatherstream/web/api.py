@@ -26,6 +26,7 @@ from weatherstream.core.aggregate import Row
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings
 from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_latest
+from weatherstream.times import parse_utc
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +81,7 @@ def respond(view: View, body: Any, status: int = 200) -> Response:
 
 
 def _time(text: str | None, default: dt.datetime) -> dt.datetime:
-    if not text:
-        return default
-    try:
-        return dt.datetime.fromtimestamp(float(text), tz=dt.timezone.utc)
-    except ValueError:
-        pass
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone: add Z or +HH:MM")
-    return value.astimezone(dt.timezone.utc)
+    return parse_utc(text) if text else default
 
 
 def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None) -> None:
@@ -227,7 +219,7 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
             end = _time(request.query.get("to"), now)
             start = _time(request.query.get("from"), end - dt.timedelta(days=2))
         except ValueError as exc:
-            return problem(self, 400, f"from/to: {exc}; give ISO 8601 with a zone or epoch seconds")
+            return problem(self, 400, f"from/to: {exc}")
         kind = request.query.get("kind")
         kinds = [kind] if kind else list(aggregator.spec.kinds)
         if kind and kind not in aggregator.spec.kinds:
