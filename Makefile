@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install stack-up stack-down stack-status test lint clean
+.PHONY: install stack-up stack-down stack-status test lint demo clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ stack-status: $(STAMP)
 test: $(STAMP)
 	$(BIN)/weatherstream stack up
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/weatherstream stack up
+	$(BIN)/weatherstream demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check weatherstream agents models tests

@@ -651,6 +651,22 @@ def _cell(value: Any) -> Text:
     return Text(str(value))  # Text: never interpreted as rich markup (a city may be named "[b]")
 
 
+@cli.command()
+@click.option("--cities", type=int, default=50, show_default=True, help="Built-in cities to simulate.")
+@click.option("--hours", type=float, default=72, show_default=True, help="Event time, ending now (2 days warm-up).")
+@click.option("--rate", type=float, default=200, show_default=True, help="Observations sent per second.")
+@click.option("--anomalies", type=int, default=40, show_default=True, help="Incidents to inject.")
+@click.pass_obj
+def demo(obj: _Context, cities: int, hours: float, rate: float, anomalies: int) -> None:
+    """Run the whole pipeline on built-in data in namespace and keyspace `demo` (recreated), and say where
+    to look. Needs the local stack (`weatherstream stack up`); Ctrl-C stops it."""
+    from weatherstream.demo import run
+
+    settings = obj.settings(namespace="demo", keyspace="demo")
+    run(settings, lambda text: click.echo(text, err=True), cities=cities, hours=hours, rate=rate,
+        anomalies=anomalies)  # fmt: skip
+
+
 def main() -> None:
     """Console-script entry point: runs the CLI and turns project errors into a clear message."""
     try:

@@ -35,10 +35,15 @@ PORTS = {
 
 
 @pytest.fixture(scope="module")
-def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """Kafka and a Cassandra node with PasswordAuthenticator, on ports of their own."""
-    stack = LocalStack(load_settings(stack_dir=tmp_path_factory.mktemp("secure-stack"), stack_cassandra_auth=True,
-                                     **PORTS))  # fmt: skip
+def secure_stack() -> Iterator[LocalStack]:
+    """Kafka and a Cassandra node with PasswordAuthenticator, on ports of their own.
+
+    Its folder sits inside the main stack folder, so if a run is killed before it stops them, the next
+    run finds its servers by their recorded pids (and stops them) instead of finding their ports taken.
+    """
+    stack_dir = load_settings().stack_dir.resolve() / "secure-test-stack"
+    stack = LocalStack(load_settings(stack_dir=stack_dir, stack_cassandra_auth=True, **PORTS))
+    stack.down(wipe=True)  # leftovers of an interrupted run
     stack.up()
     try:
         yield stack

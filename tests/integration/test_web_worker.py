@@ -93,6 +93,15 @@ def test_any_worker_answers_for_any_city(settings: Settings, start_worker, tmp_p
     assert status == 200 and headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"
     assert "Access-Control-Allow-Origin" not in headers
 
+    # The dashboard: its pages and files come from the worker itself, under the same security headers.
+    status, headers, body = get(first.web_port, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/static/dashboard.js" in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert get(second.web_port, f"/city/{city_id}")[0] == 200
+    status, headers, _ = get(first.web_port, "/static/dashboard.js")
+    assert status == 200 and headers["Content-Type"].startswith("application/javascript")
+    assert get(first.web_port, "/static/..%2Fapi.py")[0] == 404 and get(first.web_port, "/static/city.html")[0] == 404
+
     # Prometheus: parseable, with the project's metrics.
     status, headers, body = get(first.web_port, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 from faust.exceptions import SameNode
@@ -37,6 +38,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "Cache-Control": "no-store",
 }
+#: the dashboard's files (in the package: it works offline, nothing comes from a CDN)
+STATIC = {"index.html": "text/html", "city.html": "text/html", "dashboard.js": "application/javascript",
+          "style.css": "text/css"}  # fmt: skip
 MAX_AGE_LABELS = 1000  # cities exported with their own label, at most (bounded label set)
 
 CITY_AGE = Gauge("weatherstream_city_last_observation_age_seconds",
@@ -168,6 +172,25 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
                     values.update(city_id=city_id, kind=kind, window_id=window.wid, final=False)
                     out.append(values)
         return sorted(out, key=lambda v: (v["kind"], v["window_start"]))
+
+    pages = {name: resources.files("weatherstream.web").joinpath("static", name).read_bytes() for name in STATIC}
+
+    def page(view: View, name: str) -> Response:
+        return view.bytes(pages[name], content_type=STATIC[name], headers=dict(SECURITY_HEADERS))
+
+    @app.page("/")
+    async def dashboard(self: View, request: Request) -> Response:
+        return page(self, "index.html")
+
+    @app.page("/city/{city_id}")
+    async def city_page(self: View, request: Request, city_id: str) -> Response:
+        return page(self, "city.html")
+
+    @app.page("/static/{name}")
+    async def static(self: View, request: Request, name: str) -> Response:
+        if name not in STATIC or name.endswith(".html"):
+            return problem(self, 404, "no such file")
+        return page(self, name)
 
     @app.page("/api/cities")
     async def cities(self: View, request: Request) -> Response:
