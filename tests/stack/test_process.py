@@ -1,5 +1,7 @@
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 from weatherstream.stack.process import ManagedProcess, port_open, tail
@@ -71,3 +73,19 @@ def test_port_open_sees_a_listener(tmp_path: Path) -> None:
         port = srv.getsockname()[1]
         assert port_open("127.0.0.1", port)
     assert not port_open("127.0.0.1", port)
+
+
+def test_a_server_started_a_moment_ago_counts_as_running_before_it_execs(tmp_path: Path) -> None:
+    # Between fork and exec the child's command line is still this process's: it must not look "exited".
+    proc = ManagedProcess("demo", tmp_path)
+    proc.pid_file.parent.mkdir(parents=True)
+    pid = os.fork()
+    if pid == 0:  # the child: never execs, exits by itself
+        time.sleep(3)
+        os._exit(0)
+    try:
+        proc.pid_file.write_text(f"{pid}\n")
+        assert proc.running_pid() == pid
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)

@@ -96,9 +96,13 @@ class ManagedProcess:
         if not cmdline.exists():  # no /proc (not Linux): trust the live pid
             return True
         try:
-            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            state, ppid = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[:2]
+            if state == "Z":
                 return False  # a zombie waiting for its parent is not a running server
-            return str(self.stack_dir) in cmdline.read_bytes().decode("utf-8", "replace")
+            command = cmdline.read_bytes()
+            if int(ppid) == os.getpid() and command == Path("/proc/self/cmdline").read_bytes():
+                return True  # just started by this very process and not yet exec'd: its cmdline is still ours
+            return str(self.stack_dir) in command.decode("utf-8", "replace")
         except OSError:
             return False
 
