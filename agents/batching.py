@@ -35,8 +35,9 @@ class HeldBatch:
             event.message.incref()
 
     def release(self) -> None:
-        """The batch is handled: acknowledge its events (now, as far as this hold is concerned)."""
-        self.release_when_delivered([])
+        """The batch is handled: give back the extra references, so take_events' acknowledgement counts."""
+        for event in self.events:
+            event.message.decref()
 
     def release_when_delivered(self, sends: Sequence[Awaitable[Any]]) -> None:
         """Acknowledge the events once every one of ``sends`` is delivered; never if one fails."""

@@ -383,7 +383,9 @@ def register(app: WeatherStreamApp) -> None:
             batch = HeldBatch(stream, events)
             batch_sends.clear()
             await process(events)
-            batch.release_when_delivered(list(batch_sends))
+            # Releasing only once batch_sends are delivered (release_when_delivered) lost windows when a worker
+            # left the group in CI; until that is understood the batch is released when it is handled.
+            batch.release()
 
     @app.timer(interval=settings.tick_interval_s)
     async def ticks() -> None:
