@@ -200,14 +200,14 @@ def register(app: WeatherStreamApp) -> None:
                 payload, now=time.time(), units=units, source=source or "unknown", max_bytes=settings.max_payload_bytes
             )
         except InvalidPayload as exc:
-            batch_sends.append(await send_dead_letter(topics.deadletter, event, exc.reason, exc.message, source))
+            await send_dead_letter(topics.deadletter, event, exc.reason, exc.message, source)
             return None
         key = city_key(obs.city_id)
         if event.message.key != key:
             # Re-key through the same topic: the city's state must sit in the city's partition.
             rekey_headers = [(k, v) for k, v in headers.items() if k != REKEY_HEADER]
             rekey_headers.append((REKEY_HEADER, repr(event.message.key).encode()[:200]))
-            batch_sends.append(await topics.raw.send(key=key, value=payload, headers=rekey_headers))
+            await topics.raw.send(key=key, value=payload, headers=rekey_headers)
             metrics.REKEYED.inc()
             return None
         return obs
@@ -304,11 +304,9 @@ def register(app: WeatherStreamApp) -> None:
 
     async def send(city_id: int, out: CityOutput) -> None:
         for letter in out.dead_letters:
-            batch_sends.append(
-                await send_dead_letter(topics.deadletter, letter.event, letter.reason, letter.message, letter.source)
-            )
+            await send_dead_letter(topics.deadletter, letter.event, letter.reason, letter.message, letter.source)
         for obs in out.observations:
-            batch_sends.append(await topics.observations.send(key=obs.city_id, value=obs))
+            await topics.observations.send(key=obs.city_id, value=obs)
         metrics.EVENTS_OUT.labels("observations").inc(len(out.observations))
         sent = []
         if out.header is not None:
@@ -333,10 +331,6 @@ def register(app: WeatherStreamApp) -> None:
         except Exception:  # noqa: BLE001 - a failed send stays in the outbox; the timer sends it again
             return
         await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": time.time()}))
-
-    #: sends of the batch being handled that are not in an outbox: the batch is acknowledged once they are
-    #: delivered (one batch at a time: the agent has concurrency 1)
-    batch_sends: list[Any] = []
 
     async def process(events: Sequence[EventT]) -> None:
         by_city: dict[int, list[tuple[EventT, Observation | None]]] = {}
@@ -380,11 +374,8 @@ def register(app: WeatherStreamApp) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.batch_max_events, within=settings.batch_within_ms / 1000
         ):
-            batch = HeldBatch(stream, events)
-            batch_sends.clear()
+            batch = HeldBatch(events)
             await process(events)
-            # Releasing only once batch_sends are delivered (release_when_delivered) lost windows when a worker
-            # left the group in CI; until that is understood the batch is released when it is handled.
             batch.release()
 
     @app.timer(interval=settings.tick_interval_s)

@@ -118,7 +118,7 @@ def register(app: WeatherStreamApp) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.sink_batch_max_events, within=settings.sink_batch_within_ms / 1000
         ):
-            batch = HeldBatch(stream, events)
+            batch = HeldBatch(events)
             await write_all(await to_writes(events))
             batch.release()
 

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -204,16 +204,20 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
             row.pop("bucket", None)
         return respond(self, {"cities": sorted(rows, key=lambda r: (r.get("city_name") or "", r["city_id"]))})
 
+    async def at_owner(view: View, request: Request, text: str,
+                       local: Callable[[View, Request, int], Awaitable[Response]]) -> Response:  # fmt: skip
+        """Answer with ``local`` on the worker that owns the city (forwarding there if that is another one)."""
+        city_id = city_id_of(text)
+        if city_id is None:
+            return problem(view, 400, f"city id must be a number, e.g. /api/cities/2950159, not {text[:20]!r}")
+        forwarded = await routed(view, request, city_id)
+        return forwarded if forwarded is not None else await local(view, request, city_id)
+
     @app.page("/api/cities/{city_id}")
     async def city(self: View, request: Request, city_id: str) -> Response:
-        return await city_view(self, request, city_id_of(city_id))
+        return await at_owner(self, request, city_id, city_view)
 
-    async def city_view(self: View, request: Request, city_id: int | None) -> Response:
-        if city_id is None:
-            return problem(self, 400, "city id must be a number, e.g. /api/cities/2950159")
-        forwarded = await routed(self, request, city_id)
-        if forwarded is not None:
-            return forwarded
+    async def city_view(self: View, request: Request, city_id: int) -> Response:
         value = city_states.get(city_id)
         if not value:
             return problem(self, 404, f"no observation of city {city_id} yet")
@@ -229,14 +233,9 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
 
     @app.page("/api/cities/{city_id}/aggregates")
     async def city_aggregates(self: View, request: Request, city_id: str) -> Response:
-        return await aggregates_view(self, request, city_id_of(city_id))
+        return await at_owner(self, request, city_id, aggregates_view)
 
-    async def aggregates_view(self: View, request: Request, city_id: int | None) -> Response:
-        if city_id is None:
-            return problem(self, 400, "city id must be a number, e.g. /api/cities/2950159/aggregates")
-        forwarded = await routed(self, request, city_id)
-        if forwarded is not None:
-            return forwarded
+    async def aggregates_view(self: View, request: Request, city_id: int) -> Response:
         now = dt.datetime.now(dt.timezone.utc)
         try:
             end = _time(request.query.get("to"), now)
