@@ -43,7 +43,7 @@ import orjson
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
-from agents.batching import HeldBatch
+from agents.batching import OffsetGuard, WorkerStopping, run_batch
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
 from agents.resilience import with_retries
@@ -184,9 +184,11 @@ def register(app: WeatherStreamApp) -> None:
         topics.alerts, lambda a: Alert(**{k: v for k, v in a.items() if k in ALERT_FIELDS}), anomaly.outbox_id, "alerts"
     )
 
+    def tables_closing() -> bool:
+        return bool(app.tables.should_stop or city_states.table.should_stop or panes.table.should_stop)
+
     def stopping() -> bool:
-        return bool(app.should_stop or app.tables.should_stop or city_states.table.should_stop
-                    or panes.table.should_stop)  # fmt: skip
+        return bool(app.should_stop)
 
     # --- stage 1: one raw message -> an observation, a dead letter or a re-keyed copy ----------------
     async def validate(event: EventT) -> Observation | None:
@@ -350,10 +352,10 @@ def register(app: WeatherStreamApp) -> None:
             city_events = [event for event, _ in items]
 
             async def stage2(city_id: int = city_id, items: list[Any] = items) -> CityOutput:
-                if stopping():
-                    # The worker stops its tables before its agents: a table read now could come back
-                    # empty and the write would lose state. Leave the batch unacknowledged instead.
-                    raise asyncio.CancelledError("the worker is stopping")
+                if tables_closing():
+                    # A stopping worker closes its tables before it cancels its agents: a table read now
+                    # could come back empty and the write would lose state.
+                    raise WorkerStopping("the tables are closed")
                 with acting_for(items[-1][0]):
                     return apply_city(city_id, items)  # no await inside: reads and writes are all-or-nothing
 
@@ -366,7 +368,9 @@ def register(app: WeatherStreamApp) -> None:
 
             # The state is written: its outputs must go out. Retried until they do (never dead-lettered, which
             # would leave state that no replay could repeat).
-            await with_retries("pipeline", city_events, stage3, topics.deadletter, forever=True)
+            await with_retries("pipeline", city_events, stage3, topics.deadletter, forever=True, stopping=stopping)
+
+    guard = OffsetGuard(app, "pipeline")
 
     @app.agent(source, name="pipeline")
     async def pipeline(stream: StreamT) -> None:
@@ -374,9 +378,7 @@ def register(app: WeatherStreamApp) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.batch_max_events, within=settings.batch_within_ms / 1000
         ):
-            batch = HeldBatch(events)
-            await process(events)
-            batch.release()
+            await run_batch(app, "pipeline", events, process, guard)
 
     @app.timer(interval=settings.tick_interval_s)
     async def ticks() -> None:

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from faust.types import EventT, TopicT
 
+from agents.batching import WorkerStopping
 from agents.deadletters import send_dead_letter
 from models import Reason
 from weatherstream import metrics
@@ -43,10 +44,13 @@ async def with_retries(
     deadletter: TopicT,
     *,
     forever: bool = False,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> T | None:
     """Run ``work()`` for ``events``; retry on failure; dead-letter the events when all attempts failed.
 
-    With ``forever``, never give up (the delay stops growing at 30 s): for work that must happen.
+    With ``forever``, never give up (the delay stops growing at 30 s): for work that must happen; only when
+    ``stopping()`` says the worker is stopping, raise :class:`WorkerStopping` (the batch is done again by
+    the next owner of its partitions). :class:`WorkerStopping` raised by ``work`` is never retried.
     Returns what ``work`` returned, or ``None`` after giving up.
     """
     delay = FIRST_DELAY_S
@@ -55,6 +59,8 @@ async def with_retries(
         attempt += 1
         try:
             return await work()
+        except WorkerStopping:
+            raise
         except Exception as exc:
             metrics.AGENT_ERRORS.labels(agent).inc()
             if attempt >= ATTEMPTS and not forever:
@@ -63,6 +69,8 @@ async def with_retries(
                     await send_dead_letter(deadletter, event, Reason.INTERNAL_ERROR,
                                            f"{agent}: {type(exc).__name__}: {exc}")  # fmt: skip
                 return None
+            if forever and stopping():
+                raise WorkerStopping(f"{agent} could not finish {_where(events)}: {type(exc).__name__}: {exc}") from exc
             logger.warning("%s failed on %s (attempt %d of %s): %s; retrying in %.1f s", agent, _where(events),
                            attempt, "unlimited" if forever else ATTEMPTS, exc, delay)  # fmt: skip
             await asyncio.sleep(delay)

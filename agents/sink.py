@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import orjson
 from faust.types import EventT, StreamT
 
-from agents.batching import HeldBatch
+from agents.batching import OffsetGuard, WorkerStopping, run_batch
 from agents.deadletters import send_dead_letter
 from models import Reason
 from weatherstream import metrics
@@ -105,11 +105,19 @@ def register(app: WeatherStreamApp) -> None:
                 if not writes:
                     return
                 first = next(exc for _, exc in errors if retryable(exc))
+                if app.should_stop:
+                    reason = f"{len(writes)} row(s) not written: {type(first).__name__}: {first}"
+                    raise WorkerStopping(reason) from failed
                 metrics.SINK_RETRIES.labels(type(first).__name__).inc(len(writes))
                 logger.warning("sink: %d row(s) not written (%s: %s); retrying in %.1f s, not moving on",
                                len(writes), type(first).__name__, first, delay)  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, settings.sink_retry_max_s)
+
+    async def write_batch(events: Sequence[EventT]) -> None:
+        await write_all(await to_writes(events))
+
+    guard = OffsetGuard(app, "sink")
 
     @app.agent(source, name="sink")
     async def sink(stream: StreamT) -> None:
@@ -118,9 +126,7 @@ def register(app: WeatherStreamApp) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.sink_batch_max_events, within=settings.sink_batch_within_ms / 1000
         ):
-            batch = HeldBatch(events)
-            await write_all(await to_writes(events))
-            batch.release()
+            await run_batch(app, "sink", events, write_batch, guard)
 
     app.ws_sink = sink  # type: ignore[attr-defined]
     app.ws_sink_writer = writer  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ stack or starts one, and fails (never skips) with the reason when that is imposs
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -45,7 +46,8 @@ def settings(local_stack: LocalStack, run_id: str) -> Iterator[Settings]:
     """Settings with a namespace and keyspace of this test alone; its topics are deleted afterwards."""
     s = load_settings(namespace=f"t{run_id}", keyspace=f"t{run_id}", stack_dir=local_stack.settings.stack_dir)
     yield s
-    asyncio.run(delete_namespace_topics(s))
+    if not os.environ.get("WEATHERSTREAM_TEST_KEEP_TOPICS"):  # kept for a post-mortem of a failed run
+        asyncio.run(delete_namespace_topics(s))
 
 
 @pytest.fixture

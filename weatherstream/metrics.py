@@ -22,6 +22,14 @@ WINDOWS_CORRECTED = Counter(
 DUPLICATE_OBSERVATIONS = Counter(
     "weatherstream_duplicate_observations_total", "Observations the aggregator saw twice (same city and time)."
 )
+REBALANCE_SKIPPED = Counter(
+    "weatherstream_rebalance_skipped_messages_total",
+    "Messages fetched before a rebalance that no agent handled; left uncommitted so they are delivered again.",
+)
+OFFSET_REWINDS = Counter(
+    "weatherstream_offset_rewinds_total",
+    "Times an agent saw a partition jump past offsets it had not handled and sought back to them.",
+)
 AGENT_ERRORS = Counter("weatherstream_agent_errors_total", "Unexpected errors inside an agent, by agent.", ["agent"])
 ALERTS = Counter(
     "weatherstream_alerts_total", "Alert messages sent, by kind, severity and state.", ["kind", "severity", "state"]

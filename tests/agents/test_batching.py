@@ -1,0 +1,230 @@
+"""Held batches: committed only when handled; given up (never committed) when the worker stops mid-batch."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+from agents.batching import WorkerStopping, run_batch
+from agents.resilience import with_retries
+
+
+class FakeConsumer:
+    """Records which messages reached the consumer's final acknowledgement."""
+
+    def __init__(self) -> None:
+        self.unacked: set[Any] = set()
+        self.acked: list[int] = []
+
+    def ack(self, message: ConsumerMessage) -> bool:
+        self.acked.append(message.offset)
+        self.unacked.discard(message)
+        return True
+
+
+def make_events(consumer: FakeConsumer, offsets: range) -> list[Any]:
+    events = []
+    for offset in offsets:
+        message = ConsumerMessage("t.raw", 0, offset, 0.0, 0, [], b"k", b"v", None, tp=TP("t.raw", 0))
+        message.incref()  # the stream's reference, given back by take_events when the batch is left
+        message.tracked = True
+        consumer.unacked.add(message)
+        events.append(SimpleNamespace(message=message))
+    return events
+
+
+def leave_batch(consumer: FakeConsumer, events: list[Any]) -> None:
+    """What take_events does when its batch is left, handled or not."""
+    for event in events:
+        event.message.ack(consumer)
+
+
+def test_a_handled_batch_is_acknowledged_when_take_events_leaves_it() -> None:
+    consumer = FakeConsumer()
+    app = SimpleNamespace(consumer=consumer)
+    events = make_events(consumer, range(10, 13))
+
+    async def handle(batch: Any) -> None:
+        assert consumer.acked == []
+
+    asyncio.run(run_batch(app, "test", events, handle))  # type: ignore[arg-type]
+    leave_batch(consumer, events)
+    assert consumer.acked == [10, 11, 12]
+    assert consumer.unacked == set()
+
+
+def test_a_batch_the_stopping_worker_cannot_finish_is_never_acknowledged() -> None:
+    consumer = FakeConsumer()
+    app = SimpleNamespace(consumer=consumer)
+    events = make_events(consumer, range(20, 23))
+
+    async def handle(batch: Any) -> None:
+        raise WorkerStopping("tables closed")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(run_batch(app, "test", events, handle))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        assert not task.done(), "an abandoned batch waits for the worker to cancel its agent"
+        # the worker's wait for in-flight events no longer waits for this batch
+        assert consumer.unacked == set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        leave_batch(consumer, events)
+
+    asyncio.run(main())
+    assert consumer.acked == []
+
+
+def test_retrying_forever_gives_way_to_a_stopping_worker_but_not_to_dead_letters() -> None:
+    attempts = []
+
+    async def work() -> None:
+        attempts.append(1)
+        raise ConnectionError("broker gone")
+
+    stop = {"now": False}
+
+    def stopping() -> bool:
+        if len(attempts) >= 2:
+            stop["now"] = True
+        return stop["now"]
+
+    events = [SimpleNamespace(message=SimpleNamespace(topic="t", partition=0, offset=1))]
+    with pytest.raises(WorkerStopping, match="broker gone"):
+        asyncio.run(with_retries("test", events, work, deadletter=None, forever=True, stopping=stopping))  # type: ignore[arg-type]
+    assert len(attempts) == 2
+
+
+def test_worker_stopping_is_not_retried_or_dead_lettered() -> None:
+    attempts = []
+
+    async def work() -> None:
+        attempts.append(1)
+        raise WorkerStopping("tables closed")
+
+    events = [SimpleNamespace(message=SimpleNamespace(topic="t", partition=0, offset=1))]
+    with pytest.raises(WorkerStopping):
+        asyncio.run(with_retries("test", events, work, deadletter=None))  # type: ignore[arg-type]
+    assert attempts == [1]
+
+
+class FakeSignal:
+    def connect(self, receiver: Any) -> None:
+        self.receiver = receiver
+
+
+class GuardApp:
+    """What OffsetGuard uses of a faust app: consumer offsets and seeks, rebalance signals, a timer."""
+
+    def __init__(self, committed: dict[TP, int]) -> None:
+        self.consumer = SimpleNamespace(unacked=set(), _committed_offset=dict(committed), seeks=[],
+                                        assignment=lambda: set(committed))  # fmt: skip
+
+        async def seek_wait(partitions: dict[TP, int]) -> None:
+            self.consumer.seeks.append(dict(partitions))
+
+        self.consumer.seek_wait = seek_wait
+        self.on_partitions_assigned = FakeSignal()
+        self.on_partitions_revoked = FakeSignal()
+        self.timers: list[Any] = []
+
+    def timer(self, interval: float, name: str) -> Any:
+        def register(fn: Any) -> Any:
+            self.timers.append(fn)
+            return fn
+
+        return register
+
+
+TP0 = TP("t.raw", 0)
+
+
+def offsets_of(events: list[Any]) -> list[int]:
+    return [e.message.offset for e in events]
+
+
+def guard_events(app: GuardApp, offsets: list[int]) -> list[Any]:
+    events = []
+    for offset in offsets:
+        message = ConsumerMessage("t.raw", 0, offset, 0.0, 0, [], b"k", b"v", None, tp=TP0)
+        message.incref()
+        message.tracked = True
+        app.consumer.unacked.add(message)
+        events.append(SimpleNamespace(message=message))
+    return events
+
+
+def test_the_guard_lets_events_in_offset_order_through() -> None:
+    from agents.batching import OffsetGuard
+
+    app = GuardApp({TP0: 10})
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    admitted = asyncio.run(guard.admit(guard_events(app, [10, 11, 12])))
+    assert offsets_of(admitted) == [10, 11, 12]
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, [13, 14])))) == [13, 14]
+    assert app.consumer.seeks == []
+
+
+def test_a_jump_past_unhandled_offsets_is_held_back_and_sought_again() -> None:
+    from agents.batching import OffsetGuard
+
+    app = GuardApp({TP0: 10})
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    consumer = FakeConsumer()
+    stale = guard_events(app, [33, 34, 35])  # the consumer resumed at 33 although 10 is the committed offset
+    assert asyncio.run(guard.admit(stale)) == []
+    assert app.consumer.seeks == [{TP0: 10}]
+    leave_batch(consumer, stale)  # take_events acknowledges what it yielded: the held-back copies stay uncommitted
+    assert consumer.acked == []
+    assert not (app.consumer.unacked & {e.message for e in stale}), "a stopping worker must not wait for them"
+    more_stale = guard_events(app, [36, 37])  # fetched before the seek took effect
+    assert asyncio.run(guard.admit(more_stale)) == []
+    refetched = guard_events(app, list(range(10, 38)))
+    assert offsets_of(asyncio.run(guard.admit(refetched))) == list(range(10, 38))
+    assert len(app.consumer.seeks) == 1
+
+
+def test_a_seek_that_is_undone_is_repeated_until_the_offset_arrives() -> None:
+    import agents.batching as batching
+
+    app = GuardApp({TP0: 10})
+    guard = batching.OffsetGuard(app, "test")  # type: ignore[arg-type]
+    asyncio.run(guard.admit(guard_events(app, [20])))
+    assert app.consumer.seeks == [{TP0: 10}]
+    asyncio.run(app.timers[0]())  # too soon: no second seek
+    assert app.consumer.seeks == [{TP0: 10}]
+    guard.sought_at[TP0] -= batching.RESEEK_AFTER_S
+    asyncio.run(app.timers[0]())
+    assert app.consumer.seeks == [{TP0: 10}, {TP0: 10}]
+    asyncio.run(guard.admit(guard_events(app, [10])))
+    guard.sought_at[TP0] = 0.0
+    asyncio.run(app.timers[0]())
+    assert len(app.consumer.seeks) == 2, "once the offset arrived there is nothing to seek"
+
+
+def test_a_jump_still_there_after_the_seek_is_accepted() -> None:
+    from agents.batching import OffsetGuard
+
+    app = GuardApp({TP0: 10})
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    assert asyncio.run(guard.admit(guard_events(app, [12, 13]))) == []  # 10 and 11: transaction markers
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, [12, 13, 14])))) == [12, 13, 14]
+    assert app.consumer.seeks == [{TP0: 10}]
+
+
+def test_a_rebalance_starts_the_guard_afresh() -> None:
+    from agents.batching import OffsetGuard
+
+    app = GuardApp({TP0: 10})
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    asyncio.run(guard.admit(guard_events(app, [10, 11])))
+    app.consumer._committed_offset[TP0] = 50  # another worker handled the partition meanwhile
+    asyncio.run(app.on_partitions_assigned.receiver(set()))
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, [50])))) == [50]
+    assert app.consumer.seeks == []
