@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install stack-up stack-down stack-status test lint demo clean
+.PHONY: install system-tools stack-up stack-down stack-status test lint demo clean
 
 install: $(STAMP)
 
@@ -24,7 +24,19 @@ stack-down: $(STAMP)
 stack-status: $(STAMP)
 	$(BIN)/weatherstream stack status
 
-test: $(STAMP)
+# Browser and Prometheus checks in the tests need Debian's chromium and promtool (package prometheus).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-tools:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing (for the browser and metrics tests)"; \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null ) \
+	  || { echo "could not install$$missing with apt-get: install them by hand (Debian packages), then run make test again" >&2; exit 1; }; \
+	fi
+
+test: $(STAMP) system-tools
 	$(BIN)/weatherstream stack up
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -229,9 +229,18 @@ def register(app: WeatherStreamApp) -> None:
                 cache[start] = panes.get(pane_key(city_id, start))
             return cache[start]
 
-        def judged_before(t: float, offset: int) -> windows.Verdict:
-            """How a re-delivered observation was judged the first time: its row is in its pane if accepted."""
-            same_time = [row for row in pane(aggregator.spec.pane_start(t)) or () if row[0] == t]
+        def judged_before(t: float, offset: int) -> windows.Verdict | None:
+            """How a re-delivered observation was judged the first time: its row is in its pane if accepted.
+
+            ``None``: its pane has aged out (it is older than the retention behind the watermark), so it was
+            handled, and its outputs sent, many batches ago (a later batch is applied only after the outputs
+            of the earlier ones went out). Nothing to do again.
+            """
+            rows = pane(aggregator.spec.pane_start(t))
+            if rows is None and head is not None and head["wm"] is not None:
+                if t < head["wm"] - aggregator.config.retention_s:
+                    return None
+            same_time = [row for row in rows or () if row[0] == t]
             if any(int(row[OFFSET]) == offset for row in same_time):
                 return windows.Verdict.APPLIED
             return windows.Verdict.DUPLICATE if same_time else windows.Verdict.TOO_LATE
@@ -259,9 +268,12 @@ def register(app: WeatherStreamApp) -> None:
             offset = event.message.offset
             step = aggregator.apply(city_id, head, observation_row(obs, offset), pane, wall_now=now,
                                     event_ts=event.message.timestamp)  # fmt: skip
-            verdict = step.verdict
+            verdict: windows.Verdict | None = step.verdict
             if verdict is windows.Verdict.REDELIVERED:
+                metrics.REDELIVERED.inc()
                 verdict = judged_before(obs.observed_at, offset)
+                if verdict is None:
+                    continue
             if verdict is windows.Verdict.DUPLICATE:
                 out.dead_letters.append(DeadLetterOut(
                     event, Reason.DUPLICATE, f"city {obs.city_id} dt {obs.observed_at:.0f} was already accepted",

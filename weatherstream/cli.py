@@ -656,13 +656,15 @@ def _cell(value: Any) -> Text:
 @click.option("--hours", type=float, default=72, show_default=True, help="Event time, ending now (2 days warm-up).")
 @click.option("--rate", type=float, default=200, show_default=True, help="Observations sent per second.")
 @click.option("--anomalies", type=int, default=40, show_default=True, help="Incidents to inject.")
+@click.option("--namespace", default="demo", show_default=True, help="Topic namespace to recreate and use.")
+@click.option("--keyspace", default="demo", show_default=True, help="Cassandra keyspace to recreate and use.")
 @click.pass_obj
-def demo(obj: _Context, cities: int, hours: float, rate: float, anomalies: int) -> None:
+def demo(obj: _Context, cities: int, hours: float, rate: float, anomalies: int, namespace: str, keyspace: str) -> None:
     """Run the whole pipeline on built-in data in namespace and keyspace `demo` (recreated), and say where
-    to look. Needs the local stack (`weatherstream stack up`); Ctrl-C stops it."""
+    to look. Needs the local stack (`weatherstream stack up`); Ctrl-C stops it. Its files go to ./.demo."""
     from weatherstream.demo import run
 
-    settings = obj.settings(namespace="demo", keyspace="demo")
+    settings = obj.settings(namespace=namespace, keyspace=keyspace)
     run(settings, lambda text: click.echo(text, err=True), cities=cities, hours=hours, rate=rate,
         anomalies=anomalies)  # fmt: skip
 

@@ -26,6 +26,10 @@ REBALANCE_SKIPPED = Counter(
     "weatherstream_rebalance_skipped_messages_total",
     "Messages fetched before a rebalance that no agent handled; left uncommitted so they are delivered again.",
 )
+REDELIVERED = Counter(
+    "weatherstream_redelivered_total",
+    "Observations delivered again after a worker stopped or crashed, recognised by their offsets.",
+)
 OFFSET_REWINDS = Counter(
     "weatherstream_offset_rewinds_total",
     "Times an agent saw a partition jump past offsets it had not handled and sought back to them.",

@@ -124,3 +124,39 @@ def test_a_transient_failure_is_retried_not_dropped(tmp_path: Path, monkeypatch)
     monkeypatch.setattr("agents.resilience.FIRST_DELAY_S", 0.001)
     out = run(tmp_path, [(b"7", payload(7), [])], expect_sends=1)
     assert len(out.of("observations")) == 1 and out.of("deadletter") == []
+
+
+def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(tmp_path: Path) -> None:
+    """A worker that took over a partition whose owner never committed gets its first observations again,
+    long after their panes aged out: they were handled then, so nothing is sent for them again."""
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    captured = Captured()
+    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
+        getattr(app.ws_topics, name).send = captured.hook(name)
+    steps = 80 * 6  # 80 hours: the first day's panes have aged out of the 48 h retention
+    start = NOW - 80 * 3600
+
+    async def settle(observations: int) -> None:
+        for _ in range(300):
+            if len(captured.of("observations")) >= observations:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+
+    async def scenario() -> None:
+        async with app.ws_pipeline.test_context() as agent:  # type: ignore[attr-defined]
+            for i in range(steps):
+                await agent.put(payload(7, start + i * 600, 3.0 + i % 5), key=b"7")
+            await settle(steps)
+            assert len(captured.of("observations")) == steps
+            agent.sent_offset = 0  # the same messages, from the start of the partition
+            await agent.put(payload(7, start, 3.0), key=b"7")  # aged out: recognised, nothing sent
+            agent.sent_offset = steps - 1
+            await agent.put(payload(7, start + (steps - 1) * 600, 3.0 + (steps - 1) % 5), key=b"7")  # recent
+            await settle(steps + 1)
+
+    asyncio.run(scenario())
+    assert captured.of("deadletter") == []
+    observations = captured.of("observations")
+    assert len(observations) == steps + 1  # only the recent one is sent again (its first send may not have left)
+    assert observations[-1]["value"].observed_at == start + (steps - 1) * 600
