@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-tools stack-up stack-down stack-status test lint demo clean
+.PHONY: install bench system-tools stack-up stack-down stack-status test lint demo clean
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ system-tools:
 test: $(STAMP) system-tools
 	$(BIN)/weatherstream stack up
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Side-by-side benchmarks (not part of make test): BENCH_ARGS="--events 20000 --repeat 1" for a quick look.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/weatherstream stack up
+	$(BIN)/python -m benchmarks.drain $(BENCH_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/weatherstream stack up

@@ -1,0 +1,310 @@
+"""Backlog drain, side by side: events/s per worker process, CPU per event, peak RSS, broker and Cassandra CPU.
+
+Every system reads the same pre-generated input (preloaded into a fresh topic of 8 partitions per run) on
+the same local broker and Cassandra node, in interleaved order, repeated. Rates are taken from the
+consumer group's committed offsets (sampled every 0.2 s) between the first commit and the moment every
+input topic of the system is committed to its end, so start-up is not counted for anyone.
+
+    .venv/bin/python -m benchmarks.drain [--events 100000] [--cities 200] [--repeat 3]
+        [--systems weatherstream,weatherstream-nosink,naive,naive-nosink,limit]
+
+Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from weatherstream.db import connect_settings
+from weatherstream.settings import Settings, load_settings
+from weatherstream.sinks.schema import migrate
+from weatherstream.sources.synthetic import SyntheticConfig, generate
+from weatherstream.topics import create_namespace_topics, delete_namespace_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / ".work"
+RESULTS = ROOT / "benchmarks" / "results"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def workload(events: int, cities: int) -> list[tuple[bytes, bytes]]:
+    """(key, payload) pairs, generated once and kept in benchmarks/.work/."""
+    path = WORK / f"workload-{events}-{cities}.jsonl"
+    if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        start = float(int(time.time()) // 600 * 600 - (events // cities) * 600)
+        cfg = SyntheticConfig(cities=cities, count=events, seed=7, start=start, anomalies=max(1, events // 1000))
+        with path.open("wb") as out:
+            for r in generate(cfg):
+                out.write(orjson.dumps({"k": str(r.city_id), "v": r.payload.decode()}) + b"\n")
+    pairs = []
+    for line in path.read_bytes().splitlines():
+        doc = orjson.loads(line)
+        pairs.append((doc["k"].encode(), doc["v"].encode()))
+    return pairs
+
+
+async def preload(settings: Settings, pairs: list[tuple[bytes, bytes]]) -> None:
+    await create_namespace_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20,
+                                max_batch_size=1 << 20, enable_idempotence=True)  # fmt: skip
+    await producer.start()
+    try:
+        futures = [await producer.send(settings.topic_raw, value, key=key, headers=[("source", b"synthetic")])
+                   for key, value in pairs]  # fmt: skip
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def progress(settings: Settings, group: str, topics: list[str]) -> tuple[int, bool]:
+    """(committed offsets of the first topic, whether every partition of ``topics`` is committed to its end)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group)
+        first = sum(max(0, committed[tp].offset) for tp in tps if tp.topic == topics[0] and tp in committed)
+        at_end = all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
+        return first, at_end
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError):
+        return 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def server_pids() -> dict[str, int]:
+    pids = {}
+    for name in ("kafka", "cassandra"):
+        path = ROOT / ".stack" / "run" / f"{name}.pid"
+        if path.exists():
+            pids[name] = int(path.read_text().strip())
+    return pids
+
+
+@dataclass
+class Run:
+    system: str
+    repetition: int
+    events: int
+    seconds: float = 0.0
+    events_per_s: float = 0.0
+    cpu_us_per_event: float = 0.0
+    peak_rss_mb: float = 0.0
+    server_cpu_s: dict[str, float] = field(default_factory=dict)
+    rows: int | None = None
+    ok: bool = False
+    note: str = ""
+
+
+def command(
+    system: str, settings: Settings, group: str, events: int, data_dir: Path, port: int
+) -> tuple[list[str], dict[str, str], list[str]]:
+    """The process to start, its environment and the topics whose committed offsets say it is done."""
+    env = {**os.environ, "WEATHERSTREAM_NAMESPACE": settings.namespace, "WEATHERSTREAM_KEYSPACE": settings.keyspace,
+           "WEATHERSTREAM_DATA_DIR": str(data_dir), "WEATHERSTREAM_WEB_PORT": str(port)}  # fmt: skip
+    py = sys.executable
+    if system == "weatherstream":
+        return (
+            [py, "-m", "weatherstream", "worker", "--role", "all", "--loglevel", "warning"],
+            env,
+            [settings.topic_raw, settings.topic_observations, settings.topic_aggregates, settings.topic_alerts],
+        )
+    if system == "weatherstream-nosink":
+        return (
+            [py, "-m", "weatherstream", "worker", "--role", "pipeline", "--loglevel", "warning"],
+            env,
+            [settings.topic_raw],
+        )
+    if system in ("naive", "naive-nosink"):
+        extra = ["--no-sink"] if system == "naive-nosink" else []
+        return (
+            [py, "-m", "benchmarks.systems.naive", settings.topic_raw, group, settings.keyspace, *extra],
+            env,
+            [settings.topic_raw],
+        )
+    if system == "limit":
+        return [py, "-m", "benchmarks.systems.limit", settings.topic_raw, group, str(events)], env, [settings.topic_raw]
+    raise SystemExit(f"unknown system {system!r}")
+
+
+def count_rows(settings: Settings) -> int:
+    cluster, session = connect_settings(settings)
+    try:
+        return int(
+            session.execute(f"SELECT COUNT(*) FROM {settings.keyspace}.observations_by_city_day", timeout=300).one()[0]  # noqa: S608
+        )
+    finally:
+        cluster.shutdown()
+
+
+def run_one(system: str, repetition: int, pairs: list[tuple[bytes, bytes]], timeout_s: float) -> Run:
+    tag = uuid.uuid4().hex[:8]
+    settings = load_settings(namespace=f"bench{tag}", keyspace=f"bench_{tag}")
+    result = Run(system, repetition, len(pairs))
+    cluster, session = connect_settings(settings)
+    try:
+        migrate(session, settings)
+    finally:
+        cluster.shutdown()
+    asyncio.run(preload(settings, pairs))
+    group = settings.app_id if system.startswith("weatherstream") else f"{settings.namespace}.{system}"
+    data_dir = WORK / f"data-{tag}"
+    argv, env, topics = command(system, settings, group, len(pairs), data_dir, free_port())
+    log = (WORK / f"{system}-{tag}.log").open("wb")
+    servers = server_pids()
+    server_before = {name: cpu_s(pid) for name, pid in servers.items()}
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    started = time.monotonic()
+    first: tuple[float, int, float] | None = None  # (time, committed, cpu) at the first commit
+    try:
+        while True:
+            if proc.poll() is not None and system != "limit":
+                result.note = f"exited with {proc.returncode}; log {log.name}"
+                return result
+            done, at_end = asyncio.run(progress(settings, group, topics))
+            now = time.monotonic()
+            if first is None and done > 0:
+                first = (now, done, cpu_s(proc.pid))
+                server_before = {name: cpu_s(pid) for name, pid in servers.items()}
+            if first is not None and done >= len(pairs) and at_end:
+                cpu = cpu_s(proc.pid) - first[2]
+                result.seconds = now - first[0]
+                handled = len(pairs) - first[1]
+                result.events_per_s = handled / result.seconds if result.seconds > 0 else 0.0
+                result.cpu_us_per_event = cpu / max(1, handled) * 1e6
+                result.peak_rss_mb = peak_rss_mb(proc.pid)
+                result.server_cpu_s = {
+                    name: round(cpu_s(pid) - server_before[name], 2) for name, pid in servers.items()
+                }
+                break
+            if now - started > timeout_s:
+                result.note = f"not done after {timeout_s:.0f} s ({done} of {len(pairs)} inputs committed)"
+                return result
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+    if system in ("weatherstream", "naive"):
+        result.rows = count_rows(settings)
+        distinct = len({(k, orjson.loads(v)["dt"]) for k, v in pairs})
+        result.ok = result.rows == distinct
+        if not result.ok:
+            result.note = f"{result.rows} rows, {distinct} distinct inputs"
+    else:
+        result.ok = True
+    asyncio.run(delete_namespace_topics(settings))
+    cluster, session = connect_settings(settings)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+    return result
+
+
+def summary(runs: list[Run]) -> list[dict[str, Any]]:
+    by_system: dict[str, list[Run]] = {}
+    for r in runs:
+        by_system.setdefault(r.system, []).append(r)
+
+    def median(system: str, attr: str) -> float:
+        values = [getattr(r, attr) for r in by_system.get(system, []) if r.ok]
+        return statistics.median(values) if values else 0.0
+
+    naive, limit = median("naive", "events_per_s"), median("limit", "events_per_s")
+    rows = []
+    for system, rs in by_system.items():
+        rate = median(system, "events_per_s")
+        rows.append({
+            "system": system, "runs_ok": sum(r.ok for r in rs), "runs": len(rs),
+            "events_per_s": round(rate, 1), "cpu_us_per_event": round(median(system, "cpu_us_per_event"), 1),
+            "peak_rss_mb": round(median(system, "peak_rss_mb"), 1),
+            "x_naive": round(rate / naive, 2) if naive else None,
+            "of_limit": round(rate / limit, 3) if limit else None,
+        })  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--cities", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--systems", default="weatherstream,weatherstream-nosink,naive,naive-nosink,limit")
+    parser.add_argument("--timeout", type=float, default=1800, help="Seconds one system may take to drain.")
+    args = parser.parse_args()
+    systems = args.systems.split(",")
+    pairs = workload(args.events, args.cities)
+    print(f"workload: {len(pairs):,} events, {args.cities} cities", file=sys.stderr)
+    runs: list[Run] = []
+    for repetition in range(1, args.repeat + 1):
+        for system in systems:  # interleaved: A B C A B C ...
+            r = run_one(system, repetition, pairs, args.timeout)
+            runs.append(r)
+            print(f"  {system:22} rep {repetition}: {r.events_per_s:9.1f} ev/s  {r.cpu_us_per_event:8.1f} us/ev  "
+                  f"rss {r.peak_rss_mb:6.1f} MB  servers {r.server_cpu_s}  {'ok' if r.ok else 'FAILED ' + r.note}",
+                  file=sys.stderr)  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"drain-{stamp}.json"
+    doc = {"mode": "drain", "at": stamp, "events": args.events, "cities": args.cities, "machine": {
+        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "runs": [r.__dict__ for r in runs], "summary": summary(runs)}  # fmt: skip
+    out.write_text(json.dumps(doc, indent=2))
+    for row in doc["summary"]:
+        print(json.dumps(row))
+    print(f"results: {out}", file=sys.stderr)
+    sys.exit(0 if all(r.ok for r in runs) else 1)
+
+
+if __name__ == "__main__":
+    main()
