@@ -125,3 +125,16 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
 
             register_web(app, Aggregator(window_config(settings)))
     return app
+
+
+class Worker(faust.Worker):
+    """faust's worker without its terminal spinner.
+
+    At log level warning or above faust hangs a spinner handler on the root logger at level DEBUG, so every
+    ``log.debug`` call in faust and aiokafka builds a log record for it: about a tenth of a busy worker's
+    time. Here the root logger keeps the level asked for.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        logger.setLevel(level or logging.WARNING)

@@ -214,9 +214,7 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     """
     import asyncio
 
-    import faust
-
-    from weatherstream.app import create_app
+    from weatherstream.app import Worker, create_app
     from weatherstream.topics import create_changelog_topics, create_namespace_topics
 
     settings = obj.settings(web_port=web_port, data_dir=data_dir, worker_role=role)
@@ -231,7 +229,7 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     if created:
         click.echo(f"created topics: {', '.join(created)}", err=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    Worker(app, loglevel=loglevel).execute_from_commandline()
 
 
 def _parse_start(text: str | None) -> float:

@@ -78,6 +78,12 @@ def run(settings: Settings, say: Callable[[str], None], cities: int = 50, hours:
     worker_log = work / "worker.log"
     producer_log = work / "producer.log"
     children: list[subprocess.Popen[bytes]] = []
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # a kill or a closed terminal stops the demo's children too, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     try:
         with worker_log.open("wb") as log:
             worker = subprocess.Popen(_command("worker", "--loglevel", "warning"), stdout=log, stderr=subprocess.STDOUT,
