@@ -43,7 +43,7 @@ import orjson
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
-from agents.batching import OffsetGuard, WorkerStopping, joined_batches, run_batch
+from agents.batching import OffsetGuard, WorkerStopping, run_batch
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
 from agents.resilience import with_retries
@@ -387,12 +387,10 @@ def register(app: WeatherStreamApp) -> None:
     @app.agent(source, name="pipeline")
     async def pipeline(stream: StreamT) -> None:
         """Validate, window and judge every observation; never stops on bad input."""
-        batches = stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
+        async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.batch_max_events, within=settings.batch_within_ms / 1000
-        )
-        async for batch in joined_batches(app, batches, guard, settings.batch_max_events,
-                                          settings.batch_backlog_max_events):  # fmt: skip
-            await run_batch(app, "pipeline", batch, process)
+        ):
+            await run_batch(app, "pipeline", events, process, guard)
 
     @app.timer(interval=settings.tick_interval_s)
     async def ticks() -> None:
