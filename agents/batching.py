@@ -142,7 +142,9 @@ class OffsetGuard:
                     logger.info("%s: %s offsets %d to %d hold no records (the jump is there again after a seek); "
                                 "going on", self.agent, tp, target, offset - 1)  # fmt: skip
                     self.expected[tp] = offset
-            expected = self.expected.get(tp, self._committed(tp))
+            expected = self.expected.get(tp)
+            if expected is None:  # the partition's first event since a rebalance
+                expected = self._committed(tp)
             if expected is not None and offset > expected:
                 logger.warning("%s: %s jumped from offset %d to %d (skipped by the consumer around a rebalance); "
                                "seeking back", self.agent, tp, expected, offset)  # fmt: skip
