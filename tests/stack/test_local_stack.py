@@ -127,6 +127,7 @@ def test_a_server_that_exits_is_named_with_its_log_tail(isolated_stack: LocalSta
         isolated_stack.up(timeout_s=20)
     assert info.value.server == "kafka"
     assert "FATAL simulated broker failure" in str(info.value)
+    assert "exited with code 3" in str(info.value)
     assert str(isolated_stack.process("kafka").log_file) in str(info.value)
 
 

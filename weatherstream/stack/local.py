@@ -32,7 +32,7 @@ from weatherstream.stack.errors import (
 )
 from weatherstream.stack.jars import Distribution, ensure_jars, is_cached, require_tool
 from weatherstream.stack.kafka import KafkaServer
-from weatherstream.stack.process import ManagedProcess, port_open, process_rss_bytes, tail
+from weatherstream.stack.process import ManagedProcess, exit_description, port_open, process_rss_bytes, tail
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,9 @@ class LocalStack:
                 for name, server in list(pending.items()):
                     proc = self.process(name)
                     if proc.running_pid() is None:
-                        raise ServerStartError(name, "the process exited", proc.log_file, tail(proc.log_file))
+                        raise ServerStartError(
+                            name, exit_description(proc.recorded_pid()), proc.log_file, tail(proc.log_file)
+                        )
                     version = server.probe()
                     if version is not None:
                         versions[name] = version

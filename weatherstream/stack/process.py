@@ -18,6 +18,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+_EXEC_WINDOW_RETRIES = 40  # x 50 ms
+
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     """True when something accepts TCP connections on ``host:port``."""
@@ -64,6 +66,25 @@ def _exited(pid: int) -> bool:
         return True
 
 
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def exit_description(pid: int | None) -> str:
+    """How a server this very process started ended ("exit code 1", "killed by SIGKILL"), if known."""
+    proc = _children.get(pid) if pid is not None else None
+    if proc is None:
+        return "the process exited"
+    code = proc.poll()
+    if code is None:
+        return "the process exited"
+    if code < 0:
+        try:
+            return f"the process was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"the process was killed by signal {-code}"
+    return f"the process exited with code {code}"
+
+
 class ManagedProcess:
     """One background server process owned by a stack folder.
 
@@ -100,6 +121,14 @@ class ManagedProcess:
             if state == "Z":
                 return False  # a zombie waiting for its parent is not a running server
             command = cmdline.read_bytes()
+            for _ in range(_EXEC_WINDOW_RETRIES):
+                # A process in the middle of exec reads as an empty command line for a moment (Popen
+                # returns once exec has closed its close-on-exec pipe, before the new arguments are
+                # mapped); read again rather than take the live server for gone.
+                if command or _exited(pid):
+                    break
+                time.sleep(0.05)
+                command = cmdline.read_bytes()
             if int(ppid) == os.getpid() and command == Path("/proc/self/cmdline").read_bytes():
                 return True  # just started by this very process and not yet exec'd: its cmdline is still ours
             return str(self.stack_dir) in command.decode("utf-8", "replace")
@@ -129,6 +158,7 @@ class ManagedProcess:
                 start_new_session=True,
                 close_fds=True,
             )
+        _children[proc.pid] = proc
         self.pid_file.write_text(f"{proc.pid}\n")
         logger.info("started %s (pid %d), log %s", self.name, proc.pid, self.log_file)
         return proc.pid
@@ -169,6 +199,10 @@ class ManagedProcess:
     @staticmethod
     def _reap(pid: int) -> None:
         # When this very process started the server, collect it so it does not linger as a zombie.
+        child = _children.get(pid)
+        if child is not None:
+            child.poll()  # keeps the exit status for exit_description
+            return
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
