@@ -82,6 +82,9 @@ def run(settings: Settings, say: Callable[[str], None], cities: int = 50, hours:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # a kill or a closed terminal stops the demo's children too, like Ctrl-C
 
+    # Ctrl-C must work even when the demo was started with SIGINT ignored (a shell's background job
+    # passes that on, and Python then leaves it ignored), and a kill or a closed terminal acts the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)
     try:
@@ -126,8 +129,11 @@ def run(settings: Settings, say: Callable[[str], None], cities: int = 50, hours:
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
         for child in reversed(children):
             try:
-                child.wait(timeout=30)
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                say(f"pid {child.pid} did not stop within 30 s of SIGTERM; killing it")
                 child.kill()
+                child.wait()
