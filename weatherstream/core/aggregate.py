@@ -62,6 +62,16 @@ class Moments:
         if x > self.high:
             self.high = x
 
+    @classmethod
+    def of(cls, values: list[float]) -> Moments:
+        """The moments of ``values`` in two passes (mean first, then squared deviations from it)."""
+        n = len(values)
+        if n == 0:
+            return cls()
+        mean = math.fsum(values) / n
+        m2 = math.fsum([(x - mean) * (x - mean) for x in values])
+        return cls(n, mean, m2, min(values), max(values))
+
     def merge(self, other: Moments) -> Moments:
         if other.n == 0:
             return Moments(self.n, self.mean, self.m2, self.low, self.high)
@@ -111,9 +121,31 @@ class Partial:
 
     @classmethod
     def of(cls, rows: Iterable[Row]) -> Partial:
-        p = cls()
-        for row in rows:
-            p.add(row)
+        """The summary of ``rows`` (in time order), a column at a time: it runs for every closing window."""
+        rows = list(rows)
+        if not rows:
+            return cls()
+        times = [float(r[T]) for r in rows]
+
+        def column(index: int) -> list[float]:
+            return [float(r[index]) for r in rows if r[index] is not None]
+
+        p = cls(count=len(rows), times=times, tz_first=rows[0][TZ], tz_last=rows[-1][TZ])
+        for index, name in _MOMENT_FIELDS:
+            setattr(p, name, Moments.of(column(index)))
+        pressures = [(t, float(r[PRES])) for t, r in zip(times, rows, strict=True) if r[PRES] is not None]
+        if pressures:
+            # the earliest time (first of equals) and the latest time (last of equals), as add() keeps them
+            p.pressure_first = min(pressures, key=lambda tp: tp[0])
+            p.pressure_last = max(reversed(pressures), key=lambda tp: tp[0])
+        gusts = column(GUST)
+        p.gust_max = max(gusts) if gusts else None
+        rain, snow = column(RAIN), column(SNOW)
+        p.rain_sum_1h, p.rain_n = sum(rain, 0.0), len(rain)
+        p.snow_sum_1h, p.snow_n = sum(snow, 0.0), len(snow)
+        for r in rows:
+            if r[COND]:
+                p.conditions[r[COND]] = p.conditions.get(r[COND], 0) + 1
         return p
 
     def add(self, row: Row) -> None:

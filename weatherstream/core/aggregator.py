@@ -209,14 +209,15 @@ class Aggregator:
         spec, cfg = self.spec, self.config
         h["wm"] = new_wm
         for kind, keys in h["open"].items():
-            still_open = []
+            # Keys are kept sorted and a kind's windows end in key order: stop at the first still open.
+            closed = 0
             for key in keys:
                 window = spec.window(kind, key, h["tz"])
-                if window.end <= new_wm:
-                    step.emissions.append(self._emit(city_id, window, pane, 1, wall_now, event_ts, late=False))
-                else:
-                    still_open.append(key)
-            keys[:] = still_open
+                if window.end > new_wm:
+                    break
+                step.emissions.append(self._emit(city_id, window, pane, 1, wall_now, event_ts, late=False))
+                closed += 1
+            del keys[:closed]
         horizon = new_wm - cfg.retention_s
         for wid in [w for w in h["rev"] if self._window_end_from_wid(w, h["tz"]) < horizon]:
             del h["rev"][wid]
@@ -237,6 +238,10 @@ class Aggregator:
     def window_rows(self, window: Window, pane: PaneGetter) -> list[Row]:
         """Every row of ``window``, in time order."""
         rows: list[Row] = []
+        if window.kind != "day-local":  # its panes lie inside it (pane edges are window edges)
+            for start in self.spec.pane_range(window):
+                rows.extend(pane(start) or ())
+            return rows
         for start in self.spec.pane_range(window):
             for row in pane(start) or ():
                 if self.spec.row_in(window, float(row[0]), int(row[TZ] or 0)):
