@@ -40,11 +40,13 @@ test: $(STAMP) system-tools
 	$(BIN)/weatherstream stack up
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Side-by-side benchmarks (not part of make test): BENCH_ARGS="--events 20000 --repeat 1" for a quick look.
+# Side-by-side benchmarks (not part of make test): BENCH_ARGS="--events 20000 --repeat 1" for a quick look,
+# LATENCY_ARGS="--rates 200,500 --seconds 30" for a shorter latency sweep. Results: benchmarks/results/.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/weatherstream stack up
 	$(BIN)/python -m benchmarks.drain $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.latency $(LATENCY_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/weatherstream stack up

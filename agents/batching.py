@@ -28,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, AppT, EventT
 
 from weatherstream import metrics
@@ -51,10 +53,17 @@ class HeldBatch:
         for event in self.events:
             event.message.incref()
 
-    def release(self) -> None:
-        """The batch is handled: give back the extra references, so take_events' acknowledgement counts."""
+    def add(self, events: Sequence[EventT]) -> None:
+        for event in events:
+            event.message.incref()
+        self.events.extend(events)
+
+    def release(self, app: AppT) -> None:
+        """The batch is handled: give back the extra references. Whichever of this and take_events' own
+        acknowledgement comes last acknowledges the message (a joined batch is released after take_events
+        has left its earlier parts)."""
         for event in self.events:
-            event.message.decref()
+            event.message.ack(app.consumer)
 
     def abandon(self, app: AppT) -> None:
         """Give the batch up unacknowledged: the consumer stops waiting for it, and never commits it."""
@@ -66,26 +75,86 @@ class HeldBatch:
 async def run_batch(
     app: AppT,
     agent: str,
-    events: Sequence[EventT],
+    events: Sequence[EventT] | HeldBatch,
     handle: Callable[[Sequence[EventT]], Awaitable[None]],
     guard: OffsetGuard | None = None,
 ) -> None:
     """``await handle(events)`` holding the batch; on :class:`WorkerStopping`, abandon it and wait to be cancelled.
 
-    With a ``guard``, only the events it admits are handled (in offset order per partition).
+    With a ``guard``, only the events it admits are handled (in offset order per partition). ``events`` may
+    be a batch already held (from :func:`joined_batches`).
     """
-    if guard is not None:
-        events = await guard.admit(events)
-        if not events:
-            return
-    batch = HeldBatch(events)
+    if isinstance(events, HeldBatch):
+        batch = events
+    else:
+        if guard is not None:
+            events = await guard.admit(events)
+        batch = HeldBatch(events)
+    if not batch.events:
+        return
+    metrics.BATCH_EVENTS.labels(agent).observe(len(batch.events))
     try:
-        await handle(events)
+        await handle(batch.events)
     except WorkerStopping as exc:
         batch.abandon(app)
-        logger.info("%s: worker stopping, %d events left uncommitted for the next owner (%s)", agent, len(events), exc)
+        logger.info("%s: worker stopping, %d events left uncommitted for the next owner (%s)", agent,
+                    len(batch.events), exc)  # fmt: skip
         await asyncio.Event().wait()  # the agent is cancelled when the worker stops its agents
-    batch.release()
+    batch.release(app)
+
+
+def backlog(app: AppT, events: Sequence[EventT]) -> int:
+    """Messages waiting in the partitions of ``events`` after the last of them (from the fetched high waters)."""
+    last: dict[TP, int] = {}
+    for event in events:
+        tp = event.message.tp
+        last[tp] = max(last.get(tp, -1), event.message.offset)
+    waiting = 0
+    for tp, offset in last.items():
+        try:
+            highwater = app.consumer.highwater(tp)
+        except ConsumerNotStarted:  # no Kafka consumer (faust's test context): nothing is known to wait
+            return 0
+        if highwater is not None:
+            waiting += max(0, int(highwater) - offset - 1)
+    return waiting
+
+
+async def joined_batches(
+    app: AppT, batches: AsyncIterator[Sequence[EventT]], guard: OffsetGuard, join_below: int, max_events: int
+) -> AsyncIterator[HeldBatch]:
+    """The batches of ``take_events``, admitted by ``guard`` and held; while a backlog of at least ``join_below``
+    messages waits, consecutive batches are joined (up to ``max_events``), so each city's state is read and
+    written once for many more events. Live traffic (no backlog) goes through batch by batch.
+
+    No key (city) gets more than ``join_below`` events in a joined batch: a city's state grows with the
+    windows one batch closes for it (its outbox), and must stay a single Kafka message. A batch that would
+    cross that starts the next joined batch instead.
+    """
+    source = batches.__aiter__()
+    pending: HeldBatch | None = None
+    while True:
+        if pending is not None:
+            batch, pending = pending, None
+        else:
+            try:
+                # Held before the next one is taken: take_events acknowledges a batch when asked for the next.
+                batch = HeldBatch(await guard.admit(await source.__anext__()))
+            except StopAsyncIteration:
+                return
+        per_key = Counter(event.message.key for event in batch.events)
+        while len(batch.events) < max_events and batch.events and backlog(app, batch.events) >= join_below:
+            try:
+                more = await guard.admit(await source.__anext__())
+            except StopAsyncIteration:
+                break
+            more_per_key = Counter(event.message.key for event in more)
+            if any(per_key[key] + n > join_below for key, n in more_per_key.items()):
+                pending = HeldBatch(more)
+                break
+            batch.add(more)
+            per_key.update(more_per_key)
+        yield batch
 
 
 class OffsetGuard:

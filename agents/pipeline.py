@@ -43,7 +43,7 @@ import orjson
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
-from agents.batching import OffsetGuard, WorkerStopping, run_batch
+from agents.batching import OffsetGuard, WorkerStopping, joined_batches, run_batch
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
 from agents.resilience import with_retries
@@ -164,7 +164,8 @@ def register(app: WeatherStreamApp) -> None:
 
     def table(name: str, key_type: type, help: str, cache_entries: int) -> CachedTable:
         faust_table = app.Table(name, default=None, key_type=key_type, partitions=settings.partitions,
-                                options=app.table_options(), help=help)  # fmt: skip
+                                options=app.table_options(), extra_topic_configs=app.table_topic_configs(),
+                                help=help)  # fmt: skip
         return CachedTable(app, faust_table, cache_entries)
 
     cities = settings.state_cache_cities
@@ -387,10 +388,12 @@ def register(app: WeatherStreamApp) -> None:
     @app.agent(source, name="pipeline")
     async def pipeline(stream: StreamT) -> None:
         """Validate, window and judge every observation; never stops on bad input."""
-        async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
+        batches = stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.batch_max_events, within=settings.batch_within_ms / 1000
-        ):
-            await run_batch(app, "pipeline", events, process, guard)
+        )
+        async for batch in joined_batches(app, batches, guard, settings.batch_max_events,
+                                          settings.batch_backlog_max_events):  # fmt: skip
+            await run_batch(app, "pipeline", batch, process)
 
     @app.timer(interval=settings.tick_interval_s)
     async def ticks() -> None:

@@ -16,6 +16,7 @@ from faust.types import TopicT
 
 from models import Aggregate, Alert, Observation
 from weatherstream.settings import Settings
+from weatherstream.topics import CHANGELOG_CONFIGS, STATE_MESSAGE_MAX_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class WeatherStreamApp(faust.App):
         from weatherstream.transport import Transport
 
         return Transport(self.conf.broker_consumer, self)
+
+    def table_topic_configs(self) -> dict[str, str]:
+        """Kafka configs of a table's changelog topic (when faust creates it)."""
+        return dict(CHANGELOG_CONFIGS)
 
     def table_options(self) -> dict[str, Any]:
         """RocksDB options for a new table (a fresh dict each time: faust mutates it)."""
@@ -77,6 +82,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_max_batch_size=1024 * 1024,  # changelog records are large; 16 KiB batches mean many requests
+        producer_max_request_size=STATE_MESSAGE_MAX_BYTES,
         web_enabled=True,
         web_bind=settings.web_bind,
         web_host=settings.web_bind,

@@ -26,6 +26,12 @@ REBALANCE_SKIPPED = Counter(
     "weatherstream_rebalance_skipped_messages_total",
     "Messages fetched before a rebalance that no agent handled; left uncommitted so they are delivered again.",
 )
+BATCH_EVENTS = Histogram(
+    "weatherstream_batch_events",
+    "Events per batch an agent handles at once (more per batch: fewer state writes per event), by agent.",
+    ["agent"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
 REDELIVERED = Counter(
     "weatherstream_redelivered_total",
     "Observations delivered again after a worker stopped or crashed, recognised by their offsets.",

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     batch_within_ms: int = Field(
         default=20, ge=1, le=10_000, description="Longest the pipeline agent waits to fill a batch (latency bound)."
     )
+    batch_backlog_max_events: int = Field(
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="Most events the pipeline joins into one batch while a backlog waits (catching up faster).",
+    )
 
     # --- Cassandra sink ------------------------------------------------------------------------
     sink_max_in_flight: int = Field(

@@ -17,6 +17,12 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from weatherstream.errors import WeatherStreamError
 from weatherstream.settings import Settings
 
+#: Largest Kafka message the worker sends: a city's state (one changelog record) holds the windows a joined
+#: batch closes for it until their delivery is confirmed (up to ~1,000 aggregates at an hourly cadence),
+#: more than the broker's 1 MB default.
+STATE_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
+CHANGELOG_CONFIGS = {"cleanup.policy": "compact", "max.message.bytes": str(STATE_MESSAGE_MAX_BYTES)}
+
 logger = logging.getLogger(__name__)
 
 #: The topics every run owns, as suffixes of its namespace.
@@ -111,7 +117,7 @@ async def create_namespace_topics(settings: Settings) -> list[str]:
 async def create_changelog_topics(settings: Settings, names: Iterable[str]) -> list[str]:
     """Create tables' changelog topics (compacted, one partition per source partition) before faust
     starts, so a table's first write never races the topic's creation."""
-    return await create_topics(settings, names, configs={"cleanup.policy": "compact"})
+    return await create_topics(settings, names, configs=CHANGELOG_CONFIGS)
 
 
 async def delete_namespace_topics(settings: Settings, wait_s: float = 30.0) -> list[str]:

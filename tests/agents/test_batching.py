@@ -149,10 +149,11 @@ def offsets_of(events: list[Any]) -> list[int]:
     return [e.message.offset for e in events]
 
 
-def guard_events(app: GuardApp, offsets: list[int]) -> list[Any]:
+def guard_events(app: GuardApp, offsets: list[int], cities: int = 1) -> list[Any]:
     events = []
     for offset in offsets:
-        message = ConsumerMessage("t.raw", 0, offset, 0.0, 0, [], b"k", b"v", None, tp=TP0)
+        key = b"%d" % (offset % cities)
+        message = ConsumerMessage("t.raw", 0, offset, 0.0, 0, [], key, b"v", None, tp=TP0)
         message.incref()
         message.tracked = True
         app.consumer.unacked.add(message)
@@ -228,3 +229,50 @@ def test_a_rebalance_starts_the_guard_afresh() -> None:
     asyncio.run(app.on_partitions_assigned.receiver(set()))
     assert offsets_of(asyncio.run(guard.admit(guard_events(app, [50])))) == [50]
     assert app.consumer.seeks == []
+
+
+def test_batches_are_joined_only_while_a_backlog_waits() -> None:
+    from agents.batching import OffsetGuard, joined_batches
+
+    app = GuardApp({TP0: 0})
+    highwater = {"value": 1000}
+    app.consumer.highwater = lambda tp: highwater["value"]
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    consumer = FakeConsumer()
+    app.consumer.ack = consumer.ack
+
+    cities = {"n": 10}
+
+    async def take_events() -> Any:
+        for first in range(0, 1000, 100):  # like take_events: acknowledges a batch when asked for the next
+            events = guard_events(app, list(range(first, first + 100)), cities["n"])
+            yield events
+            leave_batch(consumer, events)
+
+    async def collect(join_below: int, max_events: int) -> list[list[int]]:
+        sizes = []
+        async for batch in joined_batches(app, take_events(), guard, join_below, max_events):  # type: ignore[arg-type]
+            offsets = offsets_of(batch.events)
+            assert not set(consumer.acked) & set(offsets), "events joined into a batch are held until it is handled"
+            sizes.append(offsets)
+            batch.release(app)  # type: ignore[arg-type]
+        return sizes
+
+    joined = asyncio.run(collect(join_below=100, max_events=450))
+    assert [len(b) for b in joined] == [500, 500]  # 900 of 1000 waiting: batches joined, up to the limit
+    assert [o for b in joined for o in b] == list(range(1000))
+    assert sorted(consumer.acked) == list(range(1000)), "every event is acknowledged once handled"
+    consumer.acked.clear()
+
+    guard.expected.clear()
+    app.consumer._committed_offset[TP0] = 0
+    highwater["value"] = 0  # nothing known to wait (live traffic): batch by batch
+    assert [len(b) for b in asyncio.run(collect(join_below=100, max_events=450))] == [100] * 10
+    consumer.acked.clear()
+
+    guard.expected.clear()
+    highwater["value"] = 1000  # a backlog, but every event has the same key (one city): at most 250 per batch
+    cities["n"] = 1
+    joined = asyncio.run(collect(join_below=250, max_events=5000))
+    assert [len(b) for b in joined] == [200, 200, 200, 200, 100, 100]  # the end: no backlog left to join
+    assert sorted(consumer.acked) == list(range(1000))
