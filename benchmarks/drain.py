@@ -6,7 +6,7 @@ consumer group's committed offsets (sampled every 0.2 s) between the first commi
 input topic of the system is committed to its end, so start-up is not counted for anyone.
 
     .venv/bin/python -m benchmarks.drain [--events 100000] [--cities 50] [--repeat 3]
-        [--systems weatherstream,weatherstream-nosink,naive,naive-nosink,limit]
+        [--systems weatherstream,weatherstream-nosink,quix,quix-nosink,naive,naive-nosink,limit]
 
 Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
 """
@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / ".work"
 RESULTS = ROOT / "benchmarks" / "results"
 TICK = os.sysconf("SC_CLK_TCK")
+SYSTEMS = ("weatherstream", "weatherstream-nosink", "quix", "quix-nosink", "naive", "naive-nosink", "limit")
 
 
 def workload(events: int, cities: int) -> list[tuple[bytes, bytes]]:
@@ -178,6 +179,13 @@ def command(
             env,
             [settings.topic_raw],
         )
+    if system in ("quix", "quix-nosink"):
+        extra = ["--no-sink"] if system == "quix-nosink" else []
+        return (
+            [py, "-m", "benchmarks.systems.quix", settings.topic_raw, group, settings.keyspace, str(data_dir), *extra],
+            env,
+            [settings.topic_raw],
+        )
     if system == "limit":
         return [py, "-m", "benchmarks.systems.limit", settings.topic_raw, group, str(events)], env, [settings.topic_raw]
     raise SystemExit(f"unknown system {system!r}")
@@ -262,11 +270,11 @@ def run_one(system: str, repetition: int, pairs: list[tuple[bytes, bytes]], time
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.close()
-    if system in ("weatherstream", "naive"):
+    if system in ("weatherstream", "naive", "quix"):
         result.rows = count_rows(settings)
         distinct = len({(k, orjson.loads(v)["dt"]) for k, v in pairs})
-        # weatherstream dead-letters what it refuses (the injected impossible values) instead of storing it
-        refused = asyncio.run(topic_messages(settings, settings.topic_deadletter)) if system == "weatherstream" else 0
+        # weatherstream and the Quix job dead-letter what they refuse (the injected impossible values)
+        refused = asyncio.run(topic_messages(settings, settings.topic_deadletter)) if system != "naive" else 0
         result.ok = result.rows + refused == distinct
         result.note = f"{result.rows} rows + {refused} dead letters, {distinct} distinct inputs"
     else:
@@ -313,7 +321,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--cities", type=int, default=50, help="Built-in cities (at most 71).")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--systems", default="weatherstream,weatherstream-nosink,naive,naive-nosink,limit")
+    parser.add_argument(
+        "--systems", default="weatherstream,weatherstream-nosink,quix,quix-nosink,naive,naive-nosink,limit"
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="Seconds one system may take to drain.")
     args = parser.parse_args()
     systems = args.systems.split(",")

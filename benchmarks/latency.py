@@ -1,0 +1,194 @@
+"""Fixed-rate latency: event-to-alert p50/p95/p99 at several input rates, and the sustainable rate.
+
+For each rate, a fresh namespace and one worker (`--role all`: pipeline and Cassandra sink in one
+process, as a user runs it). An open-loop producer sends synthetic observations (50 cities, injected
+anomalies) on a fixed schedule: message i is due at t0 + i/rate, and is sent late rather than skipped
+when the producer falls behind, so a slow system cannot hide its delay (no coordinated omission). A
+separate subscriber reads the alerts topic. The latency of an alert is its arrival at the subscriber
+minus the *scheduled* send time of the observation that raised it. Alerts of the first ``--warmup``
+seconds are left out. At the end the worker's lag is sampled: a rate is sustainable when the worker
+kept up (all input committed within a few seconds of the last send) and p99 meets ``--target-ms``.
+
+    .venv/bin/python -m benchmarks.latency [--rates 200,500,1000] [--seconds 60] [--warmup 10]
+
+Needs the local stack (`weatherstream stack up`). Results: benchmarks/results/latency-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+import requests
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from benchmarks.drain import RESULTS, ROOT, WORK, clean_up, command, free_port, progress
+from weatherstream.db import connect_settings
+from weatherstream.settings import Settings, load_settings
+from weatherstream.sinks.schema import migrate
+from weatherstream.sources.synthetic import SyntheticConfig, generate
+from weatherstream.topics import create_namespace_topics
+
+CITIES = 50
+
+
+def _ready(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def drive(settings: Settings, rate: float, seconds: float) -> tuple[dict[tuple[int, float], float], list[Any]]:
+    """Send at ``rate`` for ``seconds``; returns (scheduled send time per (city, event time), alerts seen)."""
+    count = int(rate * seconds)
+    now = time.time()
+    cfg = SyntheticConfig(cities=CITIES, count=count, seed=11, step_s=600,
+                          start=float(int(now - (count / CITIES) * 600) // 600 * 600),
+                          anomalies=max(2, count // 500))  # fmt: skip
+    records = list(generate(cfg))
+    scheduled: dict[tuple[int, float], float] = {}
+    seen: list[tuple[dict[str, Any], float]] = []
+    stop = asyncio.Event()
+
+    async def subscribe(ready: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(settings.topic_alerts, bootstrap_servers=settings.bootstrap_servers,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=10)  # fmt: skip
+        await consumer.start()
+        ready.set()
+        try:
+            while not stop.is_set():
+                for batch in (await consumer.getmany(timeout_ms=50)).values():
+                    arrived = time.time()
+                    seen.extend((orjson.loads(r.value), arrived) for r in batch)
+        finally:
+            await consumer.stop()
+
+    ready = asyncio.Event()
+    subscriber = asyncio.create_task(subscribe(ready))
+    await ready.wait()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=0)
+    await producer.start()
+    try:
+        t0 = time.time() + 0.5
+        for i, r in enumerate(records):
+            due = t0 + i / rate
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            scheduled[(r.city_id, float(r.event_time))] = due
+            await producer.send(settings.topic_raw, r.payload, key=str(r.city_id).encode(), headers=r.headers())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await asyncio.sleep(10)  # alerts of the last observations
+    stop.set()
+    await subscriber
+    return scheduled, seen
+
+
+def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+    settings = load_settings(namespace=f"lat{tag}", keyspace=f"lat_{tag}")
+    cluster, session = connect_settings(settings)
+    try:
+        migrate(session, settings)
+    finally:
+        cluster.shutdown()
+    asyncio.run(create_namespace_topics(settings))
+    port = free_port()
+    argv, env, _ = command("weatherstream", settings, settings.app_id, 0, WORK / f"data-{tag}", port)
+    log_path = WORK / f"latency-{tag}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    try:
+        ready_by = time.monotonic() + 120
+        while not _ready(port):
+            if proc.poll() is not None or time.monotonic() > ready_by:
+                raise SystemExit(f"the worker did not get ready; its log: {log_path}")
+            time.sleep(0.5)
+        scheduled, seen = asyncio.run(drive(settings, rate, seconds))
+        sent_end = max(scheduled.values())
+        # kept up: the raw topic is committed to its end within 10 s of the last scheduled send
+        caught_up_after: float | None = None
+        while time.time() < sent_end + 10:
+            _, at_end = asyncio.run(progress(settings, settings.app_id, [settings.topic_raw]))
+            if at_end:
+                caught_up_after = max(0.0, time.time() - sent_end)
+                break
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        clean_up(settings)
+    t0 = min(scheduled.values())
+    latencies = []
+    ids: dict[tuple[str, int], int] = {}
+    for alert, arrived in seen:
+        ids[(alert["alert_id"], alert["seq"])] = ids.get((alert["alert_id"], alert["seq"]), 0) + 1
+        due = scheduled.get((alert["city_id"], float(alert["observed_at"])))
+        if alert["state"] != "open" or alert["kind"] == "silent_station" or due is None or due - t0 < warmup_s:
+            continue  # a silent station is raised by a timer, not by an observation
+        latencies.append((arrived - due) * 1000)
+    result: dict[str, Any] = {
+        "rate": rate, "seconds": seconds, "events": len(scheduled), "alerts": len(seen),
+        "measured_alerts": len(latencies), "repeated_alert_messages": sum(n - 1 for n in ids.values()),
+        "caught_up_after_s": caught_up_after,
+    }  # fmt: skip
+    if latencies:
+        result.update(p50_ms=round(quantile(latencies, 0.5), 1), p95_ms=round(quantile(latencies, 0.95), 1),
+                      p99_ms=round(quantile(latencies, 0.99), 1), max_ms=round(max(latencies), 1),
+                      mean_ms=round(statistics.fmean(latencies), 1))  # fmt: skip
+    result["sustainable"] = bool(caught_up_after is not None and latencies and result["p99_ms"] <= target_ms)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="200,500,1000")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=10)
+    parser.add_argument("--target-ms", type=float, default=100)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    steps = []
+    for rate in [float(r) for r in args.rates.split(",")]:
+        r = run_rate(rate, args.seconds, args.warmup, args.target_ms)
+        steps.append(r)
+        print(f"  {rate:7.0f} ev/s: {r['measured_alerts']:4d} alerts  p50 {r.get('p50_ms', '-')} ms  p95 "
+              f"{r.get('p95_ms', '-')} ms  p99 {r.get('p99_ms', '-')} ms  caught up after {r['caught_up_after_s']} s  "
+              f"{'sustainable' if r['sustainable'] else 'NOT sustainable'}", file=sys.stderr)  # fmt: skip
+    sustainable = [r["rate"] for r in steps if r["sustainable"]]
+    out = {
+        "benchmark": "latency", "system": "weatherstream", "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "machine": {"python": platform.python_version(), "cpus": len(__import__("os").sched_getaffinity(0)),
+                    "platform": platform.platform()},
+        "target_p99_ms": args.target_ms, "steps": steps,
+        "sustainable_rate": max(sustainable) if sustainable else None,
+    }  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"latency-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"results: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
