@@ -149,6 +149,7 @@ class Run:
     peak_rss_mb: float = 0.0
     server_cpu_s: dict[str, float] = field(default_factory=dict)
     rows: int | None = None
+    aggregates: dict[str, int] = field(default_factory=dict)
     ok: bool = False
     note: str = ""
 
@@ -189,6 +190,58 @@ def command(
     if system == "limit":
         return [py, "-m", "benchmarks.systems.limit", settings.topic_raw, group, str(events)], env, [settings.topic_raw]
     raise SystemExit(f"unknown system {system!r}")
+
+
+#: window kinds each system computes (Quix Streams has no per-city local-day window)
+KINDS = {"weatherstream": ("tumbling-1h", "hopping-24h-1h", "day-local"), "quix": ("tumbling-1h", "hopping-24h-1h")}
+
+
+def expected_windows(pairs: list[tuple[bytes, bytes]], lateness_s: float) -> dict[tuple[int, str, float], Any]:
+    """The final aggregates (revision 1) the independent oracle of the tests expects for the workload."""
+    from tests.oracle import Obs, expected_aggregates
+    from weatherstream.core.normalize import InvalidPayload, normalize
+
+    arrivals = []
+    for _, payload in pairs:
+        try:
+            o = normalize(payload, now=time.time(), units="metric", source="synthetic")
+        except InvalidPayload:
+            continue
+        arrivals.append(Obs(o.city_id, o.observed_at, o.timezone_offset_s or 0, o.temp_c, o.humidity_pct,
+                            o.pressure_hpa, o.wind_speed_ms, o.wind_gust_ms or 0.0, o.condition_main))  # fmt: skip
+    return {
+        (city, wid.partition(":")[0], float(values["window_start"])): values
+        for (city, wid, revision), values in expected_aggregates(arrivals, lateness_s).items()
+        if revision == 1
+    }
+
+
+def check_aggregates(settings: Settings, system: str, expected: dict[tuple[int, str, float], Any]) -> dict[str, int]:
+    """Compare the system's aggregate rows with the oracle: matched, wrong (count or mean), missing, extra."""
+    kinds = KINDS[system]
+    want = {k: v for k, v in expected.items() if k[1] in kinds}
+    cluster, session = connect_settings(settings)
+    try:
+        got = {
+            (r.city_id, r.kind, r.window_start.replace(tzinfo=dt.timezone.utc).timestamp()): r
+            for r in session.execute(
+                f"SELECT city_id, kind, window_start, revision, count, temp_mean_c FROM {settings.keyspace}.aggregates_by_city",  # noqa: S608, E501
+                timeout=300,
+            )
+            if r.revision == 1 and r.kind in kinds
+        }
+    finally:
+        cluster.shutdown()
+    matched = wrong = 0
+    for key, values in want.items():
+        row = got.get(key)
+        if row is None:
+            continue
+        same = row.count == values["count"] and abs((row.temp_mean_c or 0) - (values["temp_mean_c"] or 0)) < 1e-6
+        matched += same
+        wrong += not same
+    return {"expected": len(want), "matched": matched, "wrong": wrong, "missing": len(set(want) - set(got)),
+            "extra": len(set(got) - set(want))}  # fmt: skip
 
 
 def count_rows(settings: Settings) -> int:
@@ -277,6 +330,10 @@ def run_one(system: str, repetition: int, pairs: list[tuple[bytes, bytes]], time
         refused = asyncio.run(topic_messages(settings, settings.topic_deadletter)) if system != "naive" else 0
         result.ok = result.rows + refused == distinct
         result.note = f"{result.rows} rows + {refused} dead letters, {distinct} distinct inputs"
+        if system in KINDS:
+            result.aggregates = check_aggregates(settings, system, expected_windows(pairs, settings.allowed_lateness_s))
+            result.note += ", aggregates vs oracle " + " ".join(f"{k} {v}" for k, v in result.aggregates.items())
+            result.ok = result.ok and result.aggregates["wrong"] == 0 and result.aggregates["missing"] == 0
     else:
         result.ok = True
     clean_up(settings)
@@ -335,7 +392,7 @@ def main() -> None:
             r = run_one(system, repetition, pairs, args.timeout)
             runs.append(r)
             print(f"  {system:22} rep {repetition}: {r.events_per_s:9.1f} ev/s  {r.cpu_us_per_event:8.1f} us/ev  "
-                  f"rss {r.peak_rss_mb:6.1f} MB  servers {r.server_cpu_s}  {'ok' if r.ok else 'FAILED ' + r.note}",
+                  f"rss {r.peak_rss_mb:6.1f} MB  servers {r.server_cpu_s}  {'ok' if r.ok else 'FAILED'} {r.note}",
                   file=sys.stderr)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
