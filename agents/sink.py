@@ -33,6 +33,9 @@ from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite,
 
 logger = logging.getLogger(__name__)
 
+LATEST_CITY = rows.LATEST.columns.index("city_id")
+LATEST_TIME = rows.LATEST.columns.index("observed_at")
+
 
 def register(app: WeatherStreamApp) -> None:
     """Declare the sink agent on ``app``."""
@@ -65,16 +68,29 @@ def register(app: WeatherStreamApp) -> None:
 
     async def to_writes(events: Sequence[EventT]) -> list[RowWrite]:
         writes: list[RowWrite] = []
+        # latest_by_city keeps a city's newest observation (written USING TIMESTAMP of its time, so an older
+        # one never wins): of a batch, only each city's newest row needs writing.
+        newest: dict[object, RowWrite] = {}
         for event in events:
             topic = event.message.topic
             metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc()
             try:
                 record = orjson.loads(event.value) if isinstance(event.value, (bytes, str)) else None
-                writes.extend(RowWrite(table, rows.row(table, record), event) for table in tables_of[topic])  # type: ignore[arg-type]
+                made = [RowWrite(table, rows.row(table, record), event) for table in tables_of[topic]]  # type: ignore[arg-type]
             except (orjson.JSONDecodeError, rows.RowError) as exc:
                 await send_dead_letter(
                     topics.deadletter, event, Reason.BAD_TYPE, f"sink: not a record of {topic}: {exc}"
                 )
+                continue
+            for w in made:
+                if w.table is not rows.LATEST:
+                    writes.append(w)
+                    continue
+                key = rows.partition_of(w.table, w.values), w.values[LATEST_CITY]
+                held = newest.get(key)
+                if held is None or w.values[LATEST_TIME] >= held.values[LATEST_TIME]:
+                    newest[key] = w
+        writes.extend(newest.values())
         return writes
 
     async def one_by_one(writes: list[RowWrite]) -> list[tuple[RowWrite, BaseException]]:

@@ -3,6 +3,7 @@ none, aggregates and alerts stored, the schema CLI, and `weatherstream query`.""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import subprocess
@@ -96,6 +97,19 @@ def test_replay_stores_each_distinct_observation_once_and_a_replay_adds_none(
     )
     assert wait_for("alert rows", lambda: count_rows(settings, "alerts_by_city"), len(alerts)) == len(alerts)
     assert count_rows(settings, "alerts_by_day") == len(alerts)
+
+    # latest_by_city: one row per city, its newest observation (the sink writes only a batch's newest per city).
+    newest: dict[int, int] = {}
+    for line in path.read_bytes().splitlines():
+        doc = orjson.loads(line)
+        newest[doc["id"]] = max(newest.get(doc["id"], 0), doc["dt"])
+    cluster, session = connect_settings(settings)
+    try:
+        latest = {r.city_id: r.observed_at.replace(tzinfo=dt.timezone.utc).timestamp() for r in session.execute(
+            f"SELECT city_id, observed_at FROM {settings.keyspace}.latest_by_city WHERE bucket = 0")}  # fmt: skip
+    finally:
+        cluster.shutdown()
+    assert latest == {city: float(t) for city, t in newest.items()}
 
     # The same file again: every line is a duplicate (or too late); not one row more.
     again = subprocess.run(cli("produce", "--source", "replay", "--file", str(path)), env=env, capture_output=True,
