@@ -27,6 +27,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
 
 
+@pytest.fixture
+def no_weatherstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No WEATHERSTREAM_* variable of the caller's shell leaks into the test's settings."""
+    for key in list(os.environ):
+        if key.startswith("WEATHERSTREAM_"):
+            monkeypatch.delenv(key)
+
+
 @pytest.fixture(scope="session")
 def local_stack() -> LocalStack:
     """The running local stack (started here if `make test` has not started it already)."""

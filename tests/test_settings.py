@@ -6,14 +6,7 @@ import pytest
 from weatherstream.errors import SettingsError
 from weatherstream.settings import Settings, load_settings
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("WEATHERSTREAM_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("no_weatherstream_env")
 
 
 def test_defaults_match_the_documented_ones() -> None:

@@ -15,6 +15,8 @@ import faust
 from faust.types import TopicT
 
 from models import Aggregate, Alert, Observation
+from weatherstream.kafka_clients import KafkaSecurity
+from weatherstream.redact import install_secret_filter, settings_secrets
 from weatherstream.settings import Settings
 from weatherstream.topics import CHANGELOG_CONFIGS, STATE_MESSAGE_MAX_BYTES
 
@@ -71,6 +73,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
     app = WeatherStreamApp(
         settings.app_id,
         broker=settings.broker,
+        broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
         store=settings.store,
         datadir=str(data_dir),
         key_serializer="json",
@@ -79,6 +82,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         topic_replication_factor=settings.topic_replication_factor,
         topic_allow_declare=True,
         table_standby_replicas=settings.table_standby_replicas,
+        broker_session_timeout=settings.broker_session_timeout_s,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_max_batch_size=1024 * 1024,  # changelog records are large; 16 KiB batches mean many requests
@@ -134,7 +138,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
 
 
 class Worker(faust.Worker):
-    """faust's worker without its terminal spinner.
+    """faust's worker without its terminal spinner, and with the settings' secrets masked in its log.
 
     At log level warning or above faust hangs a spinner handler on the root logger at level DEBUG, so every
     ``log.debug`` call in faust and aiokafka builds a log record for it: about a tenth of a busy worker's
@@ -144,3 +148,7 @@ class Worker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
         logger.setLevel(level or logging.WARNING)
+        # faust has just replaced the root logger's handlers: mask the secrets in what the new ones write.
+        settings = getattr(self.app, "ws_settings", None)
+        if settings is not None:
+            install_secret_filter(settings_secrets(settings))

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from weatherstream import __version__
 from weatherstream.errors import WeatherStreamError
+from weatherstream.redact import install_secret_filter, settings_secrets
 from weatherstream.settings import Settings, load_settings
 from weatherstream.stack import LocalStack, Progress, ServerStatus
 
@@ -45,7 +46,9 @@ class _Context:
         self.overrides = overrides
 
     def settings(self, **more: Any) -> Settings:
-        return load_settings(**{**self.overrides, **more})
+        settings = load_settings(**{**self.overrides, **more})
+        install_secret_filter(settings_secrets(settings))  # whatever is logged from now on, never a secret
+        return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,6 +144,8 @@ def stack_up(obj: _Context, timeout_s: float | None) -> None:
     A healthy running stack is reused. Ports: WEATHERSTREAM_STACK_KAFKA_PORT (9092),
     WEATHERSTREAM_STACK_KAFKA_CONTROLLER_PORT (9093), WEATHERSTREAM_CASSANDRA_PORT (9042),
     WEATHERSTREAM_STACK_CASSANDRA_STORAGE_PORT (7000), WEATHERSTREAM_STACK_CASSANDRA_JMX_PORT (7199).
+    With WEATHERSTREAM_STACK_KAFKA_SASL=1 Kafka takes SASL_PLAINTEXT (SCRAM) clients only, as the user
+    WEATHERSTREAM_KAFKA_USERNAME / _PASSWORD, created when its storage is first formatted.
     """
     stack_obj = LocalStack(obj.settings(stack_start_timeout_s=timeout_s))
     started = time.monotonic()

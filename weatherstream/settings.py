@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from weatherstream.errors import SettingsError
@@ -68,6 +68,18 @@ class Settings(BaseSettings):
         description="Kafka bootstrap URL(s) for faust, e.g. kafka://127.0.0.1:9092; "
         "defaults to the local stack's Kafka port.",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        default="PLAINTEXT",
+        description="How every Kafka client connects: PLAINTEXT, SASL_PLAINTEXT, SASL_SSL or SSL (TLS only).",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = Field(
+        default="SCRAM-SHA-256", description="SASL mechanism (with the SASL protocols only)."
+    )
+    kafka_username: str | None = Field(default=None, description="SASL user name (with the SASL protocols).")
+    kafka_password: SecretStr | None = Field(default=None, description="SASL password (never logged).")
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None, description="CA certificates (PEM) to verify the brokers with over TLS; default: system CAs."
+    )
     cassandra_hosts: Annotated[list[str], NoDecode] = Field(
         default=["127.0.0.1"], description="Cassandra contact points, comma-separated."
     )
@@ -117,6 +129,12 @@ class Settings(BaseSettings):
     )
     producer_linger_ms: int = Field(default=5, ge=0, le=1000, description="How long the worker batches before sending.")
     table_standby_replicas: int = Field(default=1, ge=0, description="Warm standby copies of each table partition.")
+    broker_session_timeout_s: float = Field(
+        default=30.0,
+        ge=10,
+        le=300,
+        description="A worker that stops heartbeating (killed, frozen) loses its partitions after this long.",
+    )
     batch_max_events: int = Field(
         default=500, ge=1, le=100_000, description="Most events the pipeline agent processes in one batch."
     )
@@ -205,6 +223,11 @@ class Settings(BaseSettings):
         default=False,
         description="Start the local Cassandra with PasswordAuthenticator (superuser cassandra/cassandra).",
     )
+    stack_kafka_sasl: bool = Field(
+        default=False,
+        description="Start the local Kafka with a SASL_PLAINTEXT listener (SCRAM-SHA-256/512) whose user is "
+        "WEATHERSTREAM_KAFKA_USERNAME/_PASSWORD, created when its storage is first formatted.",
+    )
     stack_start_timeout_s: float = Field(default=180.0, gt=0, description="How long `stack up` waits for readiness.")
 
     @field_validator("window_tumbling_s", mode="before")
@@ -254,6 +277,39 @@ class Settings(BaseSettings):
     def replication(self) -> dict[str, str]:
         """The keyspace's replication map for CQL."""
         return replication_options(self.cassandra_replication)
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_username", "kafka_password")
+    @classmethod
+    def _check_kafka_credentials(cls, value: Any, info: ValidationInfo) -> Any:
+        # Fields are validated in declaration order: the protocol is known here (absent if it was invalid).
+        protocol = info.data.get("kafka_security_protocol")
+        given = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if protocol in ("SASL_PLAINTEXT", "SASL_SSL") and not given:
+            what = "the SASL user name" if info.field_name == "kafka_username" else "that SASL user's password"
+            raise ValueError(f"required with WEATHERSTREAM_KAFKA_SECURITY_PROTOCOL={protocol}: set it to {what}")
+        if protocol in ("PLAINTEXT", "SSL") and given:
+            raise ValueError(
+                f"is set but WEATHERSTREAM_KAFKA_SECURITY_PROTOCOL={protocol} sends no credentials: set the protocol "
+                "to SASL_PLAINTEXT or SASL_SSL, or unset this variable"
+            )
+        return value if given else None
+
+    @field_validator("kafka_ssl_ca_file")
+    @classmethod
+    def _check_kafka_ca_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        protocol = info.data.get("kafka_security_protocol")
+        if value is not None and protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            raise ValueError(
+                f"is only used over TLS: set WEATHERSTREAM_KAFKA_SECURITY_PROTOCOL to SSL or SASL_SSL, not {protocol}"
+            )
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file (a PEM file of CA certificates)")
+        return value
 
     @field_validator("keyspace")
     @classmethod

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from models import Alert
+from weatherstream import kafka_clients
 from weatherstream.settings import Settings
-from weatherstream.topics import TopicAdminError
 
 logger = logging.getLogger(__name__)
 
@@ -29,19 +28,20 @@ class AlertFilter:
 
 
 async def _consumer(settings: Settings, topic: str, from_beginning: bool) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(
+    """A started consumer of ``topic``.
+
+    Raises:
+        weatherstream.kafka_clients.KafkaUnavailableError: no connection (the message says why).
+    """
+    consumer = kafka_clients.consumer(
+        settings,
         topic,
-        bootstrap_servers=settings.bootstrap_servers,
         group_id=f"{settings.namespace}.subscriber.{uuid.uuid4().hex[:8]}",  # a fresh reader: no shared offsets
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         fetch_max_wait_ms=50,
     )
-    try:
-        await consumer.start()
-    except KafkaError as exc:
-        await consumer.stop()
-        raise TopicAdminError(f"cannot reach Kafka at {settings.broker} ({exc}); is the stack up?") from exc
+    await kafka_clients.start(consumer, settings)
     return consumer
 
 

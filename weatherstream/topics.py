@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
+from weatherstream import kafka_clients
 from weatherstream.errors import WeatherStreamError
 from weatherstream.settings import Settings
 
@@ -34,15 +35,13 @@ class TopicAdminError(WeatherStreamError):
 
 
 async def _admin(settings: Settings) -> AIOKafkaAdminClient:
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=15000)
-    try:
-        await client.start()
-    except KafkaError as exc:
-        await client.close()
-        raise TopicAdminError(
-            f"cannot reach Kafka at {settings.broker} ({exc}). Start it with `weatherstream stack up` "
-            f"or set WEATHERSTREAM_BROKER."
-        ) from exc
+    """A started admin client.
+
+    Raises:
+        weatherstream.kafka_clients.KafkaUnavailableError: no connection (the message says why).
+    """
+    client = kafka_clients.admin(settings, request_timeout_ms=15000)
+    await kafka_clients.start(client, settings)
     return client
 
 
@@ -144,7 +143,7 @@ async def delete_namespace_topics(settings: Settings, wait_s: float = 30.0) -> l
 
 async def namespace_topic_counts(settings: Settings) -> dict[str, dict[str, int]]:
     """Per topic of the namespace: its partition count and how many messages it holds now."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
     admin = await _admin(settings)
     try:
@@ -154,8 +153,8 @@ async def namespace_topic_counts(settings: Settings) -> dict[str, dict[str, int]
     finally:
         await admin.close()
     partitions = {d["topic"]: [p["partition"] for p in d.get("partitions", [])] for d in described}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
+    consumer = kafka_clients.consumer(settings, enable_auto_commit=False)
+    await kafka_clients.start(consumer, settings)
     try:
         tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
         begin = await consumer.beginning_offsets(tps) if tps else {}

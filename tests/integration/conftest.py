@@ -1,4 +1,6 @@
-"""Fixtures for tests that run real worker processes against the local stack."""
+"""Fixtures for tests that run real worker processes against the local stack, or against the secure stack:
+a second local stack on ports of its own, with Kafka over SASL_PLAINTEXT (SCRAM) and Cassandra with
+PasswordAuthenticator."""
 
 from __future__ import annotations
 
@@ -9,17 +11,83 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from weatherstream.settings import Settings
+from weatherstream import kafka_clients
+from weatherstream.settings import Settings, load_settings
+from weatherstream.stack import LocalStack
 
 READY_MARKER = "[^Worker]: Ready"
+
+#: The secure stack's ports (the main stack's plus 10,000).
+SECURE_PORTS = {
+    "stack_kafka_port": 19092,
+    "stack_kafka_controller_port": 19093,
+    "cassandra_port": 19042,
+    "stack_cassandra_storage_port": 17000,
+    "stack_cassandra_jmx_port": 17199,
+}
+#: The secure stack's Kafka user; the password is new in every test session (the stack is formatted anew).
+KAFKA_USER = "ws_client"
+KAFKA_PASSWORD = f"kafka-pw-{uuid.uuid4().hex[:16]}"
+
+
+def secure_settings(**overrides: Any) -> Settings:
+    """Settings that reach the secure stack: its ports, folder and SASL credentials."""
+    values: dict[str, Any] = {
+        "stack_dir": load_settings().stack_dir.resolve() / "secure-test-stack",
+        "stack_cassandra_auth": True,
+        "stack_kafka_sasl": True,
+        "kafka_security_protocol": "SASL_PLAINTEXT",
+        "kafka_sasl_mechanism": "SCRAM-SHA-256",
+        "kafka_username": KAFKA_USER,
+        "kafka_password": KAFKA_PASSWORD,
+        **SECURE_PORTS,
+    }
+    return load_settings(**{**values, **overrides})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "secure_stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture(scope="session")
+def _secure_stack_folder() -> Iterator[LocalStack]:
+    """The secure stack, wiped before first use and after the session.
+
+    Its folder sits inside the main stack folder, so if a run is killed before it stops them, the next
+    run finds its servers by their recorded pids (and stops them) instead of finding their ports taken.
+    """
+    stack = LocalStack(secure_settings())
+    stack.down(wipe=True)  # leftovers of an interrupted run
+    yield stack
+    stack.down(wipe=True)
+
+
+@pytest.fixture
+def secure_stack(_secure_stack_folder: LocalStack) -> LocalStack:
+    """The secure stack, running (started for the first test that needs it, stopped after the last one of a
+    run of such tests, so its JVMs do not compete with later tests for the CPU)."""
+    _secure_stack_folder.up()
+    return _secure_stack_folder
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    result = yield  # the test's own fixtures are torn down first (they may still need the stack)
+    uses = "secure_stack" in getattr(item, "fixturenames", ())
+    if uses and nextitem is not None and "secure_stack" not in getattr(nextitem, "fixturenames", ()):
+        LocalStack(secure_settings()).down(wipe=True)
+    return result
 
 
 def free_port() -> int:
@@ -29,7 +97,7 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that makes a `weatherstream` process use ``settings``."""
+    """The environment that makes a `weatherstream` process use ``settings`` (``extra`` wins)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERSTREAM_")}
     env.update(
         WEATHERSTREAM_BROKER=settings.broker,
@@ -43,11 +111,19 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         WEATHERSTREAM_STACK_CASSANDRA_STORAGE_PORT=str(settings.stack_cassandra_storage_port),
         WEATHERSTREAM_STACK_CASSANDRA_JMX_PORT=str(settings.stack_cassandra_jmx_port),
         WEATHERSTREAM_STACK_CASSANDRA_AUTH="1" if settings.stack_cassandra_auth else "0",
-        **extra,
+        WEATHERSTREAM_STACK_KAFKA_SASL="1" if settings.stack_kafka_sasl else "0",
+        WEATHERSTREAM_KAFKA_SECURITY_PROTOCOL=settings.kafka_security_protocol,
+        WEATHERSTREAM_KAFKA_SASL_MECHANISM=settings.kafka_sasl_mechanism,
     )
     if settings.cassandra_username and settings.cassandra_password:
         env["WEATHERSTREAM_CASSANDRA_USERNAME"] = settings.cassandra_username
         env["WEATHERSTREAM_CASSANDRA_PASSWORD"] = settings.cassandra_password.get_secret_value()
+    if settings.kafka_username and settings.kafka_password:
+        env["WEATHERSTREAM_KAFKA_USERNAME"] = settings.kafka_username
+        env["WEATHERSTREAM_KAFKA_PASSWORD"] = settings.kafka_password.get_secret_value()
+    if settings.kafka_ssl_ca_file:
+        env["WEATHERSTREAM_KAFKA_SSL_CA_FILE"] = str(settings.kafka_ssl_ca_file)
+    env.update(extra)
     return env
 
 
@@ -101,7 +177,8 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator:  # type: ignor
     workers: list[WorkerProcess] = []
     ports: dict[str, int] = {}
 
-    def start(name: str = "worker", data: str | None = None, timeout_s: float = 120.0, **env: str) -> WorkerProcess:
+    def start(name: str = "worker", data: str | None = None, timeout_s: float = 120.0, loglevel: str = "info",
+              **env: str) -> WorkerProcess:  # fmt: skip
         """``data`` reuses the RocksDB folder of an earlier worker of that name (a restart)."""
         port = free_port() if data is None else ports[data]
         ports[name] = port
@@ -113,7 +190,7 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator:  # type: ignor
             **env,
         )
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(cli("worker", "--loglevel", "info"), stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cli("worker", "--loglevel", loglevel), stdout=log, stderr=subprocess.STDOUT,
                                     env=full_env, start_new_session=True)  # fmt: skip
         worker = WorkerProcess(proc, log_path, port)
         workers.append(worker)
@@ -139,8 +216,8 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 1
     more to catch any extra (duplicates)."""
 
     async def read() -> list[ConsumerRecord]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, group_id=None)  # fmt: skip
+        consumer = kafka_clients.consumer(settings, topic, auto_offset_reset="earliest", enable_auto_commit=False,
+                                          group_id=None)  # fmt: skip
         await consumer.start()
         records: list[ConsumerRecord] = []
         try:

@@ -1,6 +1,7 @@
-"""The sink against a second local stack of its own (so stopping its servers disturbs no other test):
-Cassandra with PasswordAuthenticator and a role limited to one keyspace; Cassandra stopped for 60 s and
-the broker restarted in the middle of a stream, with no row lost and no crash."""
+"""The sink against the secure stack (a second local stack of its own, so stopping its servers disturbs no
+other test): Kafka over SASL_PLAINTEXT with SCRAM, Cassandra with PasswordAuthenticator and a role limited to
+one keyspace; Cassandra stopped for 60 s and the broker restarted in the middle of a stream, with no row lost
+and no crash."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pytest
 from cassandra import Unauthorized
 from cassandra.cluster import NoHostAvailable
 
-from tests.integration.conftest import cli, drop_keyspace, settings_env
+from tests.integration.conftest import cli, drop_keyspace, secure_settings, settings_env
 from tests.integration.test_sink_worker import count_rows, wait_for
 from weatherstream.db import connect
-from weatherstream.settings import Settings, load_settings
+from weatherstream.settings import Settings
 from weatherstream.sinks.schema import migrations
 from weatherstream.stack import LocalStack
 from weatherstream.stack.cassandra import CassandraServer
@@ -25,54 +26,34 @@ from weatherstream.topics import delete_namespace_topics
 
 WRITER, WRITER_PASSWORD = "ws_writer", "writer-pw-7f3a"
 
-PORTS = {
-    "stack_kafka_port": 19092,
-    "stack_kafka_controller_port": 19093,
-    "cassandra_port": 19042,
-    "stack_cassandra_storage_port": 17000,
-    "stack_cassandra_jmx_port": 17199,
-}
-
-
-@pytest.fixture(scope="module")
-def secure_stack() -> Iterator[LocalStack]:
-    """Kafka and a Cassandra node with PasswordAuthenticator, on ports of their own.
-
-    Its folder sits inside the main stack folder, so if a run is killed before it stops them, the next
-    run finds its servers by their recorded pids (and stops them) instead of finding their ports taken.
-    """
-    stack_dir = load_settings().stack_dir.resolve() / "secure-test-stack"
-    stack = LocalStack(load_settings(stack_dir=stack_dir, stack_cassandra_auth=True, **PORTS))
-    stack.down(wipe=True)  # leftovers of an interrupted run
-    stack.up()
-    try:
-        yield stack
-    finally:
-        stack.down(wipe=True)
-
 
 def superuser(stack: LocalStack):  # type: ignore[no-untyped-def]
     user, password = CassandraServer.SUPERUSER
     return connect(["127.0.0.1"], stack.settings.cassandra_port, username=user, password=password)
 
 
-@pytest.fixture
-def settings(secure_stack: LocalStack, run_id: str) -> Iterator[Settings]:
-    """This test's namespace and keyspace on the secure stack; the worker logs in as a role that holds
-    permissions on this keyspace only (the keyspace is created by the superuser, as an admin would)."""
-    s = load_settings(namespace=f"s{run_id}", keyspace=f"s{run_id}", stack_dir=secure_stack.stack_dir,
-                      stack_cassandra_auth=True, cassandra_username=WRITER, cassandra_password=WRITER_PASSWORD,
-                      **PORTS)  # fmt: skip
-    cluster, session = superuser(secure_stack)
+def limited_role(stack: LocalStack, keyspace: str, role: str = WRITER, password: str = WRITER_PASSWORD) -> None:
+    """Create ``keyspace`` and a login ``role`` that holds every permission on it and on nothing else."""
+    cluster, session = superuser(stack)
     try:
-        session.execute(f"CREATE ROLE IF NOT EXISTS {WRITER} WITH PASSWORD = '{WRITER_PASSWORD}' AND LOGIN = true")
+        session.execute(f"CREATE ROLE IF NOT EXISTS {role} WITH PASSWORD = '{password}' AND LOGIN = true")
         session.execute(
-            f"CREATE KEYSPACE IF NOT EXISTS {s.keyspace} "
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} "
             "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
-        session.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {s.keyspace} TO {WRITER}")
+        session.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO {role}")
     finally:
         cluster.shutdown()
+
+
+@pytest.fixture
+def settings(secure_stack: LocalStack, run_id: str) -> Iterator[Settings]:
+    """This test's namespace and keyspace on the secure stack; the worker logs in to Kafka over SASL and to
+    Cassandra as a role that holds permissions on this keyspace only (the keyspace is created by the
+    superuser, as an admin would)."""
+    s = secure_settings(namespace=f"s{run_id}", keyspace=f"s{run_id}", cassandra_username=WRITER,
+                        cassandra_password=WRITER_PASSWORD)  # fmt: skip
+    limited_role(secure_stack, s.keyspace)
     yield s
     import asyncio
 

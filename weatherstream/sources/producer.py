@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from models import RawRecord, city_key
-from weatherstream import metrics
+from weatherstream import kafka_clients, metrics
 from weatherstream.settings import Settings
 from weatherstream.topics import create_namespace_topics
 
@@ -98,15 +97,15 @@ async def produce(
     """
     stats = stats if stats is not None else ProduceStats()
     await create_namespace_topics(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+    producer = kafka_clients.producer(
+        settings,
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
     )
-    await producer.start()
+    await kafka_clients.start(producer, settings)
     pending: set[asyncio.Future[object]] = set()
     pacer = _Pacer(pacing)
 

@@ -1,15 +1,33 @@
-"""A single-node Apache Kafka 3.9 broker in KRaft combined mode (broker + controller), on 127.0.0.1."""
+"""A single-node Apache Kafka 3.9 broker in KRaft combined mode (broker + controller), on 127.0.0.1.
+
+Clients connect over PLAINTEXT, or with ``WEATHERSTREAM_STACK_KAFKA_SASL`` over SASL_PLAINTEXT with
+SCRAM-SHA-256 or SCRAM-SHA-512. SCRAM users live in the KRaft metadata log; without a running broker to
+ask, they are written when the storage is formatted (``StorageTool format --add-scram``): the client user
+of ``WEATHERSTREAM_KAFKA_USERNAME``/``_PASSWORD``, and the broker's own user for its inter-broker listener
+(the same SASL listener; the controller listener stays PLAINTEXT on loopback). The passwords are handed
+to the tool salted and hashed (PBKDF2, as SCRAM stores them), so the plain password is on no command line.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
+import os
+import re
+import secrets
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from weatherstream.stack.errors import ServerStartError
+from weatherstream.redact import redact
+from weatherstream.stack.errors import ServerStartError, StackError
 from weatherstream.stack.jars import Distribution
 from weatherstream.stack.process import port_open
+
+if TYPE_CHECKING:
+    from weatherstream.kafka_clients import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -43,26 +61,52 @@ JVM_FLAGS = (
     "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
 )  # fmt: skip
 
+SCRAM_MECHANISMS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+SCRAM_ITERATIONS = 4096  # Kafka's minimum (and the client default)
+BROKER_USER = "weatherstream-broker"  # the broker's own SCRAM user, for its inter-broker connections
+SASL_LISTENER = "SASL_PLAINTEXT"
+_USER_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+AUTH_FAILURES_BEFORE_GIVING_UP = 3  # consecutive probes (about a second apart)
+
+
+class KafkaCredentialsError(StackError):
+    """The local broker refuses the configured SASL credentials (its SCRAM users predate them)."""
+
+
+def scram_argument(mechanism: str, user: str, password: str, salt: bytes) -> str:
+    """The ``--add-scram`` value that stores ``user``'s SCRAM credential: the password is salted and hashed
+    here (SCRAM's SaltedPassword: PBKDF2-HMAC with the mechanism's hash), so the tool never sees it."""
+    salted = hashlib.pbkdf2_hmac(SCRAM_MECHANISMS[mechanism], password.encode(), salt, SCRAM_ITERATIONS)
+    return (
+        f"{mechanism}=[name={user},salt={base64.b64encode(salt).decode()},"
+        f"saltedpassword={base64.b64encode(salted).decode()},iterations={SCRAM_ITERATIONS}]"
+    )
+
 
 class KafkaServer:
     """Config, command line and readiness probe of the local broker.
 
     Args:
         stack_dir: the stack folder (absolute paths are derived from it).
-        port: client (PLAINTEXT) port.
+        port: client port (PLAINTEXT, or SASL_PLAINTEXT with ``sasl``).
         controller_port: KRaft controller port.
+        sasl: the clients' connection settings when the client port takes SASL_PLAINTEXT with SCRAM; its
+            user is created when the storage is formatted, and the readiness probe logs in as that user.
     """
 
     name = "kafka"
     dist = KAFKA
 
-    def __init__(self, stack_dir: Path, port: int, controller_port: int) -> None:
+    def __init__(self, stack_dir: Path, port: int, controller_port: int, sasl: KafkaSecurity | None = None) -> None:
         self.home = stack_dir.resolve() / "kafka"
         self.port = port
         self.controller_port = controller_port
+        self.sasl = sasl
         self.config_file = self.home / "server.properties"
         self.log4j_file = self.home / "log4j.properties"
         self.data_dir = self.home / "data"
+        self.broker_secret_file = self.home / "broker-scram.secret"
+        self._auth_failures = 0
 
     @property
     def address(self) -> str:
@@ -75,17 +119,71 @@ class KafkaServer:
     def data_dirs(self) -> list[Path]:
         return [self.data_dir]
 
+    def check_sasl(self) -> None:
+        """Whether the clients' settings fit the SASL listener this stack can run.
+
+        Raises:
+            StackError: saying which variables to set.
+        """
+        sec = self.sasl
+        if sec is None:
+            return
+        wanted = (
+            "WEATHERSTREAM_STACK_KAFKA_SASL=1 gives the local Kafka a SASL_PLAINTEXT listener with SCRAM-SHA-256 and "
+            "SCRAM-SHA-512: set WEATHERSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, "
+            "WEATHERSTREAM_KAFKA_SASL_MECHANISM=SCRAM-SHA-256 (or SCRAM-SHA-512), and WEATHERSTREAM_KAFKA_USERNAME "
+            "and WEATHERSTREAM_KAFKA_PASSWORD for the user it creates"
+        )
+        if sec.protocol != SASL_LISTENER or sec.mechanism not in SCRAM_MECHANISMS or not sec.password:
+            raise StackError(wanted)
+        if not sec.username or not _USER_RE.match(sec.username) or sec.username == BROKER_USER:
+            raise StackError(
+                f"WEATHERSTREAM_KAFKA_USERNAME for the local Kafka must be 1-64 letters, digits or '.', '_', '@', '-' "
+                f"(and not {BROKER_USER!r}, the broker's own user)"
+            )
+
+    def _broker_password(self) -> str:
+        """The broker's own SCRAM password: made once per stack folder, kept in a file only the owner reads."""
+        if self.broker_secret_file.is_file():
+            return self.broker_secret_file.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_hex(24)
+        fd = os.open(self.broker_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        return password
+
+    def _listener_settings(self) -> dict[str, str]:
+        if self.sasl is None:
+            return {
+                "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+                "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            }
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{BROKER_USER}" password="{self._broker_password()}";'
+        )
+        return {
+            "listeners": f"{SASL_LISTENER}://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"{SASL_LISTENER}://{HOST}:{self.port}",
+            "inter.broker.listener.name": SASL_LISTENER,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{SASL_LISTENER}:{SASL_LISTENER}",
+            "sasl.enabled.mechanisms": ",".join(SCRAM_MECHANISMS),
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256",
+            # every enabled mechanism needs a login module on the listener, even one only clients use
+            **{f"listener.name.{SASL_LISTENER.lower()}.{m.lower()}.sasl.jaas.config": jaas for m in SCRAM_MECHANISMS},
+        }
+
     def config_text(self) -> str:
         """The broker's ``server.properties``."""
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
-            "inter.broker.listener.name": "PLAINTEXT",
+            **self._listener_settings(),
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             # weatherstream creates its topics with the intended partition count; never by accident.
             "auto.create.topics.enable": "false",
@@ -104,17 +202,33 @@ class KafkaServer:
         }
         return "".join(f"{k}={v}\n" for k, v in settings.items())
 
+    def scram_users(self) -> list[tuple[str, str]]:
+        """(user, password) of every SCRAM user the storage is formatted with (none without SASL)."""
+        if self.sasl is None or self.sasl.username is None or self.sasl.password is None:
+            return []
+        return [(BROKER_USER, self._broker_password()), (self.sasl.username, self.sasl.password.get_secret_value())]
+
     def prepare(self, java: str, lib: Path) -> None:
-        """Write the configs and format the KRaft storage once."""
+        """Write the configs and format the KRaft storage once (with the SCRAM users, for SASL)."""
+        self.check_sasl()
         self.home.mkdir(parents=True, exist_ok=True)
+        self.config_file.touch(mode=0o600)  # with SASL it holds the broker's own password
+        self.config_file.chmod(0o600)
         self.config_file.write_text(self.config_text())
         self.log4j_file.write_text(_LOG4J)
+        self._auth_failures = 0
         if (self.data_dir / "meta.properties").is_file():
             return
+        scram = [
+            scram_argument(mechanism, user, password, secrets.token_bytes(16))
+            for user, password in self.scram_users()
+            for mechanism in SCRAM_MECHANISMS
+        ]
         cmd = [
             java, *JVM_FLAGS, f"-Dlog4j.configuration=file:{self.log4j_file}",
             "-cp", f"{lib}/*", "kafka.tools.StorageTool",
             "format", "-t", CLUSTER_ID, "-c", str(self.config_file), "--ignore-formatted",
+            *(arg for value in scram for arg in ("--add-scram", value)),
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -122,7 +236,7 @@ class KafkaServer:
                 self.name,
                 f"formatting the KRaft storage in {self.data_dir} failed (exit code {proc.returncode})",
                 self.config_file,
-                (proc.stdout + proc.stderr)[-4000:],
+                redact((proc.stdout + proc.stderr)[-4000:], [*scram, *(p for _, p in self.scram_users())]),
             )
 
     def command(self, java: str, lib: Path) -> list[str]:
@@ -134,23 +248,47 @@ class KafkaServer:
         ]  # fmt: skip
 
     def probe(self) -> str | None:
-        """The broker's version when a metadata request succeeds, else None."""
+        """The broker's version when a metadata request succeeds, else None.
+
+        Raises:
+            KafkaCredentialsError: the broker answers but keeps refusing the SASL credentials.
+        """
         if not port_open(HOST, self.port):
             return None
         try:
-            brokers = asyncio.run(_metadata_broker_count(self.address))
+            brokers = asyncio.run(self._metadata_broker_count())
+        except KafkaCredentialsError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
             logger.debug("kafka probe failed: %s", exc)
             return None
         return KAFKA_VERSION if brokers >= 1 else None
 
+    async def _metadata_broker_count(self) -> int:
+        from weatherstream import kafka_clients
 
-async def _metadata_broker_count(bootstrap: str) -> int:
-    from aiokafka.client import AIOKafkaClient
+        security = self.sasl if self.sasl is not None else kafka_clients.KafkaSecurity()
+        client = kafka_clients.client([self.address], security, request_timeout_ms=5000)
+        try:
+            await client.bootstrap()
+            self._auth_failures = 0
+            return len(client.cluster.brokers())
+        except Exception:
+            if self.sasl is not None:
+                self._check_credentials(await kafka_clients.diagnose(self.address, security))
+            raise
+        finally:
+            await client.close()
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        await client.bootstrap()
-        return len(client.cluster.brokers())
-    finally:
-        await client.close()
+    def _check_credentials(self, problem: Exception | None) -> None:
+        from weatherstream.kafka_clients import KafkaAuthError
+
+        self._auth_failures = self._auth_failures + 1 if isinstance(problem, KafkaAuthError) else 0
+        if self._auth_failures >= AUTH_FAILURES_BEFORE_GIVING_UP:
+            raise KafkaCredentialsError(
+                f"the local Kafka at {self.address} refuses the credentials of WEATHERSTREAM_KAFKA_USERNAME="
+                f"{self.sasl.username if self.sasl else None!r} ({problem}). Its SCRAM users were created when its "
+                f"storage in {self.data_dir} was first formatted: use the user name and password of then, or run "
+                "`weatherstream stack down --wipe` (this deletes its topics) and `weatherstream stack up` to "
+                "create them anew"
+            )

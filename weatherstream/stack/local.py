@@ -111,9 +111,16 @@ class LocalStack:
     """
 
     def __init__(self, settings: Settings) -> None:
+        from weatherstream.kafka_clients import KafkaSecurity  # aiokafka: imported only when a stack is used
+
         self.settings = settings
         self.stack_dir = settings.stack_dir.resolve()
-        self.kafka = KafkaServer(self.stack_dir, settings.stack_kafka_port, settings.stack_kafka_controller_port)
+        self.kafka = KafkaServer(
+            self.stack_dir,
+            settings.stack_kafka_port,
+            settings.stack_kafka_controller_port,
+            sasl=KafkaSecurity.from_settings(settings) if settings.stack_kafka_sasl else None,
+        )
         self.cassandra = CassandraServer(
             self.stack_dir,
             settings.cassandra_port,
@@ -153,8 +160,11 @@ class LocalStack:
             PortInUseError: a port is taken by a process this stack did not start.
             ServerStartError: a server exited or did not answer in time (with its log tail).
             ServerUnhealthyError: a server of ours was already running but never answered.
+            StackError: the Kafka security settings do not fit ``WEATHERSTREAM_STACK_KAFKA_SASL`` (which
+                variables to set), or the broker refuses the configured SASL credentials.
         """
         timeout_s = self.settings.stack_start_timeout_s if timeout_s is None else timeout_s
+        self.kafka.check_sasl()  # a running broker too: its probe logs in with these settings
         started = time.monotonic()
         phases = {s.name: "checking" for s in self.servers}
 
@@ -277,7 +287,11 @@ class LocalStack:
             state = "stopped"
         else:
             for attempt in range(3):  # one slow answer on a busy machine is not a dead server
-                version = version or server.probe()
+                try:
+                    version = version or server.probe()
+                except StackError as exc:  # it answers, but not to us (e.g. refused credentials)
+                    logger.warning("%s", exc)
+                    break
                 if version or attempt == 2:
                     break
                 time.sleep(1.0)

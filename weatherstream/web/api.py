@@ -3,7 +3,7 @@
 ``/api/cities/{id}`` and its aggregates are answered by the worker that owns the city's partition (its
 RocksDB tables hold the live open windows): any other worker forwards the request there. Closed windows,
 alerts and the list of cities come from Cassandra. No endpoint changes state; every response carries
-security headers; nothing here sends a wildcard CORS header.
+security headers (faust's built-in pages and error answers too); nothing here sends a wildcard CORS header.
 """
 
 from __future__ import annotations
@@ -88,10 +88,20 @@ def _time(text: str | None, default: dt.datetime) -> dt.datetime:
     return parse_utc(text) if text else default
 
 
+async def _add_security_headers(request: Any, response: Any) -> None:
+    """aiohttp's ``on_response_prepare`` hook: the security headers on every response, also faust's built-in
+    pages (``/router/``, ``/table/``) and the server's own 404 and 405 answers."""
+    for header, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(header, value)
+
+
 def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None) -> None:
     """Add the views to ``app``. The city views need the pipeline's tables (``aggregator`` given); a sink-only
     worker serves health, readiness and metrics."""
     settings = app.ws_settings
+    web_app = getattr(app.web, "web_app", None)  # the aiohttp application of faust's web driver
+    if web_app is not None:
+        web_app.on_response_prepare.append(_add_security_headers)
     tables = getattr(app, "ws_tables", {})
     city_states, panes = tables.get("city_state"), tables.get("window_panes")
     db = CassandraReader(settings)
