@@ -30,6 +30,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, AppT, EventT
@@ -76,13 +77,15 @@ async def run_batch(
     app: AppT,
     agent: str,
     events: Sequence[EventT] | HeldBatch,
-    handle: Callable[[Sequence[EventT]], Awaitable[None]],
+    handle: Callable[[Sequence[EventT]], Awaitable[Sequence[Awaitable[Any]] | None]],
     guard: OffsetGuard | None = None,
 ) -> None:
     """``await handle(events)`` holding the batch; on :class:`WorkerStopping`, abandon it and wait to be cancelled.
 
     With a ``guard``, only the events it admits are handled (in offset order per partition). ``events`` may
-    be a batch already held (from :func:`joined_batches`).
+    be a batch already held (from :func:`joined_batches`). ``handle`` may return sends (e.g. changelog
+    records of the batch's table writes): the batch is released only once the broker has all of them, so
+    its offsets are never committed ahead of its state.
     """
     if isinstance(events, HeldBatch):
         batch = events
@@ -94,13 +97,23 @@ async def run_batch(
         return
     metrics.BATCH_EVENTS.labels(agent).observe(len(batch.events))
     try:
-        await handle(batch.events)
+        sends = await handle(batch.events)
     except WorkerStopping as exc:
         batch.abandon(app)
         logger.info("%s: worker stopping, %d events left uncommitted for the next owner (%s)", agent,
                     len(batch.events), exc)  # fmt: skip
         await asyncio.Event().wait()  # the agent is cancelled when the worker stops its agents
+    await delivered(app, sends)  # a failed send raises: the batch stays unacknowledged
     batch.release(app)
+
+
+async def delivered(app: AppT, sends: Sequence[Awaitable[Any]] | None) -> None:
+    """Wait until the broker has every one of ``sends`` (changelog records of table writes).
+
+    Nothing to wait for when the app's producer is not running: faust's agent test context never produces.
+    """
+    if sends and app.producer.started:
+        await asyncio.gather(*sends)
 
 
 def backlog(app: AppT, events: Sequence[EventT]) -> int:

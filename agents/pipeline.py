@@ -43,7 +43,7 @@ import orjson
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
-from agents.batching import OffsetGuard, WorkerStopping, joined_batches, run_batch
+from agents.batching import OffsetGuard, WorkerStopping, delivered, joined_batches, run_batch
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
 from agents.resilience import with_retries
@@ -153,6 +153,7 @@ class CityOutput:
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
     header: dict[str, Any] | None = None
     state: dict[str, Any] | None = None
+    city_state: dict[str, Any] | None = None  # to write once the panes are in the changelog (None: unchanged)
 
 
 def register(app: WeatherStreamApp) -> None:
@@ -275,6 +276,15 @@ def register(app: WeatherStreamApp) -> None:
                 verdict = judged_before(obs.observed_at, offset)
                 if verdict is None:
                     continue
+                if verdict is windows.Verdict.APPLIED:
+                    # The crashed run wrote this observation's pane to this worker's store; its changelog
+                    # record may never have left. Write the pane again, or a worker that rebuilds the
+                    # table from the changelog (a new owner, a lost RocksDB folder) would lack the row
+                    # while the header says it was applied.
+                    start = aggregator.spec.pane_start(obs.observed_at)
+                    if cache.get(start) is not None:
+                        written.add(start)
+                        deleted.discard(start)
             if verdict is windows.Verdict.DUPLICATE:
                 out.dead_letters.append(DeadLetterOut(
                     event, Reason.DUPLICATE, f"city {obs.city_id} dt {obs.observed_at:.0f} was already accepted",
@@ -302,7 +312,8 @@ def register(app: WeatherStreamApp) -> None:
             for alert in outcome.alerts:
                 metrics.ALERTS.labels(alert["kind"], alert["severity"], alert["state"]).inc()
 
-        # Write: panes, then the city state that refers to them; each key once per batch.
+        # Write the panes now; the city state that refers to them is written by the caller once the panes'
+        # changelog records are delivered (each key once per batch).
         for start in written:
             panes.set(pane_key(city_id, start), cache[start])
         for start in deleted:
@@ -313,7 +324,7 @@ def register(app: WeatherStreamApp) -> None:
             state = anomaly.confirm(state, alerts_out.delivered(state["outbox"]))
         after = {"windows": head, "anomaly": state, "latest": latest}
         if after != before or heal:
-            city_states.set(city_id, after)
+            out.city_state = after
         out.header, out.state = head, state
         return out
 
@@ -347,7 +358,15 @@ def register(app: WeatherStreamApp) -> None:
             return
         await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": time.time()}))
 
-    async def process(events: Sequence[EventT]) -> None:
+    async def process(events: Sequence[EventT]) -> list[Any]:
+        """Handle a batch; returns the changelog sends of its city states (its offsets wait for them).
+
+        The two tables have changelog topics of their own, and the broker orders nothing between them. A
+        worker that rebuilds the tables from the changelogs must never find a city state that counts an
+        observation whose pane row is missing: the state says it was applied, so its redelivery would be
+        judged against the pane and lost. Hence panes first, then (once the broker has them) the states;
+        a crash in between leaves panes ahead of the state, which a redelivery repairs (the row is there).
+        """
         by_city: dict[int, list[tuple[EventT, Observation | None]]] = {}
         for event in events:
             msg = event.message
@@ -361,6 +380,7 @@ def register(app: WeatherStreamApp) -> None:
             obs = await with_retries("pipeline", [event], stage1, topics.deadletter)
             if obs is not None:
                 by_city.setdefault(obs.city_id, []).append((event, obs))
+        applied: list[tuple[int, list[EventT], CityOutput]] = []
         for city_id, items in by_city.items():
             city_events = [event for event, _ in items]
 
@@ -375,6 +395,15 @@ def register(app: WeatherStreamApp) -> None:
             out = await with_retries("pipeline", city_events, stage2, topics.deadletter)
             if out is None:
                 continue  # never applied: dead-lettered as internal_error, kept for a replay
+            applied.append((city_id, city_events, out))
+
+        await delivered(app, panes.take_changelog_sends())
+        for city_id, city_events, out in applied:
+            if out.city_state is not None:
+                if tables_closing():
+                    raise WorkerStopping("the tables are closed")
+                with acting_for(city_events[-1]):
+                    city_states.set(city_id, out.city_state)
 
             async def stage3(city_id: int = city_id, out: CityOutput = out) -> None:
                 await send(city_id, out)
@@ -382,6 +411,7 @@ def register(app: WeatherStreamApp) -> None:
             # The state is written: its outputs must go out. Retried until they do (never dead-lettered, which
             # would leave state that no replay could repeat).
             await with_retries("pipeline", city_events, stage3, topics.deadletter, forever=True, stopping=stopping)
+        return city_states.take_changelog_sends()
 
     guard = OffsetGuard(app, "pipeline")
 

@@ -6,6 +6,12 @@ table first and then to the cache, so the cache never holds anything the table d
 emptied whenever partitions are assigned or revoked: after a rebalance the table may have been
 changed by another worker (and recovered from the changelog), and the cache knows nothing of that.
 Values are shared, not copied: the rules in :mod:`weatherstream.core` never mutate their inputs.
+
+It also keeps the changelog record of every write until :meth:`CachedTable.take_changelog_sends` hands
+them over: a batch's input offsets may be committed only once the table changes it made are in the
+changelog. faust commits after a producer flush that can return while table writes still wait in its
+buffer; a crash then loses those writes for every copy rebuilt from the changelog (a standby, a new
+owner, a worker whose RocksDB folder was lost), while their input is never delivered again.
 """
 
 from __future__ import annotations
@@ -28,12 +34,26 @@ class CachedTable:
         self.table = table
         self.max_entries = max_entries
         self.entries: OrderedDict[Any, Any] = OrderedDict()
+        self.changelog_sends: list[Any] = []
+        send_changelog = table.send_changelog
+
+        def send_and_keep(*args: Any, **kwargs: Any) -> Any:
+            fut = send_changelog(*args, **kwargs)
+            self.changelog_sends.append(fut)
+            return fut
+
+        table.send_changelog = send_and_keep  # type: ignore[method-assign]
         app.on_partitions_assigned.connect(self._forget)
         app.on_partitions_revoked.connect(self._forget)
 
     async def _forget(self, *args: Any, **kwargs: Any) -> None:
         logger.info("rebalance: forgetting %d cached entries of table %s", len(self.entries), self.table.name)
         self.clear()
+
+    def take_changelog_sends(self) -> list[Any]:
+        """Futures of the changelog records written since the last call (done once the broker has them)."""
+        sends, self.changelog_sends = self.changelog_sends, []
+        return sends
 
     def clear(self) -> None:
         self.entries.clear()

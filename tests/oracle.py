@@ -31,7 +31,7 @@ class Obs:
     humidity_pct: float
     pressure_hpa: float
     wind_ms: float
-    gust_ms: float
+    gust_ms: float | None  # None: the station reported no gust
     condition: str
 
 
@@ -58,6 +58,7 @@ def _end(kind: str, key: int, tz_now: int) -> float:
 def _values(kind: str, key: int, rows: list[Obs], late: bool) -> dict[str, Any]:
     rows = sorted(rows, key=lambda o: o.t)
     temps = [o.temp_c for o in rows]
+    gusts = [o.gust_ms for o in rows if o.gust_ms is not None]
     conditions = Counter(o.condition for o in rows)
     top = max(conditions.values())
     if kind == "day-local":
@@ -74,7 +75,7 @@ def _values(kind: str, key: int, rows: list[Obs], late: bool) -> dict[str, Any]:
         "pressure_first_hpa": rows[0].pressure_hpa,
         "pressure_last_hpa": rows[-1].pressure_hpa,
         "wind_max_ms": max(o.wind_ms for o in rows),
-        "gust_max_ms": max(o.gust_ms for o in rows),
+        "gust_max_ms": max(gusts) if gusts else None,
         "first_observed_at": rows[0].t,
         "last_observed_at": rows[-1].t,
         "window_start": start,

@@ -160,3 +160,42 @@ def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(t
     observations = captured.of("observations")
     assert len(observations) == steps + 1  # only the recent one is sent again (its first send may not have left)
     assert observations[-1]["value"].observed_at == start + (steps - 1) * 600
+
+
+def test_a_redelivered_observation_writes_its_pane_again(tmp_path: Path) -> None:
+    """After a crash the worker's own store may hold a pane whose changelog record never left; the
+    redelivered observation rewrites it, so a worker rebuilding from the changelog gets the row too."""
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    captured = Captured()
+    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
+        getattr(app.ws_topics, name).send = captured.hook(name)
+    panes = app.ws_tables["window_panes"]  # type: ignore[attr-defined]
+    written: list[Any] = []
+    send_changelog = panes.send_changelog
+
+    def record(partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        written.append(key)
+        return send_changelog(partition, key, value, *args, **kwargs)
+
+    panes.send_changelog = record
+    start = NOW - 3 * 3600
+
+    async def scenario() -> None:
+        async with app.ws_pipeline.test_context() as agent:  # type: ignore[attr-defined]
+            for i in range(3):
+                await agent.put(payload(7, start + i * 600), key=b"7")
+            for _ in range(300):
+                if len(captured.of("observations")) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            written.clear()
+            agent.sent_offset = 2  # the last one again, as after a crash before its offset was committed
+            await agent.put(payload(7, start + 2 * 600), key=b"7")
+            for _ in range(300):
+                if len(captured.of("observations")) >= 4:
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert len(captured.of("observations")) == 4 and captured.of("deadletter") == []
+    assert f"7:{(start + 2 * 600) // 900 * 900}" in written, written
