@@ -64,8 +64,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check weatherstream agents models tests
 	$(BIN)/ruff format --check weatherstream agents models tests
 	$(BIN)/mypy
-	@# known vulnerabilities in the installed dependencies (PyPI advisory data; our own package is skipped)
-	$(BIN)/pip-audit --skip-editable --progress-spinner off
+	@# known vulnerabilities in the installed dependencies (PyPI advisory data; our own package is skipped).
+	@# --strict: a dependency that cannot be audited (e.g. behind a mirror without PyPI's JSON API) fails too.
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
