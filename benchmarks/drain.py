@@ -376,7 +376,7 @@ def summary(runs: list[Run]) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--cities", type=int, default=50, help="Built-in cities (at most 71).")
+    parser.add_argument("--cities", type=int, default=50, help="Cities (the 71 built-in ones first, then synthetic stations near them).")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--systems", default="weatherstream,weatherstream-nosink,quix,quix-nosink,naive,naive-nosink,limit"

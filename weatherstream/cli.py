@@ -655,7 +655,7 @@ def _cell(value: Any) -> Text:
 
 
 @cli.command()
-@click.option("--cities", type=int, default=50, show_default=True, help="Built-in cities to simulate.")
+@click.option("--cities", type=int, default=50, show_default=True, help="Cities to simulate.")
 @click.option("--hours", type=float, default=72, show_default=True, help="Event time, ending now (2 days warm-up).")
 @click.option("--rate", type=float, default=200, show_default=True, help="Observations sent per second.")
 @click.option("--anomalies", type=int, default=40, show_default=True, help="Incidents to inject.")

@@ -85,3 +85,18 @@ def test_bad_config_is_refused() -> None:
         SyntheticConfig(cities=0)
     with pytest.raises(ValueError, match="cities"):
         SyntheticConfig(cities=10_000)
+
+
+def test_beyond_the_built_in_list_come_distinct_stations_near_them() -> None:
+    from weatherstream.sources.cities import BUILTIN_CITIES
+    from weatherstream.sources.synthetic import synthetic_cities
+
+    cities = synthetic_cities(200)
+    assert len(cities) == 200 and len({c.city_id for c in cities}) == 200
+    assert cities[: len(BUILTIN_CITIES)] == list(BUILTIN_CITIES)
+    for i, station in enumerate(cities[len(BUILTIN_CITIES) :]):
+        base = BUILTIN_CITIES[i % len(BUILTIN_CITIES)]
+        assert station.tz == base.tz and abs(station.lat - base.lat) <= 0.5
+        assert abs((station.lon - base.lon + 180) % 360 - 180) <= 0.5
+    records = list(generate(SyntheticConfig(cities=200, count=400, seed=4)))
+    assert len({r.city_id for r in records}) == 200

@@ -39,6 +39,29 @@ ANOMALY_KINDS = (
     "heat_spike", "cold_snap", "pressure_drop", "wind_gust", "stuck_sensor", "silent_station", "impossible_value",
 )  # fmt: skip
 SECONDS_PER_YEAR = 365.2422 * 86400
+MAX_CITIES = 5000
+#: ids of the extra stations start here, far above OpenWeatherMap's city ids
+EXTRA_STATION_ID_BASE = 90_000_000
+
+
+def synthetic_cities(n: int) -> list[City]:
+    """``n`` cities: the built-in ones first, then stations near them (for load beyond the built-in list).
+
+    Station ``i`` (counting from the end of the built-in list) lies up to half a degree from built-in city
+    ``i mod len``, in its time zone, with id ``EXTRA_STATION_ID_BASE + i``.
+    """
+    out = list(BUILTIN_CITIES[:n])
+    for i in range(max(0, n - len(BUILTIN_CITIES))):
+        base = BUILTIN_CITIES[i % len(BUILTIN_CITIES)]
+        ring = i // len(BUILTIN_CITIES) + 1
+        angle = 2.399963 * i  # the golden angle: stations of one city spread around it
+        radius = 0.5 * math.sqrt(ring / (MAX_CITIES / len(BUILTIN_CITIES)))
+        out.append(dataclasses.replace(
+            base, city_id=EXTRA_STATION_ID_BASE + i, name=f"{base.name} station {ring}",
+            lat=max(-89.9, min(89.9, base.lat + radius * math.sin(angle))),
+            lon=(base.lon + radius * math.cos(angle) + 180.0) % 360.0 - 180.0,
+        ))  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True)
@@ -46,7 +69,8 @@ class SyntheticConfig:
     """What to generate.
 
     Attributes:
-        cities: how many cities (the first N of the built-in list; at most its length).
+        cities: how many cities: the first N of the built-in list, then (beyond its length, up to
+            :data:`MAX_CITIES`) stations near them, see :func:`synthetic_cities`.
         count: how many payloads in all.
         start: event time of the first step, UTC epoch seconds.
         step_s: event-time spacing of one city's observations, seconds.
@@ -62,8 +86,8 @@ class SyntheticConfig:
     anomalies: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.cities <= len(BUILTIN_CITIES):
-            raise ValueError(f"cities must be 1..{len(BUILTIN_CITIES)} (the built-in list), got {self.cities}")
+        if not 1 <= self.cities <= MAX_CITIES:
+            raise ValueError(f"cities must be 1..{MAX_CITIES}, got {self.cities}")
         if self.count < 0 or self.step_s <= 0 or self.anomalies < 0:
             raise ValueError("count and anomalies must be >= 0 and step_s > 0")
 
@@ -185,7 +209,7 @@ def _total_steps(cfg: SyntheticConfig) -> int:
 
 def _plan(cfg: SyntheticConfig) -> list[_Incident]:
     rng = random.Random(f"anomalies-{cfg.seed}")
-    cities = BUILTIN_CITIES[: cfg.cities]
+    cities = synthetic_cities(cfg.cities)
     usable_steps = math.ceil(cfg.count / cfg.cities)
     warmup = min(usable_steps // 4, max(1, round(2 * 86400 / cfg.step_s)))  # a clean stretch first, for baselines
     busy: dict[int, list[tuple[int, int]]] = {}
@@ -263,7 +287,7 @@ def _apply(incident: _Incident, step: int, c: Conditions, stuck: dict[int, Condi
 
 def generate(cfg: SyntheticConfig) -> Iterator[RawRecord]:
     """Yield ``cfg.count`` raw payloads, step by step across cities, with the planned anomalies."""
-    cities = BUILTIN_CITIES[: cfg.cities]
+    cities = synthetic_cities(cfg.cities)
     models = {c.city_id: _CityModel(c, random.Random(f"{cfg.seed}-{c.city_id}")) for c in cities}
     by_city: dict[int, list[_Incident]] = {}
     for incident in _plan(cfg):
