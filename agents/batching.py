@@ -14,8 +14,10 @@ read-offset bookkeeping of those dropped records: the partition then resumes pas
 (the two-worker takeover test saw raw partitions resume 11 to 140 offsets late, about one run in three,
 and the sink's input as well). :class:`OffsetGuard` notices such a jump, holds back the events after it
 and seeks the partition back (again after a second if the first seek is undone the same way), so the
-skipped messages are fetched and handled in order. A jump that is still there after a seek (offsets
-that hold no record, e.g. transaction markers, or records deleted by retention) is accepted.
+skipped messages are fetched and handled in order. A jump that is still there after a seek is accepted
+only once a read of its own (a separate consumer) shows that the skipped offsets hold no record (e.g.
+transaction markers, or records deleted by retention): the first message seen after a seek can be a copy
+fetched before it, and taking that for proof lost the messages in between (found by the crash loop).
 
 A worker that is asked to stop first waits until every event its agents took up is acknowledged. A batch
 that cannot finish then (its tables are closing, or its output cannot be written) raises
@@ -32,6 +34,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, AppT, EventT
 
@@ -40,6 +43,7 @@ from weatherstream import metrics
 logger = logging.getLogger(__name__)
 
 RESEEK_AFTER_S = 1.0
+GAP_CHECK_S = 10.0
 
 
 class WorkerStopping(Exception):
@@ -173,9 +177,13 @@ async def joined_batches(
 class OffsetGuard:
     """Lets events through only in offset order per partition; seeks back over offsets the consumer skipped."""
 
-    def __init__(self, app: AppT, agent: str) -> None:
+    def __init__(self, app: AppT, agent: str,
+                 first_record: Callable[[TP, int, int], Awaitable[int | None]] | None = None) -> None:  # fmt: skip
+        """``first_record(tp, start, end)``: offset of the first record in ``[start, end)`` (None: none);
+        by default read from Kafka with a consumer of its own."""
         self.app = app
         self.agent = agent
+        self.first_record = first_record or self._read_first_record
         self.expected: dict[TP, int] = {}
         # partition -> (offset sought back to, offset seen after the jump)
         self.rewinding: dict[TP, tuple[int, int]] = {}
@@ -219,11 +227,18 @@ class OffsetGuard:
                 if offset > target and offset != jumped_to:
                     self._hold_back(event)  # fetched before the seek
                     continue
-                del self.rewinding[tp]
                 if offset == jumped_to and offset != target:
-                    logger.info("%s: %s offsets %d to %d hold no records (the jump is there again after a seek); "
-                                "going on", self.agent, tp, target, offset - 1)  # fmt: skip
+                    first = await self.first_record(tp, target, jumped_to)
+                    if first is not None:  # the skipped records exist: this copy was fetched before the seek
+                        logger.info("%s: %s offset %d is there (first record at %d): seeking again", self.agent,
+                                    tp, target, first)  # fmt: skip
+                        self._hold_back(event)
+                        await self._seek(tp, target)
+                        continue
+                    logger.info("%s: %s offsets %d to %d hold no records; going on", self.agent, tp, target,
+                                offset - 1)  # fmt: skip
                     self.expected[tp] = offset
+                del self.rewinding[tp]
             expected = self.expected.get(tp)
             if expected is None:  # the partition's first event since a rebalance
                 expected = self._committed(tp)
@@ -238,6 +253,29 @@ class OffsetGuard:
             self.expected[tp] = max(offset + 1, expected or 0)
             admitted.append(event)
         return admitted
+
+    async def _read_first_record(self, tp: TP, start: int, end: int) -> int | None:
+        """Offset of the first record in ``[start, end)`` of ``tp``, read by a consumer of its own (None: none)."""
+        from weatherstream import kafka_clients
+
+        settings = self.app.ws_settings  # type: ignore[attr-defined]
+        reader = kafka_clients.consumer(settings, enable_auto_commit=False, group_id=None,
+                                        max_partition_fetch_bytes=1024 * 1024)  # fmt: skip
+        partition = TopicPartition(tp.topic, tp.partition)
+        await kafka_clients.start(reader, settings)
+        try:
+            reader.assign([partition])
+            reader.seek(partition, start)
+            deadline = time.monotonic() + GAP_CHECK_S
+            while time.monotonic() < deadline:
+                records = (await reader.getmany(partition, timeout_ms=500, max_records=1)).get(partition, [])
+                if records:
+                    return int(records[0].offset) if records[0].offset < end else None
+                if await reader.position(partition) >= end:
+                    return None
+            return start  # unknown after GAP_CHECK_S: assume the records are there and seek again
+        finally:
+            await reader.stop()
 
     def _hold_back(self, event: EventT) -> None:
         """Never acknowledge this copy (take_events' acknowledgement is not the last): the fetch after the seek

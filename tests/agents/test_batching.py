@@ -209,14 +209,36 @@ def test_a_seek_that_is_undone_is_repeated_until_the_offset_arrives() -> None:
     assert len(app.consumer.seeks) == 2, "once the offset arrived there is nothing to seek"
 
 
-def test_a_jump_still_there_after_the_seek_is_accepted() -> None:
+def first_record_in(records: set[int]) -> Any:
+    """A stand-in for the guard's own read of a partition holding ``records``."""
+
+    async def first(tp: TP, start: int, end: int) -> int | None:
+        return min((o for o in records if start <= o < end), default=None)
+
+    return first
+
+
+def test_a_jump_still_there_after_the_seek_is_accepted_once_the_gap_holds_no_record() -> None:
     from agents.batching import OffsetGuard
 
     app = GuardApp({TP0: 10})
-    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    guard = OffsetGuard(app, "test", first_record_in(set(range(12, 100))))  # type: ignore[arg-type]
     assert asyncio.run(guard.admit(guard_events(app, [12, 13]))) == []  # 10 and 11: transaction markers
     assert offsets_of(asyncio.run(guard.admit(guard_events(app, [12, 13, 14])))) == [12, 13, 14]
     assert app.consumer.seeks == [{TP0: 10}]
+
+
+def test_a_copy_fetched_before_the_seek_is_not_taken_for_an_empty_gap() -> None:
+    """The crash loop lost offsets 69-79 of a partition this way: after the seek back to 69, a copy of 80
+    fetched before it came first, and the guard concluded that 69-79 held no records."""
+    from agents.batching import OffsetGuard
+
+    app = GuardApp({TP0: 69})
+    guard = OffsetGuard(app, "test", first_record_in(set(range(0, 100))))  # type: ignore[arg-type]
+    assert asyncio.run(guard.admit(guard_events(app, [80, 81]))) == []
+    assert asyncio.run(guard.admit(guard_events(app, [80, 81, 82]))) == []  # stale copies: held back again
+    assert app.consumer.seeks == [{TP0: 69}, {TP0: 69}]
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, list(range(69, 83)))))) == list(range(69, 83))
 
 
 def test_a_rebalance_starts_the_guard_afresh() -> None:
