@@ -213,7 +213,24 @@ class OffsetGuard:
     def _committed(self, tp: TP) -> int | None:
         committed = getattr(self.app.consumer, "_committed_offset", {})  # faust keeps it; no public accessor
         value = committed.get(tp)
-        return int(value) if value is not None and value >= 0 else None
+        return int(value) if value is not None and value > 0 else None
+
+    async def _start_of(self, tp: TP) -> int | None:
+        """Where the partition's next event must be: its committed offset, or, if nothing was ever committed
+        for it, its first offset. A sparse partition (alerts, ticks) can go a long time without a commit, and
+        a skip at its start is a skip all the same (the crash loop lost two alerts that way).
+
+        None when the consumer is not running (faust's agent test context): nothing to compare with.
+        """
+        committed = self._committed(tp)
+        if committed is not None:
+            return committed
+        try:
+            earliest = await self.app.consumer.earliest_offsets(tp)
+        except ConsumerNotStarted:
+            return None
+        value = earliest.get(tp)
+        return int(value) if value is not None else None
 
     async def admit(self, events: Sequence[EventT]) -> list[EventT]:
         """The events to handle now; the others are held back (never acknowledged) and fetched again."""
@@ -241,7 +258,7 @@ class OffsetGuard:
                 del self.rewinding[tp]
             expected = self.expected.get(tp)
             if expected is None:  # the partition's first event since a rebalance
-                expected = self._committed(tp)
+                expected = await self._start_of(tp)
             if expected is not None and offset > expected:
                 logger.warning("%s: %s jumped from offset %d to %d (skipped by the consumer around a rebalance); "
                                "seeking back", self.agent, tp, expected, offset)  # fmt: skip

@@ -130,6 +130,12 @@ class GuardApp:
             self.consumer.seeks.append(dict(partitions))
 
         self.consumer.seek_wait = seek_wait
+        self.earliest: dict[TP, int] = {}
+
+        async def earliest_offsets(*partitions: TP) -> dict[TP, int]:
+            return {tp: self.earliest.get(tp, 0) for tp in partitions}
+
+        self.consumer.earliest_offsets = earliest_offsets
         self.on_partitions_assigned = FakeSignal()
         self.on_partitions_revoked = FakeSignal()
         self.timers: list[Any] = []
@@ -239,6 +245,23 @@ def test_a_copy_fetched_before_the_seek_is_not_taken_for_an_empty_gap() -> None:
     assert asyncio.run(guard.admit(guard_events(app, [80, 81, 82]))) == []  # stale copies: held back again
     assert app.consumer.seeks == [{TP0: 69}, {TP0: 69}]
     assert offsets_of(asyncio.run(guard.admit(guard_events(app, list(range(69, 83)))))) == list(range(69, 83))
+
+
+def test_a_partition_never_committed_is_expected_from_its_first_offset() -> None:
+    """A sparse partition (alerts, ticks) can be skipped at its start before anything was committed for it."""
+    from agents.batching import OffsetGuard
+
+    app = GuardApp({})
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    assert asyncio.run(guard.admit(guard_events(app, [3, 4]))) == []
+    assert app.consumer.seeks == [{TP0: 0}]
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, [0, 1, 2, 3, 4])))) == [0, 1, 2, 3, 4]
+
+    app = GuardApp({})
+    app.earliest[TP0] = 3  # retention deleted the partition's first records: nothing to seek back for
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, [3, 4])))) == [3, 4]
+    assert app.consumer.seeks == []
 
 
 def test_a_rebalance_starts_the_guard_afresh() -> None:

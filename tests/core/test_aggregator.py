@@ -111,6 +111,25 @@ def test_redelivery_after_a_crash_is_recognised_at_either_point() -> None:
     assert [{k: v for k, v in e.items() if k != "closed_at"} for e in crashed.emitted] == strip
 
 
+def test_a_row_already_in_its_pane_is_written_again_and_counted_in_the_header() -> None:
+    """The crash loop lost observations this way: a killed worker's pane write reached its local store but
+    not the changelog; restarted on the same store, the worker found the row there, took it as applied,
+    and neither wrote the pane again nor counted it in the header. The window missed the row, and a worker
+    rebuilt from the changelog had no pane at all."""
+    spec = WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0)
+    sim = Sim(spec=spec)
+    sim.obs(T0)
+    lost = sim.obs(T0 + 900, write=False)  # the pane reached the local store only
+    local = {**sim.panes, **lost.pane_writes}
+    again = sim.agg.apply(7, sim.header, make_row(float(T0 + 900), 2, 0, temp_c=1.0), local.get, wall_now=0.0)
+    assert again.verdict is Verdict.APPLIED
+    assert again.pane_writes == lost.pane_writes, "the pane is written again, so it reaches the changelog"
+    assert again.header["panes"] == lost.header["panes"] == [[T0, T0 + 1800]]
+    sim.commit(again)
+    sim.obs(T0 + 2 * H)
+    assert sim.hours() == [(T0, 1, 2)]
+
+
 def test_arrival_order_within_lateness_does_not_change_any_number() -> None:
     times = [T0 + m * 600 + 17 for m in range(200)]
     rng = random.Random(5)

@@ -31,6 +31,7 @@ from tests.integration.test_windows_worker import compare
 from tests.oracle import Obs, expected_aggregates
 from weatherstream.core.anomaly import engine as anomaly
 from weatherstream.core.normalize import InvalidPayload, normalize
+from weatherstream.db import connect_settings
 from weatherstream.settings import Settings
 from weatherstream.sources.synthetic import SyntheticConfig, generate
 from weatherstream.topics import create_namespace_topics
@@ -123,6 +124,22 @@ class Sender(threading.Thread):
             await producer.stop()
 
 
+def missing_alert_rows(settings: Settings, records: list[Any]) -> str:
+    """Which alert messages have no row in ``alerts_by_city``, with their partitions and offsets."""
+    cluster, session = connect_settings(settings)
+    try:
+        stored = {(r.alert_id, r.seq) for r in session.execute(
+            f"SELECT alert_id, seq FROM {settings.keyspace}.alerts_by_city", timeout=60)}  # fmt: skip
+    finally:
+        cluster.shutdown()
+    missing = []
+    for r in records:
+        alert = Alert.loads(r.value)
+        if (alert.alert_id, alert.seq) not in stored:
+            missing.append(f"{alert.alert_id} seq {alert.seq} (partition {r.partition} offset {r.offset})")
+    return "alert messages without a row: " + ", ".join(missing)
+
+
 def check_outcome(settings: Settings, pairs: list[tuple[bytes, bytes]]) -> dict[str, int]:
     """Raw rows, aggregates and alerts against what the input must give; returns the figures."""
     observations = accepted(pairs)
@@ -148,8 +165,11 @@ def check_outcome(settings: Settings, pairs: list[tuple[bytes, bytes]]) -> dict[
     assert set(got) - set(want) == set(), "alerts the engine does not give for this input (a re-opened incident?)"
     assert set(want) - set(got) == set(), "alerts missing"
     assert got == want
-    stored = wait_for("alert rows", lambda: count_rows(settings, "alerts_by_city"), len(want), timeout_s=300)
-    assert stored == len(want)
+    try:
+        stored = wait_for("alert rows", lambda: count_rows(settings, "alerts_by_city"), len(want), timeout_s=300)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {missing_alert_rows(settings, records)}") from None
+    assert stored == len(want), missing_alert_rows(settings, records)
     opens = Counter(a for a, _ in got)
     return {
         "events": len(pairs),

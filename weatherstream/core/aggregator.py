@@ -93,17 +93,9 @@ def new_header() -> Header:
 
 
 def _add_pane(runs: list[list[int]], start: int, pane_s: int) -> None:
-    for run in runs:
-        if run[0] <= start < run[1]:
-            return
-        if start == run[1]:
-            run[1] += pane_s
-            return
-        if start + pane_s == run[0]:
-            run[0] = start
-            return
-    runs.append([start, start + pane_s])
-    runs.sort()
+    if any(run[0] <= start < run[1] for run in runs):
+        return
+    runs[:] = _merge_runs([*runs, [start, start + pane_s]])  # it may join two runs (a gap filled)
 
 
 def _merge_runs(runs: list[list[int]]) -> list[list[int]]:
@@ -159,11 +151,13 @@ class Aggregator:
             if int(rows[i][OFFSET]) != offset:
                 step.verdict = Verdict.DUPLICATE
                 return step
-            # Already in the pane (a crash came between the pane write and the header write): go on.
+            # Already in the pane: a crash came after the pane write and before the header write. The pane
+            # may exist only in the crashed worker's local store (its changelog record never left), so it is
+            # written again, and counted in the header like any other.
         else:
             rows.insert(i, row)
-            step.pane_writes[pane_start] = rows
-            _add_pane(h["panes"], pane_start, spec.pane_s)
+        step.pane_writes[pane_start] = rows
+        _add_pane(h["panes"], pane_start, spec.pane_s)
 
         def pane(start: int) -> list[Row] | None:
             return step.pane_writes[start] if start in step.pane_writes else get_pane(start)
