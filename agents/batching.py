@@ -18,6 +18,9 @@ skipped messages are fetched and handled in order. A jump that is still there af
 only once a read of its own (a separate consumer) shows that the skipped offsets hold no record (e.g.
 transaction markers, or records deleted by retention): the first message seen after a seek can be a copy
 fetched before it, and taking that for proof lost the messages in between (found by the crash loop).
+A partition's first event after a rebalance is compared with the group's committed offset (asked of the
+broker when faust does not know it yet) or, for a partition nothing was ever committed for, its first
+offset.
 
 A worker that is asked to stop first waits until every event its agents took up is acknowledged. A batch
 that cannot finish then (its tables are closing, or its output cannot be written) raises
@@ -177,13 +180,21 @@ async def joined_batches(
 class OffsetGuard:
     """Lets events through only in offset order per partition; seeks back over offsets the consumer skipped."""
 
-    def __init__(self, app: AppT, agent: str,
-                 first_record: Callable[[TP, int, int], Awaitable[int | None]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: AppT,
+        agent: str,
+        first_record: Callable[[TP, int, int], Awaitable[int | None]] | None = None,
+        read_committed: Callable[[list[TP]], Awaitable[dict[TP, int | None]]] | None = None,
+    ) -> None:
         """``first_record(tp, start, end)``: offset of the first record in ``[start, end)`` (None: none);
-        by default read from Kafka with a consumer of its own."""
+        ``read_committed(tps)``: the group's committed offsets as the broker has them. By default both are
+        read from Kafka with clients of their own."""
         self.app = app
         self.agent = agent
         self.first_record = first_record or self._read_first_record
+        self.read_committed = read_committed or self._read_committed
+        self.group_committed: dict[TP, int | None] = {}
         self.expected: dict[TP, int] = {}
         # partition -> (offset sought back to, offset seen after the jump)
         self.rewinding: dict[TP, tuple[int, int]] = {}
@@ -194,6 +205,7 @@ class OffsetGuard:
 
     async def _forget(self, *args: object, **kwargs: object) -> None:
         self.expected.clear()
+        self.group_committed.clear()
         self.rewinding.clear()
         self.sought_at.clear()
 
@@ -216,9 +228,10 @@ class OffsetGuard:
         return int(value) if value is not None and value > 0 else None
 
     async def _start_of(self, tp: TP) -> int | None:
-        """Where the partition's next event must be: its committed offset, or, if nothing was ever committed
-        for it, its first offset. A sparse partition (alerts, ticks) can go a long time without a commit, and
-        a skip at its start is a skip all the same (the crash loop lost two alerts that way).
+        """Where the partition's next event must be: the group's committed offset (faust's copy, else the
+        broker's: faust learns it only when it seeks after a rebalance, and events can come first), or, if
+        nothing was ever committed for it, its first offset. A sparse partition (alerts, ticks) can go a long
+        time without a commit, and a skip at its start is a skip all the same.
 
         None when the consumer is not running (faust's agent test context): nothing to compare with.
         """
@@ -226,11 +239,34 @@ class OffsetGuard:
         if committed is not None:
             return committed
         try:
-            earliest = await self.app.consumer.earliest_offsets(tp)
+            assigned = set(self.app.consumer.assignment())
         except ConsumerNotStarted:
             return None
-        value = earliest.get(tp)
-        return int(value) if value is not None else None
+        if tp not in self.group_committed:
+            self.group_committed.update(await self.read_committed(sorted(assigned | {tp})))
+        value = self.group_committed.get(tp)
+        if value is not None and value > 0:
+            return value
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp)
+        return int(earliest) if earliest is not None else None
+
+    async def _read_committed(self, tps: list[TP]) -> dict[TP, int | None]:
+        """The group's committed offsets of ``tps`` as the broker has them (None: nothing committed)."""
+        from weatherstream import kafka_clients
+
+        settings = self.app.ws_settings  # type: ignore[attr-defined]
+        admin = kafka_clients.admin(settings)
+        await kafka_clients.start(admin, settings)
+        try:
+            found = await admin.list_consumer_group_offsets(
+                self.app.conf.id, partitions=[TopicPartition(tp.topic, tp.partition) for tp in tps]
+            )
+        finally:
+            await admin.close()
+        out: dict[TP, int | None] = {tp: None for tp in tps}
+        for part, meta in found.items():
+            out[TP(part.topic, part.partition)] = meta.offset if meta.offset >= 0 else None
+        return out
 
     async def admit(self, events: Sequence[EventT]) -> list[EventT]:
         """The events to handle now; the others are held back (never acknowledged) and fetched again."""
