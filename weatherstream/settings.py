@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     rocksdb_block_cache_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024 * 1024, description="RocksDB block cache per table partition, bytes."
     )
+    rocksdb_write_buffer_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="RocksDB memtable per table partition, bytes (at most two in memory before they reach disk).",
+    )
     web_bind: str = Field(default="127.0.0.1", description="Address the worker's web server binds to.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor of created topics.")
     consumer_fetch_max_wait_ms: int = Field(
