@@ -52,7 +52,7 @@ from models import Aggregate, Alert, Observation, Reason, city_key
 from weatherstream import metrics
 from weatherstream.app import WeatherStreamApp
 from weatherstream.core import aggregator as windows
-from weatherstream.core.aggregate import OFFSET, Row, make_row
+from weatherstream.core.aggregate import Row, make_row
 from weatherstream.core.anomaly import engine as anomaly
 from weatherstream.core.anomaly.baseline import HourlyBaseline
 from weatherstream.core.anomaly.detectors import QualityDetector, RateDetector, StatisticalDetector
@@ -231,22 +231,6 @@ def register(app: WeatherStreamApp) -> None:
                 cache[start] = panes.get(pane_key(city_id, start))
             return cache[start]
 
-        def judged_before(t: float, offset: int) -> windows.Verdict | None:
-            """How a re-delivered observation was judged the first time: its row is in its pane if accepted.
-
-            ``None``: its pane has aged out (it is older than the retention behind the watermark), so it was
-            handled, and its outputs sent, many batches ago (a later batch is applied only after the outputs
-            of the earlier ones went out). Nothing to do again.
-            """
-            rows = pane(aggregator.spec.pane_start(t))
-            if rows is None and head is not None and head["wm"] is not None:
-                if t < head["wm"] - aggregator.config.retention_s:
-                    return None
-            same_time = [row for row in rows or () if row[0] == t]
-            if any(int(row[OFFSET]) == offset for row in same_time):
-                return windows.Verdict.APPLIED
-            return windows.Verdict.DUPLICATE if same_time else windows.Verdict.TOO_LATE
-
         def take(step: windows.Step) -> dict[str, Any]:
             for start, rows in step.pane_writes.items():
                 cache[start] = rows
@@ -270,21 +254,11 @@ def register(app: WeatherStreamApp) -> None:
             offset = event.message.offset
             step = aggregator.apply(city_id, head, observation_row(obs, offset), pane, wall_now=now,
                                     event_ts=event.message.timestamp)  # fmt: skip
-            verdict: windows.Verdict | None = step.verdict
-            if verdict is windows.Verdict.REDELIVERED:
+            verdict = step.verdict
+            if verdict in (windows.Verdict.REDELIVERED, windows.Verdict.FORGOTTEN):
                 metrics.REDELIVERED.inc()
-                verdict = judged_before(obs.observed_at, offset)
-                if verdict is None:
-                    continue
-                if verdict is windows.Verdict.APPLIED:
-                    # The crashed run wrote this observation's pane to this worker's store; its changelog
-                    # record may never have left. Write the pane again, or a worker that rebuilds the
-                    # table from the changelog (a new owner, a lost RocksDB folder) would lack the row
-                    # while the header says it was applied.
-                    start = aggregator.spec.pane_start(obs.observed_at)
-                    if cache.get(start) is not None:
-                        written.add(start)
-                        deleted.discard(start)
+            if verdict is windows.Verdict.FORGOTTEN:
+                continue
             if verdict is windows.Verdict.DUPLICATE:
                 out.dead_letters.append(DeadLetterOut(
                     event, Reason.DUPLICATE, f"city {obs.city_id} dt {obs.observed_at:.0f} was already accepted",

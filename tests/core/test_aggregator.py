@@ -111,6 +111,21 @@ def test_redelivery_after_a_crash_is_recognised_at_either_point() -> None:
     assert [{k: v for k, v in e.items() if k != "closed_at"} for e in crashed.emitted] == strip
 
 
+def test_a_redelivery_is_judged_from_its_pane_as_the_first_time() -> None:
+    spec = WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0)
+    sim = Sim(spec=spec, retention_s=2 * H)
+    sim.obs(T0, offset=1)
+    sim.obs(T0 + 600, offset=2)
+    sim.obs(T0 + 600, offset=3)  # a duplicate: never in a pane
+    again = sim.obs(T0 + 600, offset=2, write=False)
+    assert again.verdict is Verdict.REDELIVERED
+    assert again.pane_writes == {T0: sim.panes[T0]}, "written again: it may exist only in a crashed worker's store"
+    assert sim.obs(T0 + 600, offset=3, write=False).verdict is Verdict.DUPLICATE
+    sim.obs(T0 + 5 * H, offset=4)  # the first panes age out behind the watermark
+    assert T0 not in sim.panes
+    assert sim.obs(T0, offset=1, write=False).verdict is Verdict.FORGOTTEN
+
+
 def test_a_row_already_in_its_pane_is_written_again_and_counted_in_the_header() -> None:
     """The crash loop lost observations this way: a killed worker's pane write reached its local store but
     not the changelog; restarted on the same store, the worker found the row there, took it as applied,

@@ -46,7 +46,8 @@ PaneGetter = Callable[[int], "list[Row] | None"]
 
 class Verdict(enum.Enum):
     APPLIED = "applied"
-    REDELIVERED = "redelivered"  # already applied before a crash: nothing to do but re-send the outbox
+    REDELIVERED = "redelivered"  # applied before a crash: its pane is written again, its outputs re-sent
+    FORGOTTEN = "forgotten"  # applied long ago (its pane aged out behind the watermark): nothing to do
     DUPLICATE = "duplicate"  # another message with the same city and time
     TOO_LATE = "too_late"  # older than the retention horizon behind the watermark
 
@@ -136,7 +137,7 @@ class Aggregator:
         h = _copy(header) if header else new_header()
         offset, t = int(row[OFFSET]), float(row[0])
         if offset <= h["last_offset"]:
-            return Step(Verdict.REDELIVERED, h)
+            return self._judged_before(h, row, get_pane)
         h["last_offset"] = offset
         cfg, spec = self.config, self.spec
         if h["wm"] is not None and t < h["wm"] - cfg.retention_s:
@@ -181,6 +182,26 @@ class Aggregator:
         self._advance(city_id, h, step, pane, max(h["wm"] or -math.inf, h["max_t"] - cfg.lateness_s), wall_now,
                       event_ts)  # fmt: skip
         return step
+
+    def _judged_before(self, h: Header, row: Row, get_pane: PaneGetter) -> Step:
+        """A re-delivered observation (its offset is already counted): judged as the first time, from its pane.
+
+        Its row is in its pane if it was accepted: then the pane is written again, since it may exist only
+        in the local store of the worker that crashed (its changelog record never left), and a worker that
+        rebuilds the table from the changelog would lack the row the header counts. A pane aged out behind
+        the watermark means it was handled, and its outputs sent, many batches ago.
+        """
+        offset, t = int(row[OFFSET]), float(row[0])
+        start = self.spec.pane_start(t)
+        rows = get_pane(start)
+        if rows is None and h["wm"] is not None and t < h["wm"] - self.config.retention_s:
+            return Step(Verdict.FORGOTTEN, h)
+        same_time = [r for r in rows or () if r[0] == t]
+        if any(int(r[OFFSET]) == offset for r in same_time):
+            step = Step(Verdict.REDELIVERED, h)
+            step.pane_writes[start] = list(rows or ())
+            return step
+        return Step(Verdict.DUPLICATE if same_time else Verdict.TOO_LATE, h)
 
     def tick(self, city_id: int, header: Header | None, get_pane: PaneGetter, *, wall_now: float) -> Step:
         """Move an idle city's watermark on with the wall clock: by the time since its last arrival."""
