@@ -70,10 +70,10 @@ def settings_secrets(settings: Settings) -> list[str]:
     """Every secret value ``settings`` hold: the Kafka and Cassandra passwords and the OpenWeatherMap key."""
     from weatherstream.errors import SettingsError
 
-    values = [settings.kafka_password, settings.cassandra_password, settings.owm_api_key]
+    values = [settings.kafka_password, settings.cassandra_password]
     secrets = [v.get_secret_value().strip() for v in values if v is not None]
     try:
-        secrets.append(settings.owm_key() or "")  # the key file's content, when the key comes from one
+        secrets.append(settings.owm_key() or "")  # from the variable, or the key file's content
     except SettingsError:
         pass  # unreadable: nothing of it can be shown; the command that needs it says so
     return list(dict.fromkeys(s for s in secrets if s))

@@ -80,8 +80,8 @@ def _clean(value: Any) -> Any:
 
 
 def respond(view: View, body: Any, status: int = 200) -> Response:
-    """``body`` as JSON, with the security headers."""
-    return view.json(_clean(body), status=status, headers=dict(SECURITY_HEADERS))
+    """``body`` as JSON (the security headers come from the response hook, as on every response)."""
+    return view.json(_clean(body), status=status)
 
 
 def _time(text: str | None, default: dt.datetime) -> dt.datetime:
@@ -139,8 +139,7 @@ def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None
                     highwater = None
                 if highwater is not None:
                     CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - (committed or 0)))
-        return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0],
-                          headers=dict(SECURITY_HEADERS))  # fmt: skip
+        return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     if city_states is None or panes is None or aggregator is None:
         return
@@ -186,7 +185,7 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
     pages = {name: resources.files("weatherstream.web").joinpath("static", name).read_bytes() for name in STATIC}
 
     def page(view: View, name: str) -> Response:
-        return view.bytes(pages[name], content_type=STATIC[name], headers=dict(SECURITY_HEADERS))
+        return view.bytes(pages[name], content_type=STATIC[name])
 
     @app.page("/")
     async def dashboard(self: View, request: Request) -> Response:
