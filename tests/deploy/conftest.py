@@ -62,6 +62,11 @@ def compose() -> dict[str, Any]:
     return model
 
 
+@pytest.fixture(autouse=True)
+def _no_caller_env(no_weatherstream_env: None) -> None:
+    """The settings a manifest gives must not pick up WEATHERSTREAM_* variables of the caller's shell."""
+
+
 def settings_of(env: dict[str, str]) -> Settings:
     """The settings a container with environment ``env`` would run with (only its WEATHERSTREAM_* entries).
 

@@ -8,6 +8,7 @@ import http.server
 import os
 import re
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,7 +109,9 @@ def health_server() -> Iterator[http.server.HTTPServer]:
 def run_healthcheck(dockerfile_stages: list[list[Instruction]], port: int) -> int:
     check = only(dockerfile_stages[-1], "HEALTHCHECK")
     assert check.value[0] == "CMD", "HEALTHCHECK NONE: the web server offers /health"
-    env = {**os.environ, "WEATHERSTREAM_WEB_PORT": str(port)}
+    # the image's `python` is this venv's interpreter here (the host may have no bare `python` on PATH)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "WEATHERSTREAM_WEB_PORT": str(port)}
     return subprocess.run(["/bin/sh", "-c", check.value[1]], env=env, timeout=30, check=False).returncode
 
 

@@ -131,12 +131,11 @@ def test_scram_argument_matches_the_rfc_7677_example() -> None:
     assert base64.b64encode(proof).decode() == "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
 
 
-def test_up_checks_the_sasl_settings_before_anything_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("no_weatherstream_env")
+def test_up_checks_the_sasl_settings_before_anything_else(tmp_path: Path) -> None:
     from weatherstream.settings import load_settings
     from weatherstream.stack import LocalStack
 
-    for name in ("SECURITY_PROTOCOL", "USERNAME", "PASSWORD"):
-        monkeypatch.delenv(f"WEATHERSTREAM_KAFKA_{name}", raising=False)
     stack = LocalStack(load_settings(stack_dir=tmp_path / "stack", stack_kafka_sasl=True))
     with pytest.raises(StackError, match="WEATHERSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT"):
         stack.up(timeout_s=1)

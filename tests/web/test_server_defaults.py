@@ -12,14 +12,7 @@ from weatherstream.app import create_app
 from weatherstream.settings import load_settings
 from weatherstream.web.api import SECURITY_HEADERS, _add_security_headers
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("WEATHERSTREAM_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("no_weatherstream_env")
 
 
 def test_binds_to_loopback_by_default(tmp_path: Path) -> None:
