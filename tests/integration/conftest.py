@@ -54,6 +54,38 @@ def secure_settings(**overrides: Any) -> Settings:
     return load_settings(**{**values, **overrides})
 
 
+def limited_role(stack: LocalStack, keyspace: str, role: str, password: str) -> None:
+    """Create ``keyspace`` and a login ``role`` that holds every permission on it and on nothing else (as the
+    secure stack's superuser, as an admin would)."""
+    from weatherstream.db import connect
+    from weatherstream.stack.cassandra import CassandraServer
+
+    user, superuser_password = CassandraServer.SUPERUSER
+    cluster, session = connect(["127.0.0.1"], stack.settings.cassandra_port, username=user,
+                               password=superuser_password)  # fmt: skip
+    try:
+        session.execute(f"CREATE ROLE IF NOT EXISTS {role} WITH PASSWORD = '{password}' AND LOGIN = true")
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} "
+            "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO {role}")
+    finally:
+        cluster.shutdown()
+
+
+def secure_test_settings(stack: LocalStack, name: str, role: str, password: str) -> Iterator[Settings]:
+    """For a ``settings`` fixture: namespace and keyspace ``name`` on the secure stack, logging in to Kafka
+    over SASL and to Cassandra as ``role``, limited to that keyspace; its topics are deleted afterwards."""
+    from weatherstream.topics import delete_namespace_topics
+
+    s = secure_settings(namespace=name, keyspace=name, cassandra_username=role, cassandra_password=password)
+    limited_role(stack, s.keyspace, role, password)
+    yield s
+    if not os.environ.get("WEATHERSTREAM_TEST_KEEP_TOPICS"):  # kept for a post-mortem of a failed run
+        asyncio.run(delete_namespace_topics(s))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "secure_stack" in getattr(item, "fixturenames", ()):

@@ -5,7 +5,6 @@ or an attacker can see: worker logs, command output and errors, `/metrics`, ever
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import socket
@@ -19,13 +18,11 @@ import pytest
 import requests
 
 from tests.fake_owm import API_KEY, FakeOwm
-from tests.integration.conftest import KAFKA_PASSWORD, KAFKA_USER, cli, free_port, read_topic, secure_settings
+from tests.integration.conftest import KAFKA_PASSWORD, KAFKA_USER, cli, free_port, read_topic, secure_test_settings
 from tests.integration.conftest import settings_env as _settings_env
-from tests.integration.test_sink_outage import limited_role
 from tests.integration.test_sink_worker import wait_for
 from weatherstream.settings import Settings
 from weatherstream.stack import LocalStack
-from weatherstream.topics import delete_namespace_topics
 from weatherstream.web.api import SECURITY_HEADERS
 
 ROLE = "ws_scanned"
@@ -49,11 +46,7 @@ REFUSED_CREDENTIALS = f"refused the credentials of user {KAFKA_USER!r}"
 @pytest.fixture
 def settings(secure_stack: LocalStack, run_id: str) -> Iterator[Settings]:
     """This test's namespace and keyspace on the secure stack, with a Cassandra role of its own."""
-    s = secure_settings(namespace=f"q{run_id}", keyspace=f"q{run_id}", cassandra_username=ROLE,
-                        cassandra_password=ROLE_PASSWORD)  # fmt: skip
-    limited_role(secure_stack, s.keyspace, ROLE, ROLE_PASSWORD)
-    yield s
-    asyncio.run(delete_namespace_topics(s))
+    yield from secure_test_settings(secure_stack, f"q{run_id}", ROLE, ROLE_PASSWORD)
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:

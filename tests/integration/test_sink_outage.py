@@ -14,50 +14,22 @@ import pytest
 from cassandra import Unauthorized
 from cassandra.cluster import NoHostAvailable
 
-from tests.integration.conftest import cli, drop_keyspace, secure_settings, settings_env
+from tests.integration.conftest import cli, drop_keyspace, secure_test_settings, settings_env
 from tests.integration.test_sink_worker import count_rows, wait_for
 from weatherstream.db import connect
 from weatherstream.settings import Settings
 from weatherstream.sinks.schema import migrations
 from weatherstream.stack import LocalStack
-from weatherstream.stack.cassandra import CassandraServer
 from weatherstream.stack.process import ManagedProcess
-from weatherstream.topics import delete_namespace_topics
 
 WRITER, WRITER_PASSWORD = "ws_writer", "writer-pw-7f3a"
-
-
-def superuser(stack: LocalStack):  # type: ignore[no-untyped-def]
-    user, password = CassandraServer.SUPERUSER
-    return connect(["127.0.0.1"], stack.settings.cassandra_port, username=user, password=password)
-
-
-def limited_role(stack: LocalStack, keyspace: str, role: str = WRITER, password: str = WRITER_PASSWORD) -> None:
-    """Create ``keyspace`` and a login ``role`` that holds every permission on it and on nothing else."""
-    cluster, session = superuser(stack)
-    try:
-        session.execute(f"CREATE ROLE IF NOT EXISTS {role} WITH PASSWORD = '{password}' AND LOGIN = true")
-        session.execute(
-            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} "
-            "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
-        )
-        session.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO {role}")
-    finally:
-        cluster.shutdown()
 
 
 @pytest.fixture
 def settings(secure_stack: LocalStack, run_id: str) -> Iterator[Settings]:
     """This test's namespace and keyspace on the secure stack; the worker logs in to Kafka over SASL and to
-    Cassandra as a role that holds permissions on this keyspace only (the keyspace is created by the
-    superuser, as an admin would)."""
-    s = secure_settings(namespace=f"s{run_id}", keyspace=f"s{run_id}", cassandra_username=WRITER,
-                        cassandra_password=WRITER_PASSWORD)  # fmt: skip
-    limited_role(secure_stack, s.keyspace)
-    yield s
-    import asyncio
-
-    asyncio.run(delete_namespace_topics(s))
+    Cassandra as a role that holds permissions on this keyspace only."""
+    yield from secure_test_settings(secure_stack, f"s{run_id}", WRITER, WRITER_PASSWORD)
 
 
 def test_role_limited_to_its_keyspace(secure_stack: LocalStack, settings: Settings) -> None:
