@@ -3,10 +3,11 @@
 The ``WEATHERSTREAM_KAFKA_*`` settings (protocol, SASL mechanism, user name, password, CA file) become
 :class:`KafkaSecurity`, which maps them to aiokafka's keyword arguments (:meth:`KafkaSecurity.client_options`)
 and to faust's ``broker_credentials`` (:meth:`KafkaSecurity.faust_credentials`). The factories
-:func:`producer`, :func:`consumer`, :func:`admin` and :func:`client` are the only way the project creates an
-aiokafka client, so none is ever created without them; :func:`start` starts one and turns a failure into a
-:class:`KafkaUnavailableError` that says what went wrong (nothing listening, credentials refused, a
-protocol mismatch) and which setting to change.
+:func:`producer`, :func:`consumer`, :func:`admin` and :func:`client` are the only way the package and its
+agents create an aiokafka client (a test checks it), so none is ever created without them (the benchmark
+harness and its comparison systems connect to the plaintext local stack directly); :func:`start` starts
+one and turns a failure into a :class:`KafkaUnavailableError` that says what went wrong (nothing
+listening, credentials refused, a protocol mismatch) and which setting to change.
 
 Example:
     >>> from pydantic import SecretStr
