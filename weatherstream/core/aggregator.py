@@ -25,7 +25,8 @@ Windows close when the watermark passes their end: one final aggregate each (rev
 observation that lands in a closed window less than ``retention_s`` behind the watermark produces a
 corrected aggregate (revision + 1); an older one is too late. Panes keep each observation's row with its
 offset, so a re-delivered observation is recognised and a different observation with the same time is
-a duplicate.
+a duplicate. Panes are written before the header, so after a crash a pane can hold rows the header has not
+applied: a row counts in a window only once ``last_offset`` has reached its offset.
 """
 
 from __future__ import annotations
@@ -149,19 +150,24 @@ class Aggregator:
         times = [r[0] for r in rows]
         i = bisect.bisect_left(times, t)
         if i < len(rows) and rows[i][0] == t:
-            if int(rows[i][OFFSET]) != offset:
+            other = int(rows[i][OFFSET])
+            if other < offset:
                 step.verdict = Verdict.DUPLICATE
                 return step
             # Already in the pane: a crash came after the pane write and before the header write. The pane
             # may exist only in the crashed worker's local store (its changelog record never left), so it is
-            # written again, and counted in the header like any other.
+            # written again, and counted in the header like any other. A later offset there is a row the
+            # header has not applied either: this observation came first, so it takes the place.
+            rows[i] = row
         else:
             rows.insert(i, row)
         step.pane_writes[pane_start] = rows
         _add_pane(h["panes"], pane_start, spec.pane_s)
 
-        def pane(start: int) -> list[Row] | None:
+        def written(start: int) -> list[Row] | None:
             return step.pane_writes[start] if start in step.pane_writes else get_pane(start)
+
+        pane = _applied_rows(written, offset)
 
         if h["max_t"] is None or t >= h["max_t"]:
             h["max_t"] = t
@@ -215,7 +221,8 @@ class Aggregator:
         if silent_s <= self.config.idle_timeout_s:
             return step
         idle_wm = h["max_t"] + silent_s - self.config.lateness_s
-        self._advance(city_id, h, step, get_pane, max(h["wm"] or -math.inf, idle_wm), wall_now, None)
+        pane = _applied_rows(get_pane, h["last_offset"])
+        self._advance(city_id, h, step, pane, max(h["wm"] or -math.inf, idle_wm), wall_now, None)
         return step
 
     # ----------------------------------------------------------------------------------------------
@@ -292,6 +299,23 @@ class Aggregator:
             eid=f"{city_id}/{window.wid}#{revision}",
         )
         return values
+
+
+def _applied_rows(get_pane: PaneGetter, last_offset: int) -> PaneGetter:
+    """Panes as the header knows them: without rows of offsets after ``last_offset``.
+
+    Panes are written before headers, so after a crash a pane can hold rows of observations its city's
+    header has not applied yet. They are delivered again and counted then; a window that closes before
+    that must not take them in.
+    """
+
+    def pane(start: int) -> list[Row] | None:
+        rows = get_pane(start)
+        if rows is None or all(int(r[OFFSET]) <= last_offset for r in rows):
+            return rows
+        return [r for r in rows if int(r[OFFSET]) <= last_offset]
+
+    return pane
 
 
 def confirm(header: Header, delivered: set[str]) -> Header:
