@@ -122,6 +122,17 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed  # the worker fixture dumps its workers' stacks then
+    return report
+
+
+CALL_FAILED = pytest.StashKey[bool]()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,6 +204,14 @@ class WorkerProcess:
         for marker in ("Traceback", "Crashed", "crashed"):
             assert marker not in text, f"worker log contains {marker!r}:\n{text[-3000:]}"
 
+    def dump_stacks(self) -> None:
+        """Have the worker write every thread's and task's stack to its log (mode's SIGUSR1 handler), and
+        print where that log is: what a hung worker was waiting for."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            print(f"\nworker {self.proc.pid}: stacks at the end of the failed test in {self.log_path}")
+
     def stop(self, timeout_s: float = 30) -> None:
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
@@ -204,7 +223,7 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def start_worker(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:  # type: ignore[type-arg]
     """Start `weatherstream worker` processes for this test's namespace; all are stopped afterwards."""
     workers: list[WorkerProcess] = []
     ports: dict[str, int] = {}
@@ -236,6 +255,9 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator:  # type: ignor
         return worker
 
     yield start
+    if request.node.stash.get(CALL_FAILED, False):
+        for worker in workers:
+            worker.dump_stacks()
     for worker in workers:
         worker.stop()
     if workers:
