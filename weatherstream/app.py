@@ -7,8 +7,11 @@ as table keys, so ``@app.table_route`` and the producers' partitioning agree.
 
 from __future__ import annotations
 
+import gc
+import inspect
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -152,6 +155,12 @@ class Worker(faust.Worker):
     time. Here the root logger keeps the level asked for.
     """
 
+    def _on_sigusr1(self) -> None:
+        """``kill -USR1 <pid>``: mode writes every thread's and task's stack to stderr; it cannot see inside
+        async generators (faust's streams are made of them), so the project's own waiting points follow."""
+        super()._on_sigusr1()
+        logger.warning("waiting in the project's code:\n%s", "\n".join(waiting_points()) or "(nowhere)")
+
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
         logger.setLevel(level or logging.WARNING)
@@ -159,3 +168,25 @@ class Worker(faust.Worker):
         settings = getattr(self.app, "ws_settings", None)
         if settings is not None:
             install_secret_filter(settings_secrets(settings))
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def waiting_points() -> list[str]:
+    """Where each suspended coroutine and async generator of the project waits: ``path:line in function``."""
+    points = []
+    for obj in gc.get_objects():
+        if inspect.iscoroutine(obj):
+            frame = obj.cr_frame
+        elif inspect.isasyncgen(obj):
+            frame = obj.ag_frame
+        else:
+            continue
+        if frame is None:
+            continue
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(PROJECT_ROOT) and ".venv" not in path.parts and "site-packages" not in path.parts:
+            name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)  # co_qualname: Python 3.11+
+            points.append(f"{path.relative_to(PROJECT_ROOT)}:{frame.f_lineno} in {name}")
+    return sorted(points)

@@ -1,0 +1,33 @@
+import asyncio
+from collections.abc import AsyncIterator
+
+from weatherstream.app import waiting_points
+
+
+async def _stuck_generator(event: asyncio.Event) -> AsyncIterator[int]:
+    yield 1
+    await event.wait()  # the line the dump must name
+    yield 2
+
+
+def test_the_dump_names_the_line_an_async_generator_waits_on() -> None:
+    """mode's task dump stops at the first async generator; this list goes inside it."""
+
+    async def main() -> list[str]:
+        event = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in _stuck_generator(event):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.01)
+        points = waiting_points()
+        event.set()
+        await task
+        return points
+
+    points = asyncio.run(main())
+    line = _stuck_generator.__code__.co_firstlineno + 2
+    assert f"tests/test_waiting_points.py:{line} in _stuck_generator" in points
+    assert any(p.startswith("tests/test_waiting_points.py:") and "consume" in p for p in points)
