@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.types import TopicT
+from faust.types import AppT, TopicT
 
 from models import Aggregate, Alert, Observation
 from weatherstream.kafka_clients import KafkaSecurity
@@ -160,6 +160,7 @@ class Worker(faust.Worker):
         async generators (faust's streams are made of them), so the project's own waiting points follow."""
         super()._on_sigusr1()
         logger.warning("waiting in the project's code:\n%s", "\n".join(waiting_points()) or "(nowhere)")
+        logger.warning("consumer state:\n%s", "\n".join(consumer_state(self.app)))
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
@@ -190,3 +191,36 @@ def waiting_points() -> list[str]:
             name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)  # co_qualname: Python 3.11+
             points.append(f"{path.relative_to(PROJECT_ROOT)}:{frame.f_lineno} in {name}")
     return sorted(points)
+
+
+def consumer_state(app: AppT) -> list[str]:
+    """What decides whether the worker's consumer hands out messages: flow control, paused and buffered
+    partitions (faust stops fetching a partition whose stream buffer is full), read offsets, high waters,
+    queue and producer buffer sizes. Read from faust's internals, so each part is reported as found."""
+    lines: list[str] = []
+
+    def add(name: str, read: Any) -> None:
+        try:
+            lines.append(f"{name}: {read()}")
+        except Exception as exc:  # noqa: BLE001 - a diagnostic: report what could not be read
+            lines.append(f"{name}: unreadable ({exc!r})")
+
+    consumer: Any = app.consumer
+    add("flow control active", app.flow_control.is_active)
+    add("consumer flow active", lambda: consumer.flow_active)
+    add("producer buffer size", lambda: app.producer.buffer.size)
+    add("paused partitions", lambda: sorted(map(str, consumer._paused_partitions)))
+    add("buffered partitions (stream buffer full)", lambda: sorted(map(str, consumer._buffered_partitions)))
+    add("active partitions", lambda: len(consumer._active_partitions or ()))
+    try:
+        assigned = sorted(consumer.assignment())
+    except Exception as exc:  # noqa: BLE001 - e.g. the consumer has not started
+        assigned = []
+        lines.append(f"assignment: unreadable ({exc!r})")
+    for tp in assigned:
+        if tp.topic not in app.tables.changelog_topics:
+            add(f"{tp.topic}[{tp.partition}] read offset / high water",
+                lambda tp=tp: (consumer._read_offset.get(tp), consumer.highwater(tp)))  # fmt: skip
+    for agent in app.agents.values():
+        add(f"agent {agent.name} channel queue", lambda agent=agent: agent.channel.queue.qsize())
+    return lines

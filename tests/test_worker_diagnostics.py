@@ -29,5 +29,16 @@ def test_the_dump_names_the_line_an_async_generator_waits_on() -> None:
 
     points = asyncio.run(main())
     line = _stuck_generator.__code__.co_firstlineno + 2
-    assert f"tests/test_waiting_points.py:{line} in _stuck_generator" in points
-    assert any(p.startswith("tests/test_waiting_points.py:") and "consume" in p for p in points)
+    assert f"tests/test_worker_diagnostics.py:{line} in _stuck_generator" in points
+    assert any(p.startswith("tests/test_worker_diagnostics.py:") and "consume" in p for p in points)
+
+
+def test_the_consumer_state_of_a_worker_not_started_says_what_it_could_not_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from weatherstream.app import consumer_state, create_app
+    from weatherstream.settings import load_settings
+
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    lines = consumer_state(app)
+    assert "flow control active: False" in lines  # faust suspends the flow until the first recovery
+    assert any(line.startswith("assignment: unreadable") for line in lines)
+    assert any(line.startswith("agent ") and line.endswith("channel queue: 0") for line in lines)
