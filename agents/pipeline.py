@@ -222,8 +222,12 @@ def register(app: WeatherStreamApp) -> None:
         before = city_states.get(city_id) or {}
         head, state, latest = before.get("windows"), before.get("anomaly"), before.get("latest")
         cache: dict[int, list[Row] | None] = {}
+        first = next((event for event, obs in items if obs is not None), None)
+        if head is not None and first is not None and first.message.offset > head["last_offset"]:
+            # New data: the batch that wrote this header was acknowledged, so its pane deletes were delivered.
+            # (After a crash, the city's first observation is a redelivery and the drops stay, to be done again.)
+            head = windows.settled(head)
         written: set[int] = set()
-        deleted: set[int] = set()
         heal = False  # after a re-delivery: rewrite the state in case the changelog missed the last write
 
         def pane(start: int) -> list[Row] | None:
@@ -235,11 +239,6 @@ def register(app: WeatherStreamApp) -> None:
             for start, rows in step.pane_writes.items():
                 cache[start] = rows
                 written.add(start)
-                deleted.discard(start)
-            for start in step.pane_deletes:
-                cache[start] = None
-                deleted.add(start)
-                written.discard(start)
             for entry in step.emissions:
                 kind_metric = metrics.WINDOWS_CORRECTED if entry["revision"] > 1 else metrics.WINDOWS_FINALIZED
                 kind_metric.labels(entry["kind"]).inc()
@@ -290,8 +289,6 @@ def register(app: WeatherStreamApp) -> None:
         # changelog records are delivered (each key once per batch).
         for start in written:
             panes.set(pane_key(city_id, start), cache[start])
-        for start in deleted:
-            panes.delete(pane_key(city_id, start))
         if head is not None:
             head = windows.confirm(head, aggregates_out.delivered(head["outbox"]))
         if state is not None:
@@ -333,13 +330,15 @@ def register(app: WeatherStreamApp) -> None:
         await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": time.time()}))
 
     async def process(events: Sequence[EventT]) -> list[Any]:
-        """Handle a batch; returns the changelog sends of its city states (its offsets wait for them).
+        """Handle a batch; returns the changelog sends of its pane deletes (its offsets wait for them).
 
         The two tables have changelog topics of their own, and the broker orders nothing between them. A
         worker that rebuilds the tables from the changelogs must never find a city state that counts an
         observation whose pane row is missing: the state says it was applied, so its redelivery would be
-        judged against the pane and lost. Hence panes first, then (once the broker has them) the states;
-        a crash in between leaves panes ahead of the state, which a redelivery repairs (the row is there).
+        judged against the pane and lost. Hence pane writes first, then (once the broker has them) the
+        states, then (once the broker has those) the deletes of panes the states no longer need. A crash
+        leaves panes ahead of the state, never behind it: rows the state has not applied do not count until
+        it does (``weatherstream/core/aggregator.py``).
         """
         by_city: dict[int, list[tuple[EventT, Observation | None]]] = {}
         for event in events:
@@ -385,7 +384,19 @@ def register(app: WeatherStreamApp) -> None:
             # The state is written: its outputs must go out. Retried until they do (never dead-lettered, which
             # would leave state that no replay could repeat).
             await with_retries("pipeline", city_events, stage3, topics.deadletter, forever=True, stopping=stopping)
-        return city_states.take_changelog_sends()
+        # Panes behind the watermark are deleted only once the states that no longer list them are in the
+        # changelog: a state rebuilt after a crash is older than the panes and may still need them (a worker
+        # killed after deleting them ahead of its state lost 27 rows of a 24 h window that way).
+        await delivered(app, city_states.take_changelog_sends())
+        for city_id, city_events, out in applied:
+            drops = windows.pane_drops((out.city_state or {}).get("windows"))
+            if drops:
+                if tables_closing():
+                    raise WorkerStopping("the tables are closed")
+                with acting_for(city_events[-1]):
+                    for start in drops:
+                        panes.delete(pane_key(city_id, start))
+        return panes.take_changelog_sends()
 
     guard = OffsetGuard(app, "pipeline")
 

@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 
 from weatherstream.core.aggregate import make_row
-from weatherstream.core.aggregator import Aggregator, AggregatorConfig, Verdict, confirm
+from weatherstream.core.aggregator import Aggregator, AggregatorConfig, Verdict, confirm, pane_drops, settled
 from weatherstream.core.windows import WindowSpec
 
 H = 3600
@@ -32,10 +32,11 @@ class Sim:
         return step
 
     def commit(self, step) -> None:  # type: ignore[no-untyped-def]
+        """Panes, then the header, then (the header being stored) the panes it drops: the pipeline's order."""
         self.panes.update(step.pane_writes)
-        for s in step.pane_deletes:
+        for s in pane_drops(step.header):
             self.panes.pop(s, None)
-        self.header = step.header
+        self.header = settled(step.header)
         self.emitted.extend(step.emissions)
 
     def hours(self) -> list[tuple[float, int, int]]:
@@ -220,11 +221,13 @@ def test_day_windows_follow_the_local_offset(tz: int) -> None:
 
 
 def test_a_header_behind_its_panes_replays_to_the_same_aggregates() -> None:
-    """The kill -9 test found a 24 h window closed with 144 rows where the oracle had 143: panes are
-    written before headers, so after a crash a pane can hold rows of observations its city's header has not
-    applied yet. Replayed from the header's offset, a window that closed in between took in a late row that
-    arrived only after it closed. A pane row counts only once the header has applied its offset."""
+    """Panes are written before headers, so a crash can leave a city's header behind its panes. The kill -9
+    test found two ways that went wrong: a window closed during the replay took in a later, late row
+    already in its pane (144 rows where the oracle had 143), and panes deleted ahead of the header were
+    missing when the replayed header still needed them (a 24 h window with 14 rows of 41). A pane row counts
+    only once the header has applied its offset, and panes are deleted only after the header that drops them."""
     spec = WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=2 * H, hopping_step_s=H)
+    cfg = {"spec": spec, "lateness_s": 1200, "retention_s": 3 * H}  # old panes are dropped all along the run
     rng = random.Random(11)
     events: list[tuple[float, float]] = []
     for m in range(300):
@@ -233,23 +236,28 @@ def test_a_header_behind_its_panes_replays_to_the_same_aggregates() -> None:
             events.append((T0 + (m - rng.randint(9, 14)) * 600 + 301, rng.uniform(-5, 25)))
         if m % 11 == 10:  # the same time as an applied one: a duplicate
             events.append((events[-1][0], 99.0))
-    clean = Sim(spec=spec, lateness_s=1200)
-    headers, panes, emitted = [clean.header], [dict(clean.panes)], [0]
+    events.append((T0 + 330 * 600, 5.0))  # a jump of five hours: many panes dropped at once
+    events.extend((T0 + 330 * 600 + k * 600 + 7, 6.0) for k in range(1, 30))
+    clean = Sim(**cfg)
+    headers, panes, emitted, writes = [clean.header], [dict(clean.panes)], [0], [{}]
     for offset, (t, temp) in enumerate(events, start=1):
-        clean.obs(t, temp, offset=offset)
+        step = clean.obs(t, temp, offset=offset)
         headers.append(clean.header)
         panes.append(dict(clean.panes))
         emitted.append(len(clean.emitted))
+        writes.append(step.pane_writes)
 
     def values(emissions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {e["eid"]: {k: v for k, v in e.items() if k != "closed_at"} for e in emissions}
 
     want = values(clean.emitted)
     assert {e["revision"] for e in clean.emitted} >= {1, 2}  # the input really corrects closed windows
-    for j in range(0, len(events) - 12, 17):
+    for j in [*range(0, len(events) - 12, 17), len(events) - 31]:
         for lag in (1, 4, 12):  # the header is this many observations behind the panes
-            crashed = Sim(spec=spec, lateness_s=1200)
-            crashed.header, crashed.panes = headers[j], dict(panes[j + lag])
+            crashed = Sim(**cfg)
+            crashed.header, crashed.panes = headers[j], dict(panes[j])
+            for k in range(j + 1, j + lag + 1):  # what the crashed batch wrote before its header
+                crashed.panes.update(writes[k])
             crashed.emitted = clean.emitted[: emitted[j]]
             for offset in range(j + 1, len(events) + 1):
                 crashed.obs(*events[offset - 1], offset=offset)

@@ -16,7 +16,10 @@ emissions. The header is one JSON-able dict per city:
 ``rev``
     revision of windows corrected after they were final (absent: revision 1).
 ``panes``
-    runs ``[first, end)`` of pane starts that exist, so old panes can be deleted.
+    runs ``[first, end)`` of pane starts in use, so old panes can be deleted.
+``drop``
+    pane starts no longer needed (behind the watermark), to delete only once this header is in the
+    changelog: a header rebuilt after a crash can be older than the panes, and still need them.
 ``outbox``
     emissions not yet confirmed delivered; they are sent again after a restart (same id and revision:
     consumers treat a repeat as the same aggregate).
@@ -26,7 +29,8 @@ observation that lands in a closed window less than ``retention_s`` behind the w
 corrected aggregate (revision + 1); an older one is too late. Panes keep each observation's row with its
 offset, so a re-delivered observation is recognised and a different observation with the same time is
 a duplicate. Panes are written before the header, so after a crash a pane can hold rows the header has not
-applied: a row counts in a window only once ``last_offset`` has reached its offset.
+applied: a row counts in a window only once ``last_offset`` has reached its offset. Panes are deleted only
+after the header that no longer needs them (its ``drop``), since a header rebuilt after a crash may still.
 """
 
 from __future__ import annotations
@@ -76,22 +80,20 @@ class Step:
     """What one observation or tick changes.
 
     Attributes:
-        header: the city's new header (write it after the panes).
+        header: the city's new header (write it after the panes; delete its ``drop`` panes after it).
         pane_writes: pane start -> its rows (sorted by time).
-        pane_deletes: pane starts to delete.
         emissions: aggregate dicts to send (already appended to the header's outbox).
     """
 
     verdict: Verdict
     header: Header
     pane_writes: dict[int, list[Row]] = field(default_factory=dict)
-    pane_deletes: list[int] = field(default_factory=list)
     emissions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def new_header() -> Header:
     return {"last_offset": -1, "max_t": None, "wm": None, "last_wall": None, "tz": 0, "open": {}, "rev": {},
-            "panes": [], "outbox": []}  # fmt: skip
+            "panes": [], "drop": [], "outbox": []}  # fmt: skip
 
 
 def _add_pane(runs: list[list[int]], start: int, pane_s: int) -> None:
@@ -246,8 +248,7 @@ class Aggregator:
         pane_floor = spec.pane_start(horizon - spec.max_span_s)
         kept: list[list[int]] = []
         for first, end in _merge_runs(h["panes"]):
-            for start in range(first, min(end, pane_floor), spec.pane_s):
-                step.pane_deletes.append(start)
+            h["drop"].extend(range(first, min(end, pane_floor), spec.pane_s))
             if end > pane_floor:
                 kept.append([max(first, pane_floor), end])
         h["panes"] = kept
@@ -318,6 +319,19 @@ def _applied_rows(get_pane: PaneGetter, last_offset: int) -> PaneGetter:
     return pane
 
 
+def pane_drops(header: Header | None) -> list[int]:
+    """Pane starts to delete once ``header`` is in the changelog (a header written later no longer needs them)."""
+    return list((header or {}).get("drop", ()))
+
+
+def settled(header: Header) -> Header:
+    """``header`` without its drops: call it when they are known deleted, i.e. when the city's next batch
+    starts with new data (the batch that wrote the header was acknowledged, so its deletes were delivered)."""
+    if not header.get("drop"):
+        return header
+    return {**header, "drop": []}
+
+
 def confirm(header: Header, delivered: set[str]) -> Header:
     """The header without outbox entries whose delivery was confirmed."""
     if not delivered or not header.get("outbox"):
@@ -333,5 +347,6 @@ def _copy(header: Header) -> Header:
         "open": {k: list(v) for k, v in header.get("open", {}).items()},
         "rev": dict(header.get("rev", {})),
         "panes": [list(r) for r in header.get("panes", [])],
+        "drop": list(header.get("drop", [])),
         "outbox": list(header.get("outbox", [])),
     }
