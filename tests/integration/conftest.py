@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,10 +264,11 @@ def start_worker(settings: Settings, tmp_path: Path, request: pytest.FixtureRequ
         drop_keyspace(settings)
 
 
-def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 120.0,
-               settle_s: float = 3.0) -> list[ConsumerRecord]:  # fmt: skip
+def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 120.0, settle_s: float = 3.0,
+               distinct: Callable[[ConsumerRecord], Hashable] | None = None) -> list[ConsumerRecord]:  # fmt: skip
     """Every message of ``topic`` from the beginning: waits until ``expect`` arrived, then ``settle_s``
-    more to catch any extra (duplicates)."""
+    more to catch any extra (duplicates). With ``distinct``, ``expect`` counts distinct ``distinct(record)``
+    values: after a crash, repeats arrive too and must not end the wait before the last new record."""
 
     async def read() -> list[ConsumerRecord]:
         consumer = kafka_clients.consumer(settings, topic, auto_offset_reset="earliest", enable_auto_commit=False,
@@ -282,7 +283,8 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 1
                 for recs in batch.values():
                     records.extend(recs)
                 now = time.monotonic()
-                if len(records) >= expect and settle_until is None:
+                seen = len(records) if distinct is None else len({distinct(r) for r in records})
+                if seen >= expect and settle_until is None:
                     settle_until = now + settle_s
                 if (settle_until is not None and now >= settle_until) or now > deadline:
                     return records

@@ -147,8 +147,12 @@ def check_outcome(settings: Settings, pairs: list[tuple[bytes, bytes]]) -> dict[
     rows = wait_for("raw rows", lambda: count_rows(settings, "observations_by_city_day"), distinct, timeout_s=600)
     assert rows == distinct, f"{rows} raw rows for {distinct} distinct inputs"
     invalid = len(pairs) - len(observations)
-    letters = read_topic(settings, settings.topic_deadletter, expect=invalid, settle_s=3)
-    origins = {(dict(r.headers)["ws-partition"], dict(r.headers)["ws-offset"]) for r in letters}
+
+    def origin(r: Any) -> tuple[bytes, bytes]:
+        return dict(r.headers)["ws-partition"], dict(r.headers)["ws-offset"]
+
+    letters = read_topic(settings, settings.topic_deadletter, expect=invalid, settle_s=3, distinct=origin)
+    origins = {origin(r) for r in letters}
     # exactly the invalid inputs (a valid observation lost as "too late" after a crash would show up here)
     assert len(origins) == invalid, sorted(dict(r.headers)["ws-reason"] for r in letters)
 
@@ -156,7 +160,8 @@ def check_outcome(settings: Settings, pairs: list[tuple[bytes, bytes]]) -> dict[
 
     want = expected_alerts(settings, observations)
     assert len(want) >= 20, "the workload should raise alerts"
-    records = read_topic(settings, settings.topic_alerts, expect=len(want), timeout_s=300, settle_s=4)
+    records = read_topic(settings, settings.topic_alerts, expect=len(want), timeout_s=300, settle_s=4,
+                         distinct=lambda r: (Alert.loads(r.value).alert_id, Alert.loads(r.value).seq))  # fmt: skip
     got: dict[tuple[str, int], tuple[Any, ...]] = {}
     for r in records:
         alert = Alert.loads(r.value)

@@ -105,7 +105,13 @@ def send(settings: Settings, raw: list[tuple[bytes, bytes]], rate: float | None 
 
 def compare(settings: Settings, expected: dict[tuple[int, str, int], dict[str, Any]]) -> list[tuple[float, Aggregate]]:
     """Check the aggregates topic against the oracle; returns (Kafka timestamp in s, aggregate) pairs."""
-    records = read_topic(settings, settings.topic_aggregates, expect=len(expected), timeout_s=300, settle_s=4)
+
+    def key(r: Any) -> tuple[int, str, int]:
+        agg = Aggregate.loads(r.value)
+        return agg.city_id, agg.window_id, agg.revision
+
+    records = read_topic(settings, settings.topic_aggregates, expect=len(expected), timeout_s=300, settle_s=4,
+                         distinct=key)  # fmt: skip
     got: dict[tuple[int, str, int], Aggregate] = {}
     for r in records:
         agg = Aggregate.loads(r.value)
