@@ -312,9 +312,11 @@ def _applied_rows(get_pane: PaneGetter, last_offset: int) -> PaneGetter:
 
     def pane(start: int) -> list[Row] | None:
         rows = get_pane(start)
-        if rows is None or all(int(r[OFFSET]) <= last_offset for r in rows):
-            return rows
-        return [r for r in rows if int(r[OFFSET]) <= last_offset]
+        if rows is not None:
+            for row in rows:  # on the hot path: one pass, and a copy only when a row is left out
+                if row[OFFSET] > last_offset:
+                    return [r for r in rows if r[OFFSET] <= last_offset]
+        return rows
 
     return pane
 
