@@ -1,7 +1,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 
-from weatherstream.app import waiting_points
+from weatherstream.diagnostics import waiting_points
 
 
 async def _stuck_generator(event: asyncio.Event) -> AsyncIterator[int]:
@@ -34,7 +34,8 @@ def test_the_dump_names_the_line_an_async_generator_waits_on() -> None:
 
 
 def test_the_consumer_state_of_a_worker_not_started_says_what_it_could_not_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from weatherstream.app import consumer_state, create_app
+    from weatherstream.app import create_app
+    from weatherstream.diagnostics import consumer_state
     from weatherstream.settings import load_settings
 
     app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))

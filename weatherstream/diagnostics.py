@@ -1,0 +1,69 @@
+"""What a worker that seems stuck is doing: written to its log on ``kill -USR1 <pid>``.
+
+mode (under faust) writes every thread's and asyncio task's stack; its task stacks stop at the first
+async generator, and faust's streams are made of them. :func:`waiting_points` goes inside them for the
+project's own code, and :func:`consumer_state` says whether the consumer hands out messages at all.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+from pathlib import Path
+from typing import Any
+
+from faust.types import AppT
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def waiting_points() -> list[str]:
+    """Where each suspended coroutine and async generator of the project waits: ``path:line in function``."""
+    points = []
+    for obj in gc.get_objects():
+        if inspect.iscoroutine(obj):
+            frame = obj.cr_frame
+        elif inspect.isasyncgen(obj):
+            frame = obj.ag_frame
+        else:
+            continue
+        if frame is None:
+            continue
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(PROJECT_ROOT) and ".venv" not in path.parts and "site-packages" not in path.parts:
+            name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)  # co_qualname: Python 3.11+
+            points.append(f"{path.relative_to(PROJECT_ROOT)}:{frame.f_lineno} in {name}")
+    return sorted(points)
+
+
+def consumer_state(app: AppT) -> list[str]:
+    """What decides whether the worker's consumer hands out messages: flow control, paused and buffered
+    partitions (faust stops fetching a partition whose stream buffer is full), read offsets, high waters,
+    queue and producer buffer sizes. Read from faust's internals, so each part is reported as found."""
+    lines: list[str] = []
+
+    def add(name: str, read: Any) -> None:
+        try:
+            lines.append(f"{name}: {read()}")
+        except Exception as exc:  # noqa: BLE001 - a diagnostic: report what could not be read
+            lines.append(f"{name}: unreadable ({exc!r})")
+
+    consumer: Any = app.consumer
+    add("flow control active", app.flow_control.is_active)
+    add("consumer flow active", lambda: consumer.flow_active)
+    add("producer buffer size", lambda: app.producer.buffer.size)
+    add("paused partitions", lambda: sorted(map(str, consumer._paused_partitions)))
+    add("buffered partitions (stream buffer full)", lambda: sorted(map(str, consumer._buffered_partitions)))
+    add("active partitions", lambda: len(consumer._active_partitions or ()))
+    try:
+        assigned = sorted(consumer.assignment())
+    except Exception as exc:  # noqa: BLE001 - e.g. the consumer has not started
+        assigned = []
+        lines.append(f"assignment: unreadable ({exc!r})")
+    for tp in assigned:
+        if tp.topic not in app.tables.changelog_topics:
+            add(f"{tp.topic}[{tp.partition}] read offset / high water",
+                lambda tp=tp: (consumer._read_offset.get(tp), consumer.highwater(tp)))  # fmt: skip
+    for agent in app.agents.values():
+        add(f"agent {agent.name} channel queue", lambda agent=agent: agent.channel.queue.qsize())
+    return lines
