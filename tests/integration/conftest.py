@@ -275,6 +275,7 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 1
                                           group_id=None)  # fmt: skip
         await consumer.start()
         records: list[ConsumerRecord] = []
+        keys: set[Hashable] = set()
         try:
             deadline = time.monotonic() + timeout_s
             settle_until: float | None = None
@@ -282,8 +283,10 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 1
                 batch = await consumer.getmany(timeout_ms=500)
                 for recs in batch.values():
                     records.extend(recs)
+                    if distinct is not None:
+                        keys.update(distinct(r) for r in recs)
                 now = time.monotonic()
-                seen = len(records) if distinct is None else len({distinct(r) for r in records})
+                seen = len(records) if distinct is None else len(keys)
                 if seen >= expect and settle_until is None:
                     settle_until = now + settle_s
                 if (settle_until is not None and now >= settle_until) or now > deadline:
