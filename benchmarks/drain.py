@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -254,7 +255,32 @@ def count_rows(settings: Settings) -> int:
         cluster.shutdown()
 
 
-def run_one(system: str, repetition: int, pairs: list[tuple[bytes, bytes]], timeout_s: float) -> Run:
+def start_profiler(system: str, tag: str, pid: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """py-spy sampling the system's process (native frames too), stopped with SIGINT when the drain ends."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit(f"--profile needs py-spy next to {sys.executable}: run `.venv/bin/pip install py-spy`")
+    out = RESULTS / f"profile-{system}-{tag}.txt"
+    argv = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(out),
+            "--subprocesses", "--nonblocking"]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out
+
+
+def stop_profiler(profiler: tuple[subprocess.Popen[bytes], Path] | None, result: Run) -> None:
+    if profiler is None:
+        return
+    proc, out = profiler
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    result.note += f"; profile {out.relative_to(ROOT)}" if out.exists() else "; py-spy wrote no profile"
+
+
+def run_one(
+    system: str, repetition: int, pairs: list[tuple[bytes, bytes]], timeout_s: float, profile: bool = False
+) -> Run:
     tag = uuid.uuid4().hex[:8]
     settings = load_settings(namespace=f"bench{tag}", keyspace=f"bench_{tag}")
     result = Run(system, repetition, len(pairs))
@@ -290,6 +316,7 @@ def run_one(system: str, repetition: int, pairs: list[tuple[bytes, bytes]], time
         clean_up(settings)
         return result
     first: tuple[float, int, float] | None = None  # (time, committed, cpu) at the first commit
+    profiler: tuple[subprocess.Popen[bytes], Path] | None = None
     try:
         while True:
             if proc.poll() is not None:
@@ -300,6 +327,8 @@ def run_one(system: str, repetition: int, pairs: list[tuple[bytes, bytes]], time
             if first is None and done > 0:
                 first = (now, done, cpu_s(proc.pid))
                 server_before = {name: cpu_s(pid) for name, pid in servers.items()}
+                if profile:
+                    profiler = start_profiler(system, tag, proc.pid)
             if first is not None and done >= len(pairs) and at_end:
                 cpu = cpu_s(proc.pid) - first[2]
                 result.seconds = now - first[0]
@@ -316,6 +345,7 @@ def run_one(system: str, repetition: int, pairs: list[tuple[bytes, bytes]], time
                 return result
             time.sleep(0.2)
     finally:
+        stop_profiler(profiler, result)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -376,12 +406,17 @@ def summary(runs: list[Run]) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--cities", type=int, default=50, help="Cities (the 71 built-in ones first, then synthetic stations near them).")
+    parser.add_argument(
+        "--cities", type=int, default=50, help="Cities (the 71 built-in ones first, then synthetic stations near them)."
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--systems", default="weatherstream,weatherstream-nosink,quix,quix-nosink,naive,naive-nosink,limit"
     )
     parser.add_argument("--timeout", type=float, default=1800, help="Seconds one system may take to drain.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Sample each system with py-spy from its first commit to the end (slows it down; "
+                             "flame-graph input in benchmarks/results/profile-*.txt).")  # fmt: skip
     args = parser.parse_args()
     systems = args.systems.split(",")
     pairs = workload(args.events, args.cities)
@@ -389,7 +424,7 @@ def main() -> None:
     runs: list[Run] = []
     for repetition in range(1, args.repeat + 1):
         for system in systems:  # interleaved: A B C A B C ...
-            r = run_one(system, repetition, pairs, args.timeout)
+            r = run_one(system, repetition, pairs, args.timeout, args.profile)
             runs.append(r)
             print(f"  {system:22} rep {repetition}: {r.events_per_s:9.1f} ev/s  {r.cpu_us_per_event:8.1f} us/ev  "
                   f"rss {r.peak_rss_mb:6.1f} MB  servers {r.server_cpu_s}  {'ok' if r.ok else 'FAILED'} {r.note}",

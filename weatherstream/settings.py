@@ -161,10 +161,14 @@ class Settings(BaseSettings):
         default=64, ge=1, le=4096, description="Most Cassandra writes the sink has outstanding at once."
     )
     sink_batch_max_events: int = Field(
-        default=1000, ge=1, le=100_000, description="Most records the sink writes in one batch."
+        default=5000, ge=1, le=100_000, description="Most records the sink writes in one batch."
     )
     sink_batch_within_ms: int = Field(
-        default=50, ge=1, le=60_000, description="Longest the sink waits to fill a batch."
+        default=500,
+        ge=1,
+        le=60_000,
+        description="Longest the sink waits to fill a batch (rows reach Cassandra this much later; alerts are "
+        "not delayed). Larger batches put more rows of a partition into one unlogged batch.",
     )
     sink_retry_max_s: float = Field(
         default=30.0, gt=0, description="Longest wait between retries of a failing Cassandra write."

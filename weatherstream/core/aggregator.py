@@ -176,17 +176,28 @@ class Aggregator:
             h["tz"] = int(row[TZ] or 0)
         h["last_wall"] = wall_now
 
-        for window in spec.windows_for(t, int(row[TZ] or 0)):
-            keys = h["open"].setdefault(window.kind, [])
-            if h["wm"] is not None and window.end <= h["wm"] and window.key not in keys:
-                wid = window.wid
+        wm, tz = h["wm"], int(row[TZ] or 0)
+        for kind, window_keys, earliest_end in spec.keys_for(t, tz):
+            keys = h["open"].setdefault(kind, [])
+            if wm is None or earliest_end > wm:  # the usual case: none of them has closed
+                known = set(keys)
+                for key in window_keys:
+                    if key not in known:
+                        bisect.insort(keys, key)
+                continue
+            for key in window_keys:
+                if key in keys:
+                    continue
+                window = spec.window(kind, key, tz)
+                if window.end > wm:
+                    bisect.insort(keys, key)
+                    continue
+                wid = window.wid  # closed: a corrected aggregate (or the first, if it had no rows)
                 prior = h["rev"].get(wid) or (1 if self._had_rows(window, pane, exclude_offset=offset) else 0)
                 revision = prior + 1
                 if revision > 1:
                     h["rev"][wid] = revision
                 step.emissions.append(self._emit(city_id, window, pane, revision, wall_now, event_ts, late=True))
-            elif window.key not in keys:
-                bisect.insort(keys, window.key)
         self._advance(city_id, h, step, pane, max(h["wm"] or -math.inf, h["max_t"] - cfg.lateness_s), wall_now,
                       event_ts)  # fmt: skip
         return step

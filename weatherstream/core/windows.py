@@ -131,21 +131,26 @@ class WindowSpec:
 
     def windows_for(self, t: float, utc_offset_s: int) -> list[Window]:
         """Every window containing time ``t``, for an observation made at local offset ``utc_offset_s``."""
-        out: list[Window] = []
+        return [
+            self.window(kind, key, utc_offset_s) for kind, keys, _ in self.keys_for(t, utc_offset_s) for key in keys
+        ]
+
+    def keys_for(self, t: float, utc_offset_s: int) -> list[tuple[str, range, float]]:
+        """Per kind, the keys of the windows containing ``t`` (hopping ones newest first) and the earliest end
+        among them: :meth:`windows_for` without making the windows (it runs for every observation)."""
+        out: list[tuple[str, range, float]] = []
         for size, kind in zip(self.tumbling_s, self.kinds, strict=False):
             start = math.floor(t / size) * size
-            out.append(Window(kind, start, start + size, start))
+            out.append((kind, range(start, start + 1), start + size))
         if self.local_day:
             offset = round_offset(utc_offset_s)
             day = local_date(t, offset)
-            out.append(Window("day-local", day * DAY_S - offset, (day + 1) * DAY_S - offset, day))
+            out.append(("day-local", range(day, day + 1), (day + 1) * DAY_S - offset))
         if self.hopping_size_s:
-            kind = self.kinds[-1]
             step, size = self.hopping_step_s, self.hopping_size_s
             last = math.floor(t / step) * step
-            for k in range(size // step):
-                start = last - k * step
-                out.append(Window(kind, start, start + size, start))
+            first = last - (size // step - 1) * step
+            out.append((self.kinds[-1], range(last, first - 1, -step), first + size))
         return out
 
     def window(self, kind: str, key: int, utc_offset_s: int = 0) -> Window:
