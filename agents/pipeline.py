@@ -193,8 +193,10 @@ def register(app: WeatherStreamApp) -> None:
         return bool(app.should_stop)
 
     # --- stage 1: one raw message -> an observation, a dead letter or a re-keyed copy ----------------
+    raw_in = metrics.EVENTS_IN.labels("raw")
+
     async def validate(event: EventT) -> Observation | None:
-        metrics.EVENTS_IN.labels("raw").inc()
+        raw_in.inc()
         headers = headers_of(event)
         source = headers.get("source", b"").decode("utf-8", "replace") or None
         units = headers.get("units", b"metric").decode("utf-8", "replace") or "metric"

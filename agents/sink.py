@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from faust.types import EventT, StreamT
@@ -33,8 +35,8 @@ from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite,
 
 logger = logging.getLogger(__name__)
 
-LATEST_CITY = rows.LATEST.columns.index("city_id")
-LATEST_TIME = rows.LATEST.columns.index("observed_at")
+OBSERVATION_CITY = rows.OBSERVATIONS.columns.index("city_id")
+OBSERVATION_TIME = rows.OBSERVATIONS.columns.index("observed_at")
 
 
 def register(app: WeatherStreamApp) -> None:
@@ -43,7 +45,7 @@ def register(app: WeatherStreamApp) -> None:
     topics = app.ws_topics
     writer = CassandraWriter(settings)
     tables_of = {
-        settings.topic_observations: (rows.OBSERVATIONS, rows.LATEST),
+        settings.topic_observations: (rows.OBSERVATIONS,),  # and latest_by_city: see to_writes
         settings.topic_aggregates: (rows.AGGREGATES,),
         settings.topic_alerts: (rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY),
     }
@@ -69,11 +71,13 @@ def register(app: WeatherStreamApp) -> None:
     async def to_writes(events: Sequence[EventT]) -> list[RowWrite]:
         writes: list[RowWrite] = []
         # latest_by_city keeps a city's newest observation (written USING TIMESTAMP of its time, so an older
-        # one never wins): of a batch, only each city's newest row needs writing.
-        newest: dict[object, RowWrite] = {}
+        # one never wins): of a batch, only each city's newest observation becomes a row there.
+        newest: dict[Any, tuple[Any, Any, EventT]] = {}  # city -> (observed_at, record, event)
+        arrived: Counter[str] = Counter(event.message.topic for event in events)
+        for topic, n in arrived.items():
+            metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc(n)
         for event in events:
             topic = event.message.topic
-            metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc()
             try:
                 record = orjson.loads(event.value) if isinstance(event.value, (bytes, str)) else None
                 made = [RowWrite(table, rows.row(table, record), event) for table in tables_of[topic]]  # type: ignore[arg-type]
@@ -82,15 +86,16 @@ def register(app: WeatherStreamApp) -> None:
                     topics.deadletter, event, Reason.BAD_TYPE, f"sink: not a record of {topic}: {exc}"
                 )
                 continue
-            for w in made:
-                if w.table is not rows.LATEST:
-                    writes.append(w)
-                    continue
-                key = rows.partition_of(w.table, w.values), w.values[LATEST_CITY]
-                held = newest.get(key)
-                if held is None or w.values[LATEST_TIME] >= held.values[LATEST_TIME]:
-                    newest[key] = w
-        writes.extend(newest.values())
+            writes.extend(made)
+            if topic == settings.topic_observations:
+                city, observed_at = made[0].values[OBSERVATION_CITY], made[0].values[OBSERVATION_TIME]
+                held = newest.get(city)
+                if held is None or observed_at >= held[0]:
+                    newest[city] = (observed_at, record, event)
+        # the observation row was made from the same record, so its latest_by_city row can be made too
+        writes.extend(
+            RowWrite(rows.LATEST, rows.row(rows.LATEST, record), event) for _, record, event in newest.values()
+        )
         return writes
 
     async def one_by_one(writes: list[RowWrite]) -> list[tuple[RowWrite, BaseException]]:

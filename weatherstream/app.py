@@ -24,9 +24,45 @@ from weatherstream.topics import CHANGELOG_CONFIGS, STATE_MESSAGE_MAX_BYTES
 logger = logging.getLogger(__name__)
 
 
+class OutputTopic(faust.Topic):
+    """A topic the worker writes to. ``send`` serializes key and value with the topic's schema as faust's
+    does (the same bytes) and hands the record straight to the producer.
+
+    faust's own ``send`` wraps every record in a pending-message future with sensor callbacks: 270-300 us of
+    CPU per record, against 75 us this way (10,000 observations sent to the local broker each way), and the
+    pipeline sends at least one record per input event. The caller gets the producer's future, which, as
+    with faust's, resolves to the record's metadata once the broker has it (or raises if it never does).
+    """
+
+    async def send(
+        self,
+        *,
+        key: Any = None,
+        value: Any = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: Any = None,
+        schema: Any = None,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+        callback: Any = None,
+        force: bool = False,
+    ) -> Any:
+        attached = self.app._attachments.enabled and not force  # type: ignore[attr-defined]
+        if callback is not None or attached:  # faust's own bookkeeping is needed for these
+            return await super().send(key=key, value=value, partition=partition, timestamp=timestamp,
+                                      headers=headers, schema=schema, key_serializer=key_serializer,
+                                      value_serializer=value_serializer, callback=callback, force=force)  # fmt: skip
+        open_headers = self.prepare_headers(headers)
+        key_bytes, open_headers = self.prepare_key(key, key_serializer, schema, open_headers)
+        value_bytes, open_headers = self.prepare_value(value, value_serializer, schema, open_headers)
+        producer = await self.app.maybe_start_producer()
+        return await producer.send(self.get_topic_name(), key_bytes, value_bytes, partition, timestamp, open_headers)
+
+
 @dataclass(frozen=True)
 class Topics:
-    """The namespace's topics as faust channels."""
+    """The namespace's topics as faust channels (sent to as :class:`OutputTopic`)."""
 
     raw: TopicT
     observations: TopicT
@@ -46,6 +82,10 @@ class WeatherStreamApp(faust.App):
         from weatherstream.transport import Transport
 
         return Transport(self.conf.broker_consumer, self)
+
+    def output_topic(self, name: str, **options: Any) -> OutputTopic:
+        """Like ``app.topic(name, ...)``, for a topic this worker writes to."""
+        return OutputTopic(self, topics=[name], **options)
 
     def table_topic_configs(self) -> dict[str, str]:
         """Kafka configs of a table's changelog topic (when faust creates it)."""
@@ -106,27 +146,29 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
     )
     app.ws_settings = settings
     app.ws_topics = Topics(
-        raw=app.topic(
+        raw=app.output_topic(
             settings.topic_raw,
             key_serializer="raw",
             value_serializer="raw",
             partitions=settings.partitions,
             allow_empty=True,
         ),
-        observations=app.topic(
+        observations=app.output_topic(
             settings.topic_observations,
-            key_type=int,  # type: ignore[arg-type]  # JSON keys: faust accepts any JSON type
+            key_type=int,  # JSON keys: faust accepts any JSON type
             value_type=Observation,
             partitions=settings.partitions,
         ),
-        deadletter=app.topic(
+        deadletter=app.output_topic(
             settings.topic_deadletter, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
         ),
-        aggregates=app.topic(
+        aggregates=app.output_topic(
             settings.topic_aggregates, key_serializer="raw", value_type=Aggregate, partitions=settings.partitions
         ),
-        alerts=app.topic(settings.topic_alerts, key_serializer="raw", value_type=Alert, partitions=settings.partitions),
-        ticks=app.topic(
+        alerts=app.output_topic(
+            settings.topic_alerts, key_serializer="raw", value_type=Alert, partitions=settings.partitions
+        ),
+        ticks=app.output_topic(
             settings.topic_ticks, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
         ),
     )
