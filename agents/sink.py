@@ -35,6 +35,7 @@ from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite,
 
 logger = logging.getLogger(__name__)
 
+YIELD_EVERY_RECORDS = 500
 OBSERVATION_CITY = rows.OBSERVATIONS.columns.index("city_id")
 OBSERVATION_TIME = rows.OBSERVATIONS.columns.index("observed_at")
 
@@ -76,7 +77,9 @@ def register(app: WeatherStreamApp) -> None:
         arrived: Counter[str] = Counter(event.message.topic for event in events)
         for topic, n in arrived.items():
             metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc(n)
-        for event in events:
+        for i, event in enumerate(events):
+            if i and not i % YIELD_EVERY_RECORDS:
+                await asyncio.sleep(0)  # CPU work: let the pipeline agent that shares the loop run
             topic = event.message.topic
             try:
                 record = orjson.loads(event.value) if isinstance(event.value, (bytes, str)) else None

@@ -57,7 +57,14 @@ class OutputTopic(faust.Topic):
         key_bytes, open_headers = self.prepare_key(key, key_serializer, schema, open_headers)
         value_bytes, open_headers = self.prepare_value(value, value_serializer, schema, open_headers)
         producer = await self.app.maybe_start_producer()
-        return await producer.send(self.get_topic_name(), key_bytes, value_bytes, partition, timestamp, open_headers)
+        sent = await producer.send(self.get_topic_name(), key_bytes, value_bytes, partition, timestamp, open_headers)
+        sent.add_done_callback(self._log_failure)  # as faust's send does: a record the broker never took is logged
+        return sent
+
+    def _log_failure(self, sent: Any) -> None:
+        if not sent.cancelled() and sent.exception() is not None:
+            exc = sent.exception()
+            logger.warning("a record for %s was not delivered: %s: %s", self.get_topic_name(), type(exc).__name__, exc)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,10 @@ def test_alert_goes_to_both_alert_tables() -> None:
         ({"city_id": 1}, "no observed_at"),
         ({"city_id": 1, "observed_at": "yesterday"}, "observed_at"),
         ({"city_id": 1, "observed_at": float("nan")}, "observed_at"),
+        ({"city_id": 1, "observed_at": 1e12}, "out of range"),  # year 33658: the datetime cannot hold it
+        ({"city_id": 1, "observed_at": 1.0, "sunrise": -1e15}, "sunrise"),
+        ({"city_id": [1], "observed_at": 1.0}, "city_id must be an integer"),
+        ({"city_id": "7", "observed_at": 1.0}, "city_id must be an integer"),
         ([1, 2], "expected a JSON object"),
     ],
 )

@@ -38,7 +38,11 @@ from weatherstream.sinks.schema import migrate
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH_ROWS = 50  # rows of one partition per unlogged batch (keeps batches far below the size warning)
+# Rows of one partition per unlogged batch: one request and one mutation for many rows. (Cassandra's batch
+# size warning and failure thresholds apply only to batches across partitions, CASSANDRA-10876; this bound
+# keeps each request a few tens of kilobytes.)
+MAX_BATCH_ROWS = 50
+YIELD_EVERY_ROWS = 500  # rows bound between chances for the other agents of the worker to run
 
 _RETRYABLE = (
     NoHostAvailable, OperationTimedOut, Unavailable, WriteTimeout, CoordinationFailure, ConnectionException,
@@ -178,8 +182,13 @@ class CassandraWriter:
                     self.latencies_s.append(took)
                 metrics.SINK_ROWS.labels(table).inc(len(chunk))
 
+        bound: list[tuple[RowWrite, Any]] = []
+        for i, w in enumerate(writes):
+            if i and not i % YIELD_EVERY_ROWS:
+                await asyncio.sleep(0)  # binding is CPU work: let the agents that share the loop run
+            bound.append((w, self._bind(w)))
         tasks = []
-        for chunk, statement_or_error in self._bound(writes):
+        for chunk, statement_or_error in self._grouped(bound):
             if isinstance(statement_or_error, BaseException):
                 errors.extend((w, statement_or_error) for w in chunk)
             else:
@@ -189,24 +198,30 @@ class CassandraWriter:
         if errors:
             raise RowsFailed(errors)
 
-    def _bound(self, writes: Sequence[RowWrite]) -> Iterator[tuple[list[RowWrite], Any]]:
+    def _bind(self, w: RowWrite) -> Any:
+        """The bound statement of one row, or the exception binding raised (a value of the wrong type)."""
+        try:
+            # An absent value is left unset, not written as null: a null is a tombstone, and tombstones
+            # slow down every read of the partition.
+            # (Not for a newest-wins row: there a missing value must replace the older observation's.)
+            values = w.values if w.table.newest_wins else tuple(UNSET_VALUE if v is None else v for v in w.values)
+            using = w.table.using_value(w.values, self.ttl_s[w.table.name])
+            return self.prepared[w.table.name].bind((*values, using))
+        except Exception as exc:  # noqa: BLE001 - this row only
+            return exc
+
+    @staticmethod
+    def _grouped(bound: Sequence[tuple[RowWrite, Any]]) -> Iterator[tuple[list[RowWrite], Any]]:
         """(writes, statement) pairs: one bound statement, or one unlogged batch of rows of one partition.
 
-        A row whose values cannot be bound (a value of the wrong type) comes alone, with the exception.
+        A row that could not be bound comes alone, with its exception.
         """
         by_partition: dict[tuple[str, tuple[Any, ...]], list[tuple[RowWrite, Any]]] = {}
-        for w in writes:
-            try:
-                # An absent value is left unset, not written as null: a null is a tombstone, and tombstones
-                # slow down every read of the partition.
-                # (Not for a newest-wins row: there a missing value must replace the older observation's.)
-                values = w.values if w.table.newest_wins else tuple(UNSET_VALUE if v is None else v for v in w.values)
-                using = w.table.using_value(w.values, self.ttl_s[w.table.name])
-                bound = self.prepared[w.table.name].bind((*values, using))
-            except Exception as exc:  # noqa: BLE001 - this row only
-                yield [w], exc
+        for w, statement in bound:
+            if isinstance(statement, BaseException):
+                yield [w], statement
                 continue
-            by_partition.setdefault((w.table.name, rows.partition_of(w.table, w.values)), []).append((w, bound))
+            by_partition.setdefault((w.table.name, rows.partition_of(w.table, w.values)), []).append((w, statement))
         for group in by_partition.values():
             for i in range(0, len(group), MAX_BATCH_ROWS):
                 chunk = group[i : i + MAX_BATCH_ROWS]
@@ -214,8 +229,8 @@ class CassandraWriter:
                     yield [chunk[0][0]], chunk[0][1]
                     continue
                 batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                for _, bound in chunk:
-                    batch.add(bound)
+                for _, statement in chunk:
+                    batch.add(statement)
                 yield [w for w, _ in chunk], batch
 
 

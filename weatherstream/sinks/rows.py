@@ -25,7 +25,10 @@ def utc(seconds: Any) -> dt.datetime | None:
         return None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         raise RowError(f"not a time in epoch seconds: {seconds!r}")
-    return dt.datetime.fromtimestamp(float(seconds), tz=UTC)
+    try:
+        return dt.datetime.fromtimestamp(float(seconds), tz=UTC)
+    except (ValueError, OverflowError, OSError):  # beyond the years 1-9999 (or the platform's range)
+        raise RowError(f"not a time in epoch seconds (out of range): {seconds!r}") from None
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ def row(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
     for name in _REQUIRED[table.name]:
         if record.get(name) is None:
             raise RowError(f"{table.name}: the record has no {name}")
+    city_id = record["city_id"]
+    if isinstance(city_id, bool) or not isinstance(city_id, int):
+        raise RowError(f"{table.name}: city_id must be an integer, got {city_id!r}")
     values: list[Any] = []
     for column in table.columns:
         if column == "bucket":
