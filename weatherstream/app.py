@@ -62,8 +62,8 @@ class OutputTopic(faust.Topic):
         return sent
 
     def _log_failure(self, sent: Any) -> None:
-        if not sent.cancelled() and sent.exception() is not None:
-            exc = sent.exception()
+        exc = None if sent.cancelled() else sent.exception()
+        if exc is not None:
             logger.warning("a record for %s was not delivered: %s: %s", self.get_topic_name(), type(exc).__name__, exc)
 
 
