@@ -169,11 +169,8 @@ def register(app: WeatherStreamApp) -> None:
                                 help=help)  # fmt: skip
         return CachedTable(app, faust_table, cache_entries)
 
-    cities = settings.state_cache_cities
-    city_states = table("city_state", int, "Per city: window header and anomaly state.", cities)
-    # per city, two days of panes: what a closing 24 h or local-day window reads
-    pane_entries = cities * int(2 * 86400 // WindowSpec().pane_s)
-    panes = table("window_panes", str, "Per city and pane: observation rows.", pane_entries)
+    city_states = table("city_state", int, "Per city: window header and anomaly state.", settings.state_cache_cities)
+    panes = table("window_panes", str, "Per city and pane: observation rows.", settings.state_cache_panes)
     source = app.topic(settings.topic_raw, settings.topic_ticks, key_serializer="raw",
                        value_serializer="raw", partitions=settings.partitions)  # fmt: skip
     aggregates_out = OutboxSender(

@@ -33,12 +33,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings, load_settings
 from weatherstream.sinks.schema import migrate
 from weatherstream.sources.synthetic import SyntheticConfig, generate
-from weatherstream.topics import create_namespace_topics, delete_namespace_topics
+from weatherstream.topics import create_namespace_topics, delete_namespace_topics, namespace_topic_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / ".work"
@@ -86,7 +87,10 @@ async def progress(settings: Settings, group: str, topics: list[str]) -> tuple[i
     try:
         tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
         ends = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group)
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+        except GroupCoordinatorNotAvailableError:  # a broker just started is still creating __consumer_offsets
+            return 0, False
         first = sum(max(0, committed[tp].offset) for tp in tps if tp.topic == topics[0] and tp in committed)
         at_end = all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
         return first, at_end
@@ -151,6 +155,7 @@ class Run:
     server_cpu_s: dict[str, float] = field(default_factory=dict)
     rows: int | None = None
     aggregates: dict[str, int] = field(default_factory=dict)
+    topic_messages: dict[str, int] = field(default_factory=dict)  # what the run left in each topic
     ok: bool = False
     note: str = ""
 
@@ -366,6 +371,8 @@ def run_one(
             result.ok = result.ok and result.aggregates["wrong"] == 0 and result.aggregates["missing"] == 0
     else:
         result.ok = True
+    counts = asyncio.run(namespace_topic_counts(settings))
+    result.topic_messages = {name.removeprefix(f"{settings.namespace}."): c["messages"] for name, c in counts.items()}
     clean_up(settings)
     return result
 

@@ -7,7 +7,9 @@ as table keys, so ``@app.table_route`` and the producers' partitioning agree.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +17,10 @@ import faust
 from faust.types import TopicT
 
 from models import Aggregate, Alert, Observation
+from weatherstream import metrics
 from weatherstream.diagnostics import consumer_state, waiting_points
 from weatherstream.kafka_clients import KafkaSecurity
+from weatherstream.memory import MemoryTrimmer
 from weatherstream.redact import install_secret_filter, settings_secrets
 from weatherstream.settings import Settings
 from weatherstream.topics import CHANGELOG_CONFIGS, STATE_MESSAGE_MAX_BYTES
@@ -84,6 +88,7 @@ class WeatherStreamApp(faust.App):
 
     ws_settings: Settings
     ws_topics: Topics
+    ws_trim_memory: Callable[[], Awaitable[None]] | None  # the memory trim timer's body, if it runs
 
     def _new_transport(self) -> Any:
         from weatherstream.transport import Transport
@@ -179,6 +184,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
             settings.topic_ticks, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
         ),
     )
+    app.ws_trim_memory = _trim_memory_every(app, settings.memory_trim_interval_s)
     if register_agents:
         from agents import register_all
         from weatherstream.web import register as register_web
@@ -192,6 +198,26 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
 
             register_web(app, Aggregator(window_config(settings)))
     return app
+
+
+def _trim_memory_every(app: WeatherStreamApp, interval_s: float) -> Callable[[], Awaitable[None]] | None:
+    """A timer that gives freed heap pages back to the OS (:mod:`weatherstream.memory`), off the event loop.
+
+    Returns its body (None when ``interval_s`` is 0 or the C library has no ``malloc_trim``).
+    """
+    trimmer = MemoryTrimmer()
+    if interval_s <= 0:
+        return None
+    if not trimmer.available:
+        logger.info("no malloc_trim in this C library: freed memory stays with the worker until reused")
+        return None
+
+    async def trim_memory() -> None:
+        released = await asyncio.get_running_loop().run_in_executor(None, trimmer)
+        metrics.MEMORY_RELEASED.inc(released)
+
+    app.timer(interval=interval_s, name="trim_memory")(trim_memory)
+    return trim_memory
 
 
 class Worker(faust.Worker):

@@ -123,9 +123,14 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024, ge=1024 * 1024, description="RocksDB block cache per table partition, bytes."
     )
     rocksdb_write_buffer_bytes: int = Field(
-        default=4 * 1024 * 1024,
+        default=1024 * 1024,
         ge=64 * 1024,
         description="RocksDB memtable per table partition, bytes (at most two in memory before they reach disk).",
+    )
+    memory_trim_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often the worker hands freed memory back to the OS (glibc malloc_trim); 0: never.",
     )
     web_bind: str = Field(default="127.0.0.1", description="Address the worker's web server binds to.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor of created topics.")
@@ -145,6 +150,11 @@ class Settings(BaseSettings):
     )
     state_cache_cities: int = Field(
         default=300, ge=1, description="Cities whose state a worker keeps decoded in memory (a cache of its tables)."
+    )
+    state_cache_panes: int = Field(
+        default=4000,
+        ge=1,
+        description="Window panes (a city's rows of one pane of time) a worker keeps decoded in memory.",
     )
     batch_within_ms: int = Field(
         default=20, ge=1, le=10_000, description="Longest the pipeline agent waits to fill a batch (latency bound)."
