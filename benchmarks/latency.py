@@ -56,8 +56,11 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def drive(settings: Settings, rate: float, seconds: float) -> tuple[dict[tuple[int, float], float], list[Any]]:
-    """Send at ``rate`` for ``seconds``; returns (scheduled send time per (city, event time), alerts seen)."""
+async def drive(
+    settings: Settings, rate: float, seconds: float
+) -> tuple[dict[tuple[int, float], float], list[Any], float | None]:
+    """Send at ``rate`` for ``seconds``; returns (scheduled send time per (city, event time), alerts seen,
+    seconds after the last scheduled send until the worker had committed all input, None if not within 10 s)."""
     count = int(rate * seconds)
     now = time.time()
     cfg = SyntheticConfig(cities=CITIES, count=count, seed=11, step_s=600,
@@ -98,10 +101,19 @@ async def drive(settings: Settings, rate: float, seconds: float) -> tuple[dict[t
         await producer.flush()
     finally:
         await producer.stop()
-    await asyncio.sleep(10)  # alerts of the last observations
+    # Ten more seconds for the alerts of the last observations; meanwhile, did the worker catch up: its
+    # committed offsets of the raw topic reach the end (the first time they do, after the last scheduled send)?
+    sent_end = max(scheduled.values())
+    caught_up_after: float | None = None
+    while time.time() < sent_end + 10:
+        if caught_up_after is None:
+            _, at_end = await progress(settings, settings.app_id, [settings.topic_raw])
+            if at_end:
+                caught_up_after = max(0.0, time.time() - sent_end)
+        await asyncio.sleep(0.2)
     stop.set()
     await subscriber
-    return scheduled, seen
+    return scheduled, seen, caught_up_after
 
 
 def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> dict[str, Any]:
@@ -124,16 +136,7 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> 
             if proc.poll() is not None or time.monotonic() > ready_by:
                 raise SystemExit(f"the worker did not get ready; its log: {log_path}")
             time.sleep(0.5)
-        scheduled, seen = asyncio.run(drive(settings, rate, seconds))
-        sent_end = max(scheduled.values())
-        # kept up: the raw topic is committed to its end within 10 s of the last scheduled send
-        caught_up_after: float | None = None
-        while time.time() < sent_end + 10:
-            _, at_end = asyncio.run(progress(settings, settings.app_id, [settings.topic_raw]))
-            if at_end:
-                caught_up_after = max(0.0, time.time() - sent_end)
-                break
-            time.sleep(0.2)
+        scheduled, seen, caught_up_after = asyncio.run(drive(settings, rate, seconds))
     finally:
         proc.terminate()
         try:
