@@ -371,9 +371,13 @@ def run_one(
             result.ok = result.ok and result.aggregates["wrong"] == 0 and result.aggregates["missing"] == 0
     else:
         result.ok = True
-    counts = asyncio.run(namespace_topic_counts(settings))
-    result.topic_messages = {name.removeprefix(f"{settings.namespace}."): c["messages"] for name, c in counts.items()}
-    clean_up(settings)
+    try:
+        counts = asyncio.run(namespace_topic_counts(settings))
+        result.topic_messages = {
+            name.removeprefix(f"{settings.namespace}."): c["messages"] for name, c in counts.items()
+        }
+    finally:
+        clean_up(settings)
     return result
 
 

@@ -6,11 +6,11 @@ import asyncio
 import platform
 
 import pytest
+from prometheus_client import REGISTRY
 
-from weatherstream import metrics
 from weatherstream.app import create_app
 from weatherstream.memory import MemoryTrimmer, resident_bytes
-from weatherstream.settings import load_settings
+from weatherstream.settings import SettingsError, load_settings
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
@@ -35,12 +35,18 @@ def test_trim_returns_freed_pages_that_free_alone_keeps() -> None:
     assert kept - after >= 30 * 1024 * 1024
 
 
+def test_trim_interval_below_a_second_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SettingsError, match="at least 1 second"):
+        load_settings(data_dir=tmp_path, memory_trim_interval_s=0.01)
+
+
 def test_timer_follows_the_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
     off = create_app(
         load_settings(store="memory://", namespace="unit", data_dir=tmp_path, memory_trim_interval_s=0),
         register_agents=False,
     )
     assert off.ws_trim_memory is None
+    assert not [t for t in off._app_tasks if t.__name__ == "trim_memory"]
     on = create_app(
         load_settings(store="memory://", namespace="unit2", data_dir=tmp_path, memory_trim_interval_s=10),
         register_agents=False,
@@ -49,10 +55,12 @@ def test_timer_follows_the_setting(tmp_path) -> None:  # type: ignore[no-untyped
         assert on.ws_trim_memory is None
         return
     assert on.ws_trim_memory is not None
-    counted = metrics.MEMORY_RELEASED._value.get()
+    assert [t.__name__ for t in on._app_tasks].count("trim_memory") == 1  # the timer is among the app's tasks
+    counted = REGISTRY.get_sample_value("weatherstream_memory_released_bytes_total") or 0.0
     blocks = [bytes(2048) + bytes([i % 251]) for i in range(20_000)]
     pin = bytes(2048) + b"pin"
     del blocks
     asyncio.run(on.ws_trim_memory())
     assert pin
-    assert metrics.MEMORY_RELEASED._value.get() - counted >= 10 * 1024 * 1024
+    released = (REGISTRY.get_sample_value("weatherstream_memory_released_bytes_total") or 0.0) - counted
+    assert released >= 10 * 1024 * 1024

@@ -201,13 +201,13 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
 
 
 def _trim_memory_every(app: WeatherStreamApp, interval_s: float) -> Callable[[], Awaitable[None]] | None:
-    """A timer that gives freed heap pages back to the OS (:mod:`weatherstream.memory`), off the event loop.
+    """A timer that gives freed heap pages back to the OS (:mod:`weatherstream.memory`) from an executor thread.
 
     Returns its body (None when ``interval_s`` is 0 or the C library has no ``malloc_trim``).
     """
-    trimmer = MemoryTrimmer()
     if interval_s <= 0:
         return None
+    trimmer = MemoryTrimmer()
     if not trimmer.available:
         logger.info("no malloc_trim in this C library: freed memory stays with the worker until reused")
         return None

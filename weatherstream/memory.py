@@ -4,7 +4,7 @@ Every batch allocates and frees a great deal (decoded records, rows, statements,
 glibc's malloc keeps freed pages inside its heaps for reuse and returns only those at the very top of a
 heap, so a worker's resident memory climbs to the high-water mark of everything that was ever live at
 once and stays there. ``malloc_trim(0)`` gives back every whole free page, wherever it is. Measured on
-the 100k-event, 200-city drain: one call took the worker from 393 to 285 MB resident, in a few ms.
+the 100k-event, 200-city drain: one call took the worker from 393 to 285 MB resident.
 
 Elsewhere than glibc (musl, macOS) there is no ``malloc_trim``: :class:`MemoryTrimmer` is then a no-op.
 """
@@ -35,25 +35,28 @@ class MemoryTrimmer:
 
     def __init__(self) -> None:
         self._trim = None
-        name = ctypes.util.find_library("c")
-        if name:
+        # The C library is already loaded into the process: look the symbol up there (no ldconfig needed).
+        for lib in (None, ctypes.util.find_library("c")):
             try:
-                trim = ctypes.CDLL(name).malloc_trim
-            except (OSError, AttributeError):
+                trim = getattr(ctypes.CDLL(lib), "malloc_trim", None)
+            except OSError:
                 trim = None
             if trim is not None:
                 trim.argtypes = [ctypes.c_size_t]
                 trim.restype = ctypes.c_int
                 self._trim = trim
+                return
 
     @property
     def available(self) -> bool:
         return self._trim is not None
 
     def __call__(self) -> int:
-        """Trim now; returns how many resident bytes that released (0 when nothing or unknown).
+        """Trim now; returns about how many resident bytes that released (0 when nothing or unknown).
 
-        Safe from any thread: malloc_trim locks each heap in turn, and ctypes lets go of the GIL meanwhile.
+        The figure is the process's change in resident memory, which other threads may move meanwhile.
+        Safe from any thread: malloc_trim locks each heap in turn, and ctypes lets go of the GIL meanwhile
+        (a thread that allocates from the heap being trimmed waits for it).
         """
         if self._trim is None:
             return 0

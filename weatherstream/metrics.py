@@ -56,6 +56,6 @@ SINK_RETRIES = Counter(
 )
 MEMORY_RELEASED = Counter(
     "weatherstream_memory_released_bytes_total",
-    "Resident bytes the worker's periodic malloc_trim gave back to the operating system.",
+    "About how many resident bytes the worker's periodic malloc_trim gave back to the operating system.",
 )
 SINK_CONNECTED = Gauge("weatherstream_sink_connected", "1 while the sink has a Cassandra session, else 0.")

@@ -130,7 +130,8 @@ class Settings(BaseSettings):
     memory_trim_interval_s: float = Field(
         default=10.0,
         ge=0,
-        description="How often the worker hands freed memory back to the OS (glibc malloc_trim); 0: never.",
+        description="How often the worker hands freed memory back to the OS (glibc malloc_trim); 0: never, "
+        "else at least 1 s.",
     )
     web_bind: str = Field(default="127.0.0.1", description="Address the worker's web server binds to.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor of created topics.")
@@ -152,7 +153,7 @@ class Settings(BaseSettings):
         default=300, ge=1, description="Cities whose state a worker keeps decoded in memory (a cache of its tables)."
     )
     state_cache_panes: int = Field(
-        default=4000,
+        default=10_000,
         ge=1,
         description="Window panes (a city's rows of one pane of time) a worker keeps decoded in memory.",
     )
@@ -275,6 +276,13 @@ class Settings(BaseSettings):
     def _check_namespace(cls, value: str) -> str:
         if not _NAMESPACE_RE.match(value):
             raise ValueError("use letters, digits, '_' and '-' only (it prefixes Kafka topic names), e.g. 'weather'")
+        return value
+
+    @field_validator("memory_trim_interval_s")
+    @classmethod
+    def _check_trim_interval(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("use 0 to turn the memory trim off, or at least 1 second (each trim walks every heap)")
         return value
 
     @field_validator("cassandra_consistency")

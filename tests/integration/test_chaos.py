@@ -159,7 +159,9 @@ def check_outcome(settings: Settings, pairs: list[tuple[bytes, bytes]]) -> dict[
     aggregates = compare(settings, expected_aggregates(oracle_input(observations), settings.allowed_lateness_s))
 
     want = expected_alerts(settings, observations)
-    assert len(want) >= 20, "the workload should raise alerts"
+    # The workload ends now, so what it raises depends on the time of day: 19-22 alerts for the 6,000-event
+    # one (48 half-hour steps through a day), 63-69 for 20,000 events (12 random times and seeds).
+    assert len(want) >= 15, "the workload should raise alerts"
     records = read_topic(settings, settings.topic_alerts, expect=len(want), timeout_s=300, settle_s=4,
                          distinct=lambda r: (Alert.loads(r.value).alert_id, Alert.loads(r.value).seq))  # fmt: skip
     got: dict[tuple[str, int], tuple[Any, ...]] = {}
