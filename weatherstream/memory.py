@@ -15,19 +15,20 @@ import ctypes
 import ctypes.util
 import logging
 import os
+from collections.abc import Iterator
+from typing import Any
+
+from weatherstream.stack.process import process_rss_bytes
 
 logger = logging.getLogger(__name__)
 
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
-
-def resident_bytes() -> int | None:
-    """This process's resident set size, or None where ``/proc`` does not tell it."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_BYTES
-    except (OSError, ValueError, IndexError):
-        return None
+def _c_libraries() -> Iterator[Any]:
+    """The C library the process has loaded; failing that, the one ``ldconfig`` names (a subprocess)."""
+    yield ctypes.CDLL(None)
+    name = ctypes.util.find_library("c")
+    if name:
+        yield ctypes.CDLL(name)
 
 
 class MemoryTrimmer:
@@ -35,17 +36,16 @@ class MemoryTrimmer:
 
     def __init__(self) -> None:
         self._trim = None
-        # The C library is already loaded into the process: look the symbol up there (no ldconfig needed).
-        for lib in (None, ctypes.util.find_library("c")):
-            try:
-                trim = getattr(ctypes.CDLL(lib), "malloc_trim", None)
-            except OSError:
-                trim = None
-            if trim is not None:
-                trim.argtypes = [ctypes.c_size_t]
-                trim.restype = ctypes.c_int
-                self._trim = trim
-                return
+        try:
+            for lib in _c_libraries():
+                trim = getattr(lib, "malloc_trim", None)
+                if trim is not None:
+                    trim.argtypes = [ctypes.c_size_t]
+                    trim.restype = ctypes.c_int
+                    self._trim = trim
+                    return
+        except OSError:
+            return
 
     @property
     def available(self) -> bool:
@@ -60,7 +60,7 @@ class MemoryTrimmer:
         """
         if self._trim is None:
             return 0
-        before = resident_bytes()
+        before = process_rss_bytes(os.getpid())
         self._trim(0)
-        after = resident_bytes()
+        after = process_rss_bytes(os.getpid())
         return max(0, before - after) if before is not None and after is not None else 0
