@@ -8,19 +8,18 @@ count only after :meth:`HeldBatch.release` (handling finished). An interrupted b
 unacknowledged and is delivered again after a restart or rebalance (the agents recognise re-deliveries
 by their offsets).
 
-The consumer can skip messages around a rebalance. Records fetched before it are dropped in faust's
-fetch path, and the seek to the committed offsets that follows can be undone by the consumer's own
-read-offset bookkeeping of those dropped records: the partition then resumes past its committed offset
-(the two-worker takeover test saw raw partitions resume 11 to 140 offsets late, about one run in three,
-and the sink's input as well). :class:`OffsetGuard` notices such a jump, holds back the events after it
-and seeks the partition back (again after a second if the first seek is undone the same way), so the
-skipped messages are fetched and handled in order. A jump that is still there after a seek is accepted
+The consumer can skip messages around a rebalance. Records fetched before it are dropped in faust's fetch
+path, and the seek to the committed offsets that follows can be undone by the consumer's own read-offset
+bookkeeping of those dropped records: the partition then resumes past its committed offset (the two-worker
+takeover test saw raw partitions resume 11 to 140 offsets late, about one run in three, and the sink's input
+as well while the sink was a faust agent). :class:`OffsetGuard` notices such a jump, holds back the events
+after it and seeks the partition back (again after a second if the first seek is undone the same way), so
+the skipped messages are fetched and handled in order. A jump that is still there after a seek is accepted
 only once a read of its own (a separate consumer) shows that the skipped offsets hold no record (e.g.
 transaction markers, or records deleted by retention): the first message seen after a seek can be a copy
-fetched before it, and taking that for proof lost the messages in between (found by the crash loop).
-A partition's first event after a rebalance is compared with the group's committed offset (asked of the
-broker when faust does not know it yet) or, for a partition nothing was ever committed for, its first
-offset.
+fetched before it, and taking that for proof lost the messages in between (found by the crash loop). A
+partition's first event after a rebalance is compared with the group's committed offset (asked of the broker
+when faust does not know it yet) or, for a partition nothing was ever committed for, its first offset.
 
 A worker that is asked to stop first waits until every event its agents took up is acknowledged. A batch
 that cannot finish then (its tables are closing, or its output cannot be written) raises

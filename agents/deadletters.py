@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Protocol
 
-from faust.types import EventT, TopicT
+from faust.types import TopicT
 
 from models import DeadLetter, Reason
 from weatherstream import metrics
@@ -15,8 +15,18 @@ from weatherstream import metrics
 logger = logging.getLogger(__name__)
 
 
+class Input(Protocol):
+    """What a dead letter is made of: a faust event, or a record a plain consumer read (``agents.sink``)."""
+
+    @property
+    def value(self) -> Any: ...
+
+    @property
+    def message(self) -> Any: ...  # key, topic, partition and offset
+
+
 async def send_dead_letter(
-    topic: TopicT, event: EventT, reason: Reason, message: str, source: str | None = None
+    topic: TopicT, event: Input, reason: Reason, message: str, source: str | None = None
 ) -> Awaitable[Any]:
     """Dead-letter the input ``event`` with ``reason`` and a one-line ``message``; returns the send's future."""
     msg = event.message

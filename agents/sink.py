@@ -1,34 +1,44 @@
-"""Sink agent: observations, aggregates and alerts into Cassandra, nothing lost, nothing overwritten.
+"""Sink: observations, aggregates and alerts into Cassandra, nothing lost, nothing overwritten.
 
-Consumes: ``{ns}.observations``, ``{ns}.aggregates`` and ``{ns}.alerts`` (JSON records, key = city id).
+Consumes: ``{ns}.observations``, ``{ns}.aggregates`` and ``{ns}.alerts`` (JSON records, key = city id),
+in the consumer group ``{ns}.sink`` (``Settings.sink_group``) of every worker that runs it.
 Writes: ``observations_by_city_day``, ``aggregates_by_city``, ``alerts_by_city`` and ``alerts_by_day``
 (see ``weatherstream/sinks/migrations``), with prepared statements, at most
 ``WEATHERSTREAM_SINK_MAX_IN_FLIGHT`` requests at once.
 Emits: ``{ns}.deadletter`` for a record that is not one (``bad_type``) or that Cassandra refuses
 (``sink_rejected``), with the original bytes.
 
-At start the agent connects and applies the schema migrations, retrying until Cassandra answers.
-A batch's offsets are committed only after every row of it is written. While Cassandra is down or
+It runs as a task of the faust worker, with an aiokafka consumer of its own rather than a faust agent: it
+needs batches, not a stream, and faust's per-message path (conductor, stream, acknowledgement) cost about
+60 us of CPU per record, more than everything else the sink does with it (``docs/benchmarks.md``). It keeps
+no tables, so it gives up nothing faust would provide.
+
+At start it connects and applies the schema migrations, retrying until Cassandra answers, then joins its
+group. A batch's offsets are committed only after every row of it is written and its dead letters are
+delivered; a worker stopped or killed half way leaves the batch to be read again. While Cassandra is down or
 timing out, the failed rows are retried with a doubling delay (at most ``WEATHERSTREAM_SINK_RETRY_MAX_S``)
-and the agent does not move on. Primary keys come from the records, so a record delivered twice
-(after a crash, a retry, a replay) writes the same row again: exactly one row per record.
+and the sink does not move on. Primary keys come from the records, so a record read twice (after a crash,
+a retry, a replay) writes the same row again: exactly one row per record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from faust.types import EventT, StreamT
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
-from agents.batching import OffsetGuard, WorkerStopping, run_batch
+from agents.batching import WorkerStopping
 from agents.deadletters import send_dead_letter
 from models import Reason
-from weatherstream import metrics
+from weatherstream import kafka_clients, metrics
 from weatherstream.app import WeatherStreamApp
 from weatherstream.sinks import rows
 from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite, retryable
@@ -40,8 +50,39 @@ OBSERVATION_CITY = rows.OBSERVATIONS.columns.index("city_id")
 OBSERVATION_TIME = rows.OBSERVATIONS.columns.index("observed_at")
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A record the sink read, shaped like the faust event a dead letter is made from."""
+
+    message: ConsumerRecord[bytes, bytes]
+
+    @property
+    def value(self) -> bytes | None:
+        return self.message.value
+
+
+class SinkProgress:
+    """The sink's consumer and what it committed, for the web view's readiness and lag."""
+
+    def __init__(self) -> None:
+        self.consumer: AIOKafkaConsumer | None = None
+        self.committed: dict[TopicPartition, int] = {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.consumer.assignment()) if self.consumer is not None else set()
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Messages not yet written, per assigned partition whose end and last commit by this worker are known."""
+        out = {}
+        for tp in sorted(self.assignment()):
+            highwater = self.consumer.highwater(tp) if self.consumer is not None else None
+            if highwater is not None and tp in self.committed:
+                out[tp] = max(0, highwater - self.committed[tp])
+        return out
+
+
 def register(app: WeatherStreamApp) -> None:
-    """Declare the sink agent on ``app``."""
+    """Declare the sink task on ``app``."""
     settings = app.ws_settings
     topics = app.ws_topics
     writer = CassandraWriter(settings)
@@ -50,7 +91,8 @@ def register(app: WeatherStreamApp) -> None:
         settings.topic_aggregates: (rows.AGGREGATES,),
         settings.topic_alerts: (rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY),
     }
-    source = app.topic(*tables_of, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    progress = SinkProgress()
+    letters: list[Awaitable[Any]] = []  # dead-letter sends of the batch being written
 
     async def connect() -> None:
         delay = 0.5
@@ -58,7 +100,7 @@ def register(app: WeatherStreamApp) -> None:
         while True:
             try:
                 await loop.run_in_executor(None, writer.open)
-            except Exception as exc:  # noqa: BLE001 - logged; the agent must outlive an outage at start
+            except Exception as exc:  # noqa: BLE001 - logged; the sink must outlive an outage at start
                 metrics.SINK_RETRIES.labels(type(exc).__name__).inc()
                 logger.warning("sink: %s; trying again in %.1f s (nothing is lost: the sink starts where it "
                                "stopped)", exc, delay)  # fmt: skip
@@ -69,11 +111,12 @@ def register(app: WeatherStreamApp) -> None:
             logger.info("sink: writing to Cassandra at %s, keyspace %s", writer.where, settings.keyspace)
             return
 
-    async def to_writes(events: Sequence[EventT]) -> list[RowWrite]:
+    async def to_writes(events: Sequence[Delivery]) -> list[RowWrite]:
         writes: list[RowWrite] = []
         # latest_by_city keeps a city's newest observation (written USING TIMESTAMP of its time, so an older
         # one never wins): of a batch, only each city's newest observation becomes a row there.
-        newest: dict[Any, tuple[Any, Any, EventT]] = {}  # city -> (observed_at, record, event)
+        newest: dict[Any, tuple[Any, Any, Delivery]] = {}  # city -> (observed_at, record, event)
+        observations = settings.topic_observations
         arrived: Counter[str] = Counter(event.message.topic for event in events)
         for topic, n in arrived.items():
             metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc(n)
@@ -85,12 +128,12 @@ def register(app: WeatherStreamApp) -> None:
                 record = orjson.loads(event.value) if isinstance(event.value, (bytes, str)) else None
                 made = [RowWrite(table, rows.row(table, record), event) for table in tables_of[topic]]  # type: ignore[arg-type]
             except (orjson.JSONDecodeError, rows.RowError) as exc:
-                await send_dead_letter(
+                letters.append(await send_dead_letter(
                     topics.deadletter, event, Reason.BAD_TYPE, f"sink: not a record of {topic}: {exc}"
-                )
+                ))  # fmt: skip
                 continue
             writes.extend(made)
-            if topic == settings.topic_observations:
+            if topic == observations:
                 city, observed_at = made[0].values[OBSERVATION_CITY], made[0].values[OBSERVATION_TIME]
                 held = newest.get(city)
                 if held is None or observed_at >= held[0]:
@@ -123,8 +166,8 @@ def register(app: WeatherStreamApp) -> None:
                     errors = [(w, exc) for w, exc in errors if retryable(exc)] + await one_by_one(hard)
                 refused = {id(w.ref): (w.ref, exc) for w, exc in errors if not retryable(exc)}
                 for event, exc in refused.values():
-                    await send_dead_letter(topics.deadletter, event, Reason.SINK_REJECTED,
-                                           f"Cassandra refused the row: {type(exc).__name__}: {exc}")  # fmt: skip
+                    reason = f"Cassandra refused the row: {type(exc).__name__}: {exc}"
+                    letters.append(await send_dead_letter(topics.deadletter, event, Reason.SINK_REJECTED, reason))
                 writes = [w for w, exc in errors if retryable(exc) and id(w.ref) not in refused]
                 if not writes:
                     return
@@ -138,19 +181,104 @@ def register(app: WeatherStreamApp) -> None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, settings.sink_retry_max_s)
 
-    async def write_batch(events: Sequence[EventT]) -> None:
+    async def write_batch(events: Sequence[Delivery]) -> None:
+        letters.clear()
         await write_all(await to_writes(events))
+        if letters:
+            await asyncio.gather(*letters)  # the batch counts only once its dead letters are delivered
 
-    guard = OffsetGuard(app, "sink")
+    async def join() -> AIOKafkaConsumer:
+        """The sink's consumer, started (retrying while the broker cannot be reached)."""
+        delay = 0.5
+        while True:
+            consumer = kafka_clients.consumer(
+                settings, *tables_of, group_id=settings.sink_group, enable_auto_commit=False,
+                auto_offset_reset="earliest", max_poll_records=settings.sink_batch_max_events,
+            )  # fmt: skip
+            try:
+                await kafka_clients.start(consumer, settings)
+            except kafka_clients.KafkaUnavailableError as exc:
+                logger.warning("sink: %s; trying again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.sink_retry_max_s)
+                continue
+            return consumer
 
-    @app.agent(source, name="sink")
-    async def sink(stream: StreamT) -> None:
+    async def next_batch(consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """Records of at most ``sink_batch_max_events``, waiting at most ``sink_batch_within_ms`` to fill it."""
+        limit, taken = settings.sink_batch_max_events, 0
+        batch: dict[TopicPartition, list[Any]] = {}
+        deadline = time.monotonic() + settings.sink_batch_within_ms / 1000
+        while taken < limit:
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            got = await consumer.getmany(timeout_ms=wait_ms, max_records=limit - taken)
+            for tp, records in got.items():
+                batch.setdefault(tp, []).extend(records)
+                taken += len(records)
+            if wait_ms == 0 or (taken and not got):
+                break
+        return batch
+
+    async def commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # the partitions moved on (a rebalance): their next owner writes them again
+            logger.warning("sink: committing %d partition(s) failed (%s: %s); their rows are written, and the "
+                           "next reader writes the same rows again", len(offsets), type(exc).__name__, exc)  # fmt: skip
+            return
+        progress.committed.update(offsets)
+
+    async def written(events: Sequence[Delivery]) -> bool:
+        """Write the batch, trying again after anything unforeseen; False if the worker stops first."""
+        delay = 0.1
+        while True:
+            try:
+                await write_batch(events)
+                return True
+            except WorkerStopping as exc:
+                logger.info("sink: worker stopping, %d records left uncommitted for the next reader (%s)",
+                            len(events), exc)  # fmt: skip
+                return False
+            except Exception as exc:  # e.g. a dead letter not delivered: the batch is not done, try it again
+                if app.should_stop:
+                    return False
+                metrics.SINK_RETRIES.labels(type(exc).__name__).inc(len(events))
+                logger.exception("sink: a batch of %d records failed (%s: %s); trying it again in %.1f s",
+                                 len(events), type(exc).__name__, exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.sink_retry_max_s)
+
+    async def consume(consumer: AIOKafkaConsumer) -> None:
+        """Batches until the worker stops: written, then committed."""
+        while not app.should_stop:
+            batch = await next_batch(consumer)
+            if not batch:
+                continue
+            events = [Delivery(record) for records in batch.values() for record in records]
+            metrics.BATCH_EVENTS.labels("sink").observe(len(events))
+            if not await written(events):
+                return
+            await commit(consumer, {tp: records[-1].offset + 1 for tp, records in batch.items()})
+
+    @app.task
+    async def sink() -> None:
         """Write every record to its tables; retry outages; commit offsets only for written rows."""
         await connect()
-        async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
-            settings.sink_batch_max_events, within=settings.sink_batch_within_ms / 1000
-        ):
-            await run_batch(app, "sink", events, write_batch, guard)
+        delay = 0.5
+        while not app.should_stop:
+            consumer = progress.consumer = await join()
+            logger.info("sink: reading %s as group %s", ", ".join(tables_of), settings.sink_group)
+            try:
+                await consume(consumer)
+            except KafkaError as exc:  # what the consumer does not recover from itself: join again
+                logger.exception("sink: the consumer failed (%s: %s); joining again in %.1f s (uncommitted "
+                                 "records are read again)", type(exc).__name__, exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.sink_retry_max_s)
+            finally:
+                progress.consumer = None
+                await consumer.stop()
 
     app.ws_sink = sink  # type: ignore[attr-defined]
+    app.ws_sink_progress = progress  # type: ignore[attr-defined]
     app.ws_sink_writer = writer  # type: ignore[attr-defined]

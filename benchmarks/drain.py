@@ -160,6 +160,11 @@ class Run:
     note: str = ""
 
 
+def sink_topics(settings: Settings) -> list[str]:
+    """The topics weatherstream's sink reads (committed in ``settings.sink_group``)."""
+    return [settings.topic_observations, settings.topic_aggregates, settings.topic_alerts]
+
+
 def command(
     system: str, settings: Settings, group: str, events: int, data_dir: Path, port: int
 ) -> tuple[list[str], dict[str, str], list[str]]:
@@ -171,7 +176,7 @@ def command(
         return (
             [py, "-m", "weatherstream", "worker", "--role", "all", "--loglevel", "warning"],
             env,
-            [settings.topic_raw, settings.topic_observations, settings.topic_aggregates, settings.topic_alerts],
+            [settings.topic_raw],  # and the sink's topics in the sink's group: see SINK_TOPICS
         )
     if system == "weatherstream-nosink":
         return (
@@ -328,6 +333,8 @@ def run_one(
                 result.note = f"exited with {proc.returncode}; log {log.name}"
                 return result
             done, at_end = asyncio.run(progress(settings, group, topics))
+            if at_end and system == "weatherstream":  # done only once the sink has written everything
+                _, at_end = asyncio.run(progress(settings, settings.sink_group, sink_topics(settings)))
             now = time.monotonic()
             if first is None and done > 0:
                 first = (now, done, cpu_s(proc.pid))

@@ -374,11 +374,17 @@ class Settings(BaseSettings):
 
     @property
     def app_id(self) -> str:
-        """The faust app id (also the consumer group); changelog topics start with it.
+        """The faust app id (also the faust consumer group); changelog topics start with it.
 
-        Sink-only workers form a consumer group of their own, so they can be scaled apart from the pipeline.
+        A sink-only worker's faust app consumes nothing (it serves health and metrics); its id only keeps it
+        out of the pipeline's group and the sink's.
         """
-        return f"{self.namespace}.sink" if self.worker_role == "sink" else f"{self.namespace}.app"
+        return f"{self.namespace}.sink-worker" if self.worker_role == "sink" else f"{self.namespace}.app"
+
+    @property
+    def sink_group(self) -> str:
+        """The consumer group of the Cassandra sink, in every worker that runs it (roles ``all`` and ``sink``)."""
+        return f"{self.namespace}.sink"
 
     # --- derived names ---------------------------------------------------------------------
     def topic(self, name: str) -> str:

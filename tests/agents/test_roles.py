@@ -1,4 +1,4 @@
-"""Worker roles: which agents and tables a worker declares, and which consumer group it joins."""
+"""Worker roles: which agents, tables and sink a worker declares, and which consumer groups it joins."""
 
 from pathlib import Path
 
@@ -9,16 +9,20 @@ from weatherstream.settings import load_settings
 
 
 @pytest.mark.parametrize(
-    ("role", "agents", "tables", "group"),
+    ("role", "agents", "tables", "sink", "group"),
     [
-        ("all", {"pipeline", "sink"}, {"city_state", "window_panes"}, "unit.app"),
-        ("pipeline", {"pipeline"}, {"city_state", "window_panes"}, "unit.app"),
-        ("sink", {"sink"}, set(), "unit.sink"),
+        ("all", {"pipeline"}, {"city_state", "window_panes"}, True, "unit.app"),
+        ("pipeline", {"pipeline"}, {"city_state", "window_panes"}, False, "unit.app"),
+        ("sink", set(), set(), True, "unit.sink-worker"),
     ],
 )
-def test_role_decides_agents_tables_and_group(tmp_path: Path, role: str, agents: set[str], tables: set[str],
-                                              group: str) -> None:  # fmt: skip
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, worker_role=role))
+def test_role_decides_agents_tables_and_groups(tmp_path: Path, role: str, agents: set[str], tables: set[str],
+                                               sink: bool, group: str) -> None:  # fmt: skip
+    settings = load_settings(store="memory://", namespace="unit", data_dir=tmp_path, worker_role=role)
+    app = create_app(settings)
     assert {name.rsplit(".", 1)[-1] for name in app.agents} == agents
     assert set(app.tables) == tables
     assert app.conf.id == group
+    # The sink is a task with a consumer of its own, in one group wherever it runs (never the faust app's).
+    assert hasattr(app, "ws_sink_progress") is hasattr(app, "ws_sink") is sink
+    assert settings.sink_group == "unit.sink" != app.conf.id

@@ -105,6 +105,7 @@ def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None
     tables = getattr(app, "ws_tables", {})
     city_states, panes = tables.get("city_state"), tables.get("window_panes")
     db = CassandraReader(settings)
+    sink = getattr(app, "ws_sink_progress", None)  # the sink's own consumer (agents/sink.py), where it runs
 
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:
@@ -112,7 +113,9 @@ def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None
 
     @app.page("/ready")
     async def ready(self: View, request: Request) -> Response:
-        assigned = app.consumer.assignment() if app.consumer is not None else set()
+        assigned = set(app.consumer.assignment()) if app.consumer is not None else set()
+        if sink is not None:
+            assigned |= sink.assignment()
         if app.rebalancing or not assigned:
             return respond(self, {"ready": False, "rebalancing": bool(app.rebalancing)}, 503)
         return respond(self, {"ready": True, "partitions": len(assigned)})
@@ -139,6 +142,9 @@ def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None
                     highwater = None
                 if highwater is not None:
                     CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - (committed or 0)))
+        if sink is not None:
+            for tp, lag in sink.lag().items():
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
         return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     if city_states is None or panes is None or aggregator is None:
