@@ -30,6 +30,18 @@ MAX_DELAY_S = 30.0
 T = TypeVar("T")
 
 
+class Backoff:
+    """Doubling waits between tries: :meth:`wait` sleeps ``delay`` seconds, then doubles it (at most ``most_s``)."""
+
+    def __init__(self, first_s: float, most_s: float) -> None:
+        self.delay = first_s
+        self.most_s = most_s
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.most_s)
+
+
 def _where(events: Sequence[EventT]) -> str:
     first, last = events[0].message, events[-1].message
     if len(events) == 1:
@@ -53,7 +65,7 @@ async def with_retries(
     the next owner of its partitions). :class:`WorkerStopping` raised by ``work`` is never retried.
     Returns what ``work`` returned, or ``None`` after giving up.
     """
-    delay = FIRST_DELAY_S
+    backoff = Backoff(FIRST_DELAY_S, MAX_DELAY_S)
     attempt = 0
     while True:
         attempt += 1
@@ -72,6 +84,5 @@ async def with_retries(
             if forever and stopping():
                 raise WorkerStopping(f"{agent} could not finish {_where(events)}: {type(exc).__name__}: {exc}") from exc
             logger.warning("%s failed on %s (attempt %d of %s): %s; retrying in %.1f s", agent, _where(events),
-                           attempt, "unlimited" if forever else ATTEMPTS, exc, delay)  # fmt: skip
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_DELAY_S)
+                           attempt, "unlimited" if forever else ATTEMPTS, exc, backoff.delay)  # fmt: skip
+            await backoff.wait()

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 
 from agents.batching import WorkerStopping
 from agents.deadletters import send_dead_letter
+from agents.resilience import Backoff
 from models import Reason
 from weatherstream import kafka_clients, metrics
 from weatherstream.app import WeatherStreamApp
@@ -50,11 +51,14 @@ OBSERVATION_CITY = rows.OBSERVATIONS.columns.index("city_id")
 OBSERVATION_TIME = rows.OBSERVATIONS.columns.index("observed_at")
 
 
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+
+
 @dataclass(frozen=True)
 class Delivery:
-    """A record the sink read, shaped like the faust event a dead letter is made from."""
+    """A record the sink read, shaped like the faust event a dead letter is made from (made only for those)."""
 
-    message: ConsumerRecord[bytes, bytes]
+    message: Record
 
     @property
     def value(self) -> bytes | None:
@@ -95,7 +99,7 @@ def register(app: WeatherStreamApp) -> None:
     letters: list[Awaitable[Any]] = []  # dead-letter sends of the batch being written
 
     async def connect() -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, settings.sink_retry_max_s)
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -103,33 +107,32 @@ def register(app: WeatherStreamApp) -> None:
             except Exception as exc:  # noqa: BLE001 - logged; the sink must outlive an outage at start
                 metrics.SINK_RETRIES.labels(type(exc).__name__).inc()
                 logger.warning("sink: %s; trying again in %.1f s (nothing is lost: the sink starts where it "
-                               "stopped)", exc, delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.sink_retry_max_s)
+                               "stopped)", exc, backoff.delay)  # fmt: skip
+                await backoff.wait()
                 continue
             metrics.SINK_CONNECTED.set(1)
             logger.info("sink: writing to Cassandra at %s, keyspace %s", writer.where, settings.keyspace)
             return
 
-    async def to_writes(events: Sequence[Delivery]) -> list[RowWrite]:
+    async def to_writes(events: Sequence[Record]) -> list[RowWrite]:
         writes: list[RowWrite] = []
         # latest_by_city keeps a city's newest observation (written USING TIMESTAMP of its time, so an older
         # one never wins): of a batch, only each city's newest observation becomes a row there.
-        newest: dict[Any, tuple[Any, Any, Delivery]] = {}  # city -> (observed_at, record, event)
+        newest: dict[Any, tuple[Any, Any, Record]] = {}  # city -> (observed_at, record, event)
         observations = settings.topic_observations
-        arrived: Counter[str] = Counter(event.message.topic for event in events)
+        arrived: Counter[str] = Counter(event.topic for event in events)
         for topic, n in arrived.items():
             metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc(n)
         for i, event in enumerate(events):
             if i and not i % YIELD_EVERY_RECORDS:
                 await asyncio.sleep(0)  # CPU work: let the pipeline agent that shares the loop run
-            topic = event.message.topic
+            topic = event.topic
             try:
                 record = orjson.loads(event.value) if isinstance(event.value, (bytes, str)) else None
                 made = [RowWrite(table, rows.row(table, record), event) for table in tables_of[topic]]  # type: ignore[arg-type]
             except (orjson.JSONDecodeError, rows.RowError) as exc:
                 letters.append(await send_dead_letter(
-                    topics.deadletter, event, Reason.BAD_TYPE, f"sink: not a record of {topic}: {exc}"
+                    topics.deadletter, Delivery(event), Reason.BAD_TYPE, f"sink: not a record of {topic}: {exc}"
                 ))  # fmt: skip
                 continue
             writes.extend(made)
@@ -154,7 +157,7 @@ def register(app: WeatherStreamApp) -> None:
         return errors
 
     async def write_all(writes: list[RowWrite]) -> None:
-        delay = 0.1
+        backoff = Backoff(0.1, settings.sink_retry_max_s)
         while writes:
             try:
                 await writer.write(writes)
@@ -167,7 +170,8 @@ def register(app: WeatherStreamApp) -> None:
                 refused = {id(w.ref): (w.ref, exc) for w, exc in errors if not retryable(exc)}
                 for event, exc in refused.values():
                     reason = f"Cassandra refused the row: {type(exc).__name__}: {exc}"
-                    letters.append(await send_dead_letter(topics.deadletter, event, Reason.SINK_REJECTED, reason))
+                    letters.append(await send_dead_letter(topics.deadletter, Delivery(event), Reason.SINK_REJECTED,
+                                                          reason))  # fmt: skip
                 writes = [w for w, exc in errors if retryable(exc) and id(w.ref) not in refused]
                 if not writes:
                     return
@@ -177,11 +181,10 @@ def register(app: WeatherStreamApp) -> None:
                     raise WorkerStopping(reason) from failed
                 metrics.SINK_RETRIES.labels(type(first).__name__).inc(len(writes))
                 logger.warning("sink: %d row(s) not written (%s: %s); retrying in %.1f s, not moving on",
-                               len(writes), type(first).__name__, first, delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.sink_retry_max_s)
+                               len(writes), type(first).__name__, first, backoff.delay)  # fmt: skip
+                await backoff.wait()
 
-    async def write_batch(events: Sequence[Delivery]) -> None:
+    async def write_batch(events: Sequence[Record]) -> None:
         letters.clear()
         await write_all(await to_writes(events))
         if letters:
@@ -189,7 +192,7 @@ def register(app: WeatherStreamApp) -> None:
 
     async def join() -> AIOKafkaConsumer:
         """The sink's consumer, started (retrying while the broker cannot be reached)."""
-        delay = 0.5
+        backoff = Backoff(0.5, settings.sink_retry_max_s)
         while True:
             consumer = kafka_clients.consumer(
                 settings, *tables_of, group_id=settings.sink_group, enable_auto_commit=False,
@@ -198,16 +201,15 @@ def register(app: WeatherStreamApp) -> None:
             try:
                 await kafka_clients.start(consumer, settings)
             except kafka_clients.KafkaUnavailableError as exc:
-                logger.warning("sink: %s; trying again in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.sink_retry_max_s)
+                logger.warning("sink: %s; trying again in %.1f s", exc, backoff.delay)
+                await backoff.wait()
                 continue
             return consumer
 
-    async def next_batch(consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+    async def next_batch(consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Record]]:
         """Records of at most ``sink_batch_max_events``, waiting at most ``sink_batch_within_ms`` to fill it."""
         limit, taken = settings.sink_batch_max_events, 0
-        batch: dict[TopicPartition, list[Any]] = {}
+        batch: dict[TopicPartition, list[Record]] = {}
         deadline = time.monotonic() + settings.sink_batch_within_ms / 1000
         while taken < limit:
             wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
@@ -228,9 +230,9 @@ def register(app: WeatherStreamApp) -> None:
             return
         progress.committed.update(offsets)
 
-    async def written(events: Sequence[Delivery]) -> bool:
+    async def written(events: Sequence[Record]) -> bool:
         """Write the batch, trying again after anything unforeseen; False if the worker stops first."""
-        delay = 0.1
+        backoff = Backoff(0.1, settings.sink_retry_max_s)
         while True:
             try:
                 await write_batch(events)
@@ -244,9 +246,8 @@ def register(app: WeatherStreamApp) -> None:
                     return False
                 metrics.SINK_RETRIES.labels(type(exc).__name__).inc(len(events))
                 logger.exception("sink: a batch of %d records failed (%s: %s); trying it again in %.1f s",
-                                 len(events), type(exc).__name__, exc, delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.sink_retry_max_s)
+                                 len(events), type(exc).__name__, exc, backoff.delay)  # fmt: skip
+                await backoff.wait()
 
     async def consume(consumer: AIOKafkaConsumer) -> None:
         """Batches until the worker stops: written, then committed."""
@@ -254,7 +255,7 @@ def register(app: WeatherStreamApp) -> None:
             batch = await next_batch(consumer)
             if not batch:
                 continue
-            events = [Delivery(record) for records in batch.values() for record in records]
+            events = [record for records in batch.values() for record in records]
             metrics.BATCH_EVENTS.labels("sink").observe(len(events))
             if not await written(events):
                 return
@@ -264,7 +265,7 @@ def register(app: WeatherStreamApp) -> None:
     async def sink() -> None:
         """Write every record to its tables; retry outages; commit offsets only for written rows."""
         await connect()
-        delay = 0.5
+        backoff = Backoff(0.5, settings.sink_retry_max_s)
         while not app.should_stop:
             consumer = progress.consumer = await join()
             logger.info("sink: reading %s as group %s", ", ".join(tables_of), settings.sink_group)
@@ -272,9 +273,8 @@ def register(app: WeatherStreamApp) -> None:
                 await consume(consumer)
             except KafkaError as exc:  # what the consumer does not recover from itself: join again
                 logger.exception("sink: the consumer failed (%s: %s); joining again in %.1f s (uncommitted "
-                                 "records are read again)", type(exc).__name__, exc, delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.sink_retry_max_s)
+                                 "records are read again)", type(exc).__name__, exc, backoff.delay)  # fmt: skip
+                await backoff.wait()
             finally:
                 progress.consumer = None
                 await consumer.stop()

@@ -3,6 +3,7 @@ none, aggregates and alerts stored, the schema CLI, and `weatherstream query`.""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import random
@@ -15,6 +16,7 @@ import orjson
 
 from models import Aggregate, Alert
 from tests.integration.conftest import cli, read_topic, settings_env
+from weatherstream import kafka_clients
 from weatherstream.core.normalize import InvalidPayload, normalize
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings
@@ -165,3 +167,32 @@ def test_unreachable_cassandra_is_a_clear_error(settings: Settings) -> None:
     assert done.returncode == 1
     assert "cannot reach Cassandra at 127.0.0.1:1" in done.stderr and "weatherstream stack up" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sink_dead_letters_a_record_that_is_not_one_and_writes_the_rest(
+    settings: Settings,
+    start_worker,  # type: ignore[no-untyped-def]
+) -> None:
+    """A sink-only worker (its own consumer, not a faust agent): a record it cannot read becomes a bad_type
+    dead letter with its bytes and origin; the good record beside it is written."""
+    worker = start_worker(WEATHERSTREAM_WORKER_ROLE="sink")
+    payload = next(iter(generate(SyntheticConfig(cities=1, count=1, anomalies=0, seed=5, start=time.time() - 600))))
+    good = normalize(payload.payload, now=time.time()).dumps()
+    bad = b'{"city_id": "not a record"'
+
+    async def send() -> None:
+        producer = kafka_clients.producer(settings)
+        await kafka_clients.start(producer, settings)
+        try:
+            for value in (bad, good):
+                await producer.send_and_wait(settings.topic_observations, value, key=b"1")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    letters = read_topic(settings, settings.topic_deadletter, expect=1)
+    assert [(r.value, dict(r.headers)["ws-reason"], dict(r.headers)["ws-topic"]) for r in letters] == [
+        (bad, b"bad_type", settings.topic_observations.encode())
+    ]
+    assert wait_for("observation rows", lambda: count_rows(settings, "observations_by_city_day"), 1) == 1
+    worker.assert_healthy()
