@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from agents.batching import WorkerStopping
@@ -83,6 +83,19 @@ class SinkProgress:
             if highwater is not None and tp in self.committed:
                 out[tp] = max(0, highwater - self.committed[tp])
         return out
+
+
+class SharedPartitions(ConsumerRebalanceListener):
+    """Says which partitions the group gave this worker's sink (log and ``weatherstream_sink_partitions``)."""
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        metrics.SINK_PARTITIONS.set(0)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        metrics.SINK_PARTITIONS.set(len(assigned))
+        per_topic = Counter(tp.topic for tp in assigned)
+        logger.info("sink: the group gave this worker %d partition(s): %s", len(assigned),
+                    ", ".join(f"{n} of {topic}" for topic, n in sorted(per_topic.items())) or "none")  # fmt: skip
 
 
 def register(app: WeatherStreamApp) -> None:
@@ -195,7 +208,7 @@ def register(app: WeatherStreamApp) -> None:
         backoff = Backoff(0.5, settings.sink_retry_max_s)
         while True:
             consumer = kafka_clients.consumer(
-                settings, *tables_of, group_id=settings.sink_group, enable_auto_commit=False,
+                settings, group_id=settings.sink_group, enable_auto_commit=False,
                 auto_offset_reset="earliest", max_poll_records=settings.sink_batch_max_events,
             )  # fmt: skip
             try:
@@ -204,6 +217,7 @@ def register(app: WeatherStreamApp) -> None:
                 logger.warning("sink: %s; trying again in %.1f s", exc, backoff.delay)
                 await backoff.wait()
                 continue
+            consumer.subscribe(list(tables_of), listener=SharedPartitions())
             return consumer
 
     async def next_batch(consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Record]]:
@@ -277,6 +291,7 @@ def register(app: WeatherStreamApp) -> None:
                 await backoff.wait()
             finally:
                 progress.consumer = None
+                metrics.SINK_PARTITIONS.set(0)
                 await consumer.stop()
 
     app.ws_sink = sink  # type: ignore[attr-defined]

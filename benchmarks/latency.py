@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 import requests
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.drain import RESULTS, ROOT, WORK, clean_up, command, free_port, progress
 from weatherstream.db import connect_settings
@@ -51,6 +52,20 @@ def _ready(port: int) -> bool:
         return False
 
 
+def worker_counters(port: int) -> dict[str, float]:
+    """The worker's CPU seconds so far and, per agent, the events and batches it handled (from /metrics)."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "process_cpu_seconds_total":
+                out["cpu_s"] = sample.value
+            elif sample.name in ("weatherstream_batch_events_sum", "weatherstream_batch_events_count"):
+                kind = "events" if sample.name.endswith("_sum") else "batches"
+                out[f"{sample.labels['agent']}_{kind}"] = sample.value
+    return out
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -58,9 +73,10 @@ def quantile(values: list[float], q: float) -> float:
 
 async def drive(
     settings: Settings, rate: float, seconds: float
-) -> tuple[dict[tuple[int, float], float], list[Any], float | None]:
+) -> tuple[dict[tuple[int, float], float], list[Any], float | None, list[float]]:
     """Send at ``rate`` for ``seconds``; returns (scheduled send time per (city, event time), alerts seen,
-    seconds after the last scheduled send until the worker had committed all input, None if not within 10 s)."""
+    seconds after the last scheduled send until the worker had committed all input (None if not within 10 s),
+    how late the producer sent each message)."""
     count = int(rate * seconds)
     now = time.time()
     cfg = SyntheticConfig(cities=CITIES, count=count, seed=11, step_s=600,
@@ -68,7 +84,8 @@ async def drive(
                           anomalies=max(2, count // 500))  # fmt: skip
     records = list(generate(cfg))
     scheduled: dict[tuple[int, float], float] = {}
-    seen: list[tuple[dict[str, Any], float]] = []
+    seen: list[tuple[dict[str, Any], float, float]] = []  # (alert, its record's timestamp, arrival)
+    late: list[float] = []  # per message: how far behind its schedule the producer sent it (s)
     stop = asyncio.Event()
 
     async def subscribe(ready: asyncio.Event) -> None:
@@ -80,7 +97,7 @@ async def drive(
             while not stop.is_set():
                 for batch in (await consumer.getmany(timeout_ms=50)).values():
                     arrived = time.time()
-                    seen.extend((orjson.loads(r.value), arrived) for r in batch)
+                    seen.extend((orjson.loads(r.value), r.timestamp / 1000, arrived) for r in batch)
         finally:
             await consumer.stop()
 
@@ -97,6 +114,7 @@ async def drive(
             if delay > 0:
                 await asyncio.sleep(delay)
             scheduled[(r.city_id, float(r.event_time))] = due
+            late.append(time.time() - due)
             await producer.send(settings.topic_raw, r.payload, key=str(r.city_id).encode(), headers=r.headers())
         await producer.flush()
     finally:
@@ -113,7 +131,7 @@ async def drive(
         await asyncio.sleep(0.2)
     stop.set()
     await subscriber
-    return scheduled, seen, caught_up_after
+    return scheduled, seen, caught_up_after, late
 
 
 def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> dict[str, Any]:
@@ -136,7 +154,9 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> 
             if proc.poll() is not None or time.monotonic() > ready_by:
                 raise SystemExit(f"the worker did not get ready; its log: {log_path}")
             time.sleep(0.5)
-        scheduled, seen, caught_up_after = asyncio.run(drive(settings, rate, seconds))
+        before = worker_counters(port)
+        scheduled, seen, caught_up_after, late = asyncio.run(drive(settings, rate, seconds))
+        after = worker_counters(port)
     finally:
         proc.terminate()
         try:
@@ -148,13 +168,20 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> 
     latencies = []
     timeline: list[tuple[float, float]] = []  # (scheduled time since start, latency ms)
     ids: dict[tuple[str, int], int] = {}
-    for alert, arrived in seen:
+    # Where an alert's latency went: scheduled -> detected (the producer's own delay, the worker's queue and
+    # batch up to the city's turn), detected -> its record created (the rest of the batch, the pane changelog's
+    # acknowledgement), created -> arrived (the producer's linger, the broker, the subscriber's fetch).
+    stages: dict[str, list[float]] = {"due_to_detected": [], "detected_to_sent": [], "sent_to_arrived": []}
+    for alert, created, arrived in seen:
         ids[(alert["alert_id"], alert["seq"])] = ids.get((alert["alert_id"], alert["seq"]), 0) + 1
         due = scheduled.get((alert["city_id"], float(alert["observed_at"])))
         if alert["state"] != "open" or alert["kind"] == "silent_station" or due is None or due - t0 < warmup_s:
             continue  # a silent station is raised by a timer, not by an observation
         latencies.append((arrived - due) * 1000)
         timeline.append((due - t0, latencies[-1]))
+        stages["due_to_detected"].append((alert["detected_at"] - due) * 1000)
+        stages["detected_to_sent"].append((created - alert["detected_at"]) * 1000)
+        stages["sent_to_arrived"].append((arrived - created) * 1000)
     result: dict[str, Any] = {
         "rate": rate, "seconds": seconds, "events": len(scheduled), "alerts": len(seen),
         "measured_alerts": len(latencies), "repeated_alert_messages": sum(n - 1 for n in ids.values()),
@@ -164,6 +191,18 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> 
         result.update(p50_ms=round(quantile(latencies, 0.5), 1), p95_ms=round(quantile(latencies, 0.95), 1),
                       p99_ms=round(quantile(latencies, 0.99), 1), max_ms=round(max(latencies), 1),
                       mean_ms=round(statistics.fmean(latencies), 1))  # fmt: skip
+    if latencies:
+        result["stage_p50_ms"] = {name: round(quantile(v, 0.5), 1) for name, v in stages.items()}
+        result["stage_p99_ms"] = {name: round(quantile(v, 0.99), 1) for name, v in stages.items()}
+    result["producer_late_ms"] = {
+        "p50": round(quantile(late, 0.5) * 1000, 1),
+        "p99": round(quantile(late, 0.99) * 1000, 1),
+    }
+    spent = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+    result["worker_cpu_s_per_s"] = round(spent["cpu_s"] / seconds, 3)  # includes the 10 s after the last send
+    for agent in ("pipeline", "sink"):
+        if spent.get(f"{agent}_batches"):
+            result[f"{agent}_events_per_batch"] = round(spent[f"{agent}_events"] / spent[f"{agent}_batches"], 1)
     # Lag stays flat: the alerts of the last third are not slower than twice those of the first third.
     timeline.sort()
     third = len(timeline) // 3

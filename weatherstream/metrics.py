@@ -55,6 +55,10 @@ SINK_RETRIES = Counter(
     "weatherstream_sink_retries_total", "Failed Cassandra writes that will be retried, by error type.", ["error"]
 )
 SINK_CONNECTED = Gauge("weatherstream_sink_connected", "1 while the sink has a Cassandra session, else 0.")
+SINK_PARTITIONS = Gauge(
+    "weatherstream_sink_partitions",
+    "Partitions of the sink's topics this worker reads now (the sink group shares them among its workers).",
+)
 MEMORY_RELEASED = Counter(
     "weatherstream_memory_released_bytes_total",
     "About how many resident bytes the worker's periodic malloc_trim gave back to the operating system.",

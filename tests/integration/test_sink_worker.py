@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
-from models import Aggregate, Alert
-from tests.integration.conftest import cli, read_topic, settings_env
+from models import Aggregate, Alert, city_key
+from tests.integration.conftest import WorkerProcess, cli, read_topic, settings_env
 from weatherstream import kafka_clients
 from weatherstream.core.normalize import InvalidPayload, normalize
 from weatherstream.db import connect_settings
@@ -196,3 +198,57 @@ def test_sink_dead_letters_a_record_that_is_not_one_and_writes_the_rest(
     ]
     assert wait_for("observation rows", lambda: count_rows(settings, "observations_by_city_day"), 1) == 1
     worker.assert_healthy()
+
+
+OBSERVATIONS = "observations_by_city_day"
+
+
+def sink_metrics(worker: WorkerProcess) -> tuple[float, float]:
+    """(partitions the worker's sink reads now, observation rows it wrote so far), from its /metrics."""
+    text = requests.get(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=5).text
+    partitions = rows = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "weatherstream_sink_partitions":
+                partitions = sample.value
+            elif sample.name == "weatherstream_sink_rows_total" and sample.labels["table"] == OBSERVATIONS:
+                rows = sample.value
+    return partitions, rows
+
+
+def test_an_all_and_a_sink_worker_share_the_partitions_and_write_each_row_once(
+    settings: Settings,
+    start_worker,  # type: ignore[no-untyped-def]
+) -> None:
+    """Both roles read the sink's topics as one consumer group: each takes part of the partitions, and every
+    observation is written by exactly one of them (their row counters add up to the input, not twice it)."""
+    workers = [start_worker("all"), start_worker("sink", WEATHERSTREAM_WORKER_ROLE="sink")]
+    total = 3 * settings.partitions  # observations, aggregates, alerts
+    deadline = time.monotonic() + 90
+    while True:
+        shares = [sink_metrics(w)[0] for w in workers]
+        if sum(shares) == total and all(shares):
+            break
+        assert time.monotonic() < deadline, f"the two sinks read {shares} of {total} partitions after 90 s"
+        time.sleep(1)
+
+    cfg = SyntheticConfig(cities=24, count=960, anomalies=0, seed=7, start=float(int(time.time()) - 40 * 600))
+    observations = [normalize(r.payload, now=time.time()) for r in generate(cfg) if _valid(r.payload)]
+
+    async def send() -> None:
+        producer = kafka_clients.producer(settings)
+        await kafka_clients.start(producer, settings)
+        try:
+            sent = [await producer.send(settings.topic_observations, obs.dumps(), key=city_key(obs.city_id))
+                    for obs in observations]  # fmt: skip
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    rows = wait_for("observation rows", lambda: count_rows(settings, OBSERVATIONS), len(observations))
+    assert rows == len(observations)
+    written = [sink_metrics(w)[1] for w in workers]
+    assert sum(written) == len(observations) and all(written), written
+    for worker in workers:
+        worker.assert_healthy()
