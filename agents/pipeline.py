@@ -63,6 +63,8 @@ from weatherstream.settings import Settings
 logger = logging.getLogger(__name__)
 
 REKEY_HEADER = "ws-rekeyed-from"
+#: how long a city with delivered output waits for its next input before a tick confirms the delivery
+CONFIRM_WAIT_S = 1.0
 AGGREGATE_FIELDS = set(Aggregate._options.fields)
 ALERT_FIELDS = set(Alert._options.fields)
 #: what the city state keeps of its newest observation (for the web view)
@@ -190,7 +192,7 @@ def register(app: WeatherStreamApp) -> None:
         return bool(app.should_stop)
 
     # --- stage 1: one raw message -> an observation, a dead letter or a re-keyed copy ----------------
-    raw_in = metrics.EVENTS_IN.labels("raw")
+    raw_in, ticks_in = metrics.EVENTS_IN.labels("raw"), metrics.EVENTS_IN.labels("ticks")
 
     async def validate(event: EventT) -> Observation | None:
         raw_in.inc()
@@ -292,6 +294,7 @@ def register(app: WeatherStreamApp) -> None:
             head = windows.confirm(head, aggregates_out.delivered(head["outbox"]))
         if state is not None:
             state = anomaly.confirm(state, alerts_out.delivered(state["outbox"]))
+        awaiting.pop(city_id, None)  # what was delivered by now is confirmed (see confirm_when_delivered)
         after = {"windows": head, "anomaly": state, "latest": latest}
         if after != before or heal:
             out.city_state = after
@@ -315,17 +318,25 @@ def register(app: WeatherStreamApp) -> None:
             task.add_done_callback(confirming.discard)
 
     confirming: set[asyncio.Future[None]] = set()
+    awaiting: dict[int, object] = {}  # city -> the latest delivery no batch has applied the city since
 
     async def confirm_when_delivered(city_id: int, sent: list[Any]) -> None:
-        """Once the broker has the records, tick the city so its state drops them from the outbox.
+        """Once the broker has the records, make sure the city's state drops them from the outbox.
 
         Without this they would stay in the outbox until the city's next input, and a restart in between
-        would send them again (harmless, same ids, but subscribers would see them twice).
+        would send them again (harmless, same ids, but subscribers would see them twice). A city whose next
+        input comes within ``CONFIRM_WAIT_S`` confirms them in that batch; only a city that stays quiet gets a
+        tick (under steady input, a tick per city and batch was one more message for every six inputs).
         """
         try:
             await asyncio.gather(*sent)
         except Exception:  # noqa: BLE001 - a failed send stays in the outbox; the timer sends it again
             return
+        delivery = awaiting[city_id] = object()
+        await asyncio.sleep(CONFIRM_WAIT_S)
+        if awaiting.get(city_id) is not delivery:
+            return  # a batch applied the city since (it confirmed the records), or a later delivery waits
+        del awaiting[city_id]
         await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": time.time()}))
 
     async def process(events: Sequence[EventT]) -> list[Any]:
@@ -343,6 +354,7 @@ def register(app: WeatherStreamApp) -> None:
         for event in events:
             msg = event.message
             if msg.topic == settings.topic_ticks:
+                ticks_in.inc()
                 by_city.setdefault(int(msg.key or b"0"), []).append((event, None))
                 continue
 

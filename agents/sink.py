@@ -47,6 +47,7 @@ from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite,
 logger = logging.getLogger(__name__)
 
 YIELD_EVERY_RECORDS = 500
+FETCH_MIN_BYTES = 256 * 1024
 OBSERVATION_CITY = rows.OBSERVATIONS.columns.index("city_id")
 OBSERVATION_TIME = rows.OBSERVATIONS.columns.index("observed_at")
 
@@ -207,9 +208,13 @@ def register(app: WeatherStreamApp) -> None:
         """The sink's consumer, started (retrying while the broker cannot be reached)."""
         backoff = Backoff(0.5, settings.sink_retry_max_s)
         while True:
+            # The broker holds a fetch until it has FETCH_MIN_BYTES or the batch window is over: without it,
+            # a steady trickle of input is fetched a few records at a time, and each fetch costs the worker CPU
+            # the pipeline sharing its event loop needs.
             consumer = kafka_clients.consumer(
                 settings, group_id=settings.sink_group, enable_auto_commit=False,
                 auto_offset_reset="earliest", max_poll_records=settings.sink_batch_max_events,
+                fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=min(settings.sink_batch_within_ms, 5000),
             )  # fmt: skip
             try:
                 await kafka_clients.start(consumer, settings)

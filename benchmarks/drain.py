@@ -178,6 +178,12 @@ def command(
             env,
             [settings.topic_raw],  # and the sink's topics in the sink's group: see SINK_TOPICS
         )
+    if system == "weatherstream-sink":  # only the sink (the latency benchmark's split layout)
+        return (
+            [py, "-m", "weatherstream", "worker", "--role", "sink", "--loglevel", "warning"],
+            env,
+            [settings.topic_raw],
+        )
     if system == "weatherstream-nosink":
         return (
             [py, "-m", "weatherstream", "worker", "--role", "pipeline", "--loglevel", "warning"],
@@ -276,16 +282,17 @@ def start_profiler(system: str, tag: str, pid: int) -> tuple[subprocess.Popen[by
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out
 
 
-def stop_profiler(profiler: tuple[subprocess.Popen[bytes], Path] | None, result: Run) -> None:
+def stop_profiler(profiler: tuple[subprocess.Popen[bytes], Path] | None) -> str:
+    """Stop py-spy; returns a note saying where its profile is ("" without a profiler)."""
     if profiler is None:
-        return
+        return ""
     proc, out = profiler
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-    result.note += f"; profile {out.relative_to(ROOT)}" if out.exists() else "; py-spy wrote no profile"
+    return f"; profile {out.relative_to(ROOT)}" if out.exists() else "; py-spy wrote no profile"
 
 
 def run_one(
@@ -357,7 +364,7 @@ def run_one(
                 return result
             time.sleep(0.2)
     finally:
-        stop_profiler(profiler, result)
+        result.note += stop_profiler(profiler)
         if proc.poll() is None:
             proc.terminate()
             try:

@@ -1,17 +1,21 @@
 """Fixed-rate latency: event-to-alert p50/p95/p99 at several input rates, and the sustainable rate.
 
 For each rate, a fresh namespace and one worker (`--role all`: pipeline and Cassandra sink in one
-process, as a user runs it). An open-loop producer sends synthetic observations (50 cities, injected
-anomalies) on a fixed schedule: message i is due at t0 + i/rate, and is sent late rather than skipped
-when the producer falls behind, so a slow system cannot hide its delay (no coordinated omission). A
-separate subscriber reads the alerts topic. The latency of an alert is its arrival at the subscriber
-minus the *scheduled* send time of the observation that raised it. Alerts of the first ``--warmup``
-seconds are left out. A rate is sustainable when the lag stays flat (the median latency of the last
-third of the alerts is at most twice that of the first third, or at most 100 ms) and p99 meets
-``--target-ms``.
-Whether the worker's committed offsets reached the end within 10 s of the last send is recorded too.
+process, as a user runs it), or with ``--layout split`` a pipeline worker and a sink worker. An open-loop
+producer sends synthetic observations (50 cities, injected anomalies) on a fixed schedule: message i is
+due at t0 + i/rate, and is sent late rather than skipped when the producer falls behind, so a slow system
+cannot hide its delay (no coordinated omission). A separate subscriber reads the alerts topic. The latency
+of an alert is its arrival at the subscriber minus the *scheduled* send time of the observation that raised
+it. Alerts of the first ``--warmup`` seconds are left out. A rate is sustainable when the lag stays flat
+(the median latency of the last third of the alerts is at most twice that of the first third, or at most
+100 ms) and p99 meets ``--target-ms``.
+Whether the worker's committed offsets reached the end within 10 s of the last send is recorded too, and
+where the time went: scheduled send -> detection (``detected_at`` of the alert), detection -> the alert's
+record, record -> arrival; how late the producer itself sent; the worker's CPU seconds per second, the
+messages it consumed and its batch sizes (from its ``/metrics``).
 
     .venv/bin/python -m benchmarks.latency [--rates 200,500,1000] [--seconds 60] [--warmup 10]
+        [--layout all|split] [--profile]
 
 Needs the local stack (`weatherstream stack up`). Results: benchmarks/results/latency-*.json.
 """
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -35,7 +40,7 @@ import requests
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.drain import RESULTS, ROOT, WORK, clean_up, command, free_port, progress
+from benchmarks.drain import RESULTS, ROOT, WORK, clean_up, command, free_port, progress, start_profiler, stop_profiler
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings, load_settings
 from weatherstream.sinks.schema import migrate
@@ -53,13 +58,16 @@ def _ready(port: int) -> bool:
 
 
 def worker_counters(port: int) -> dict[str, float]:
-    """The worker's CPU seconds so far and, per agent, the events and batches it handled (from /metrics)."""
+    """The worker's CPU seconds so far, the messages it consumed by topic and, per agent, the events and
+    batches it handled (from /metrics)."""
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "process_cpu_seconds_total":
                 out["cpu_s"] = sample.value
+            elif sample.name == "weatherstream_events_in_total":
+                out[f"in_{sample.labels['topic']}"] = sample.value
             elif sample.name in ("weatherstream_batch_events_sum", "weatherstream_batch_events_count"):
                 kind = "events" if sample.name.endswith("_sum") else "batches"
                 out[f"{sample.labels['agent']}_{kind}"] = sample.value
@@ -73,10 +81,10 @@ def quantile(values: list[float], q: float) -> float:
 
 async def drive(
     settings: Settings, rate: float, seconds: float
-) -> tuple[dict[tuple[int, float], float], list[Any], float | None, list[float]]:
+) -> tuple[dict[tuple[int, float], float], list[Any], float | None, list[float], list[Any]]:
     """Send at ``rate`` for ``seconds``; returns (scheduled send time per (city, event time), alerts seen,
     seconds after the last scheduled send until the worker had committed all input (None if not within 10 s),
-    how late the producer sent each message)."""
+    how late the producer sent each message, the aggregates seen on their topic)."""
     count = int(rate * seconds)
     now = time.time()
     cfg = SyntheticConfig(cities=CITIES, count=count, seed=11, step_s=600,
@@ -85,6 +93,7 @@ async def drive(
     records = list(generate(cfg))
     scheduled: dict[tuple[int, float], float] = {}
     seen: list[tuple[dict[str, Any], float, float]] = []  # (alert, its record's timestamp, arrival)
+    aggregates: list[tuple[int, str, float, int]] = []
     late: list[float] = []  # per message: how far behind its schedule the producer sent it (s)
     stop = asyncio.Event()
 
@@ -101,8 +110,23 @@ async def drive(
         finally:
             await consumer.stop()
 
+    async def count_aggregates() -> None:
+        """Aggregate messages and distinct aggregates (city, kind, window, revision): repeats are counted."""
+        consumer = AIOKafkaConsumer(settings.topic_aggregates, bootstrap_servers=settings.bootstrap_servers,
+                                    auto_offset_reset="earliest")  # fmt: skip
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    for r in batch:
+                        a = orjson.loads(r.value)
+                        aggregates.append((a["city_id"], a["kind"], a["window_start"], a["revision"]))
+        finally:
+            await consumer.stop()
+
     ready = asyncio.Event()
     subscriber = asyncio.create_task(subscribe(ready))
+    counter = asyncio.create_task(count_aggregates())
     await ready.wait()
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=0)
     await producer.start()
@@ -131,10 +155,19 @@ async def drive(
         await asyncio.sleep(0.2)
     stop.set()
     await subscriber
-    return scheduled, seen, caught_up_after, late
+    await counter
+    return scheduled, seen, caught_up_after, late, aggregates
 
 
-def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> dict[str, Any]:
+#: worker processes per layout: (name, the drain's system whose command starts it)
+LAYOUTS = {
+    "all": [("worker", "weatherstream")],  # one `--role all` process, as most users run it
+    "split": [("pipeline", "weatherstream-nosink"), ("sink", "weatherstream-sink")],  # the roles apart
+}
+
+
+def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float, profile: bool = False,
+             layout: str = "all") -> dict[str, Any]:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
     settings = load_settings(namespace=f"lat{tag}", keyspace=f"lat_{tag}")
     cluster, session = connect_settings(settings)
@@ -143,26 +176,37 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> 
     finally:
         cluster.shutdown()
     asyncio.run(create_namespace_topics(settings))
-    port = free_port()
-    argv, env, _ = command("weatherstream", settings, settings.app_id, 0, WORK / f"data-{tag}", port)
-    log_path = WORK / f"latency-{tag}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    workers: list[tuple[subprocess.Popen[bytes], int, Path]] = []
     try:
+        for name, system in LAYOUTS[layout]:
+            port = free_port()
+            argv, env, _ = command(system, settings, settings.app_id, 0, WORK / f"data-{tag}-{name}", port)
+            log_path = WORK / f"latency-{tag}-{name}.log"
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                        start_new_session=True)  # fmt: skip
+            workers.append((proc, port, log_path))
         ready_by = time.monotonic() + 120
-        while not _ready(port):
-            if proc.poll() is not None or time.monotonic() > ready_by:
-                raise SystemExit(f"the worker did not get ready; its log: {log_path}")
-            time.sleep(0.5)
-        before = worker_counters(port)
-        scheduled, seen, caught_up_after, late = asyncio.run(drive(settings, rate, seconds))
-        after = worker_counters(port)
-    finally:
-        proc.terminate()
+        for proc, port, log_path in workers:
+            while not _ready(port):
+                if proc.poll() is not None or time.monotonic() > ready_by:
+                    raise SystemExit(f"the worker did not get ready; its log: {log_path}")
+                time.sleep(0.5)
+        before = [worker_counters(port) for _, port, _ in workers]
+        profiler = start_profiler(f"latency-{rate:.0f}", tag, workers[0][0].pid) if profile else None
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            scheduled, seen, caught_up_after, late, aggregates = asyncio.run(drive(settings, rate, seconds))
+        finally:
+            profiled = stop_profiler(profiler).removeprefix("; ")
+        after = [worker_counters(port) for _, port, _ in workers]
+    finally:
+        for proc, _, _ in workers:
+            proc.terminate()
+        for proc, _, _ in workers:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         clean_up(settings)
     t0 = min(scheduled.values())
     latencies = []
@@ -185,8 +229,11 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> 
     result: dict[str, Any] = {
         "rate": rate, "seconds": seconds, "events": len(scheduled), "alerts": len(seen),
         "measured_alerts": len(latencies), "repeated_alert_messages": sum(n - 1 for n in ids.values()),
-        "caught_up_after_s": caught_up_after,
+        "caught_up_after_s": caught_up_after, "aggregate_messages": len(aggregates),
+        "distinct_aggregates": len(set(aggregates)),
     }  # fmt: skip
+    if profiled:
+        result["profile"] = profiled
     if latencies:
         result.update(p50_ms=round(quantile(latencies, 0.5), 1), p95_ms=round(quantile(latencies, 0.95), 1),
                       p99_ms=round(quantile(latencies, 0.99), 1), max_ms=round(max(latencies), 1),
@@ -198,8 +245,13 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float) -> 
         "p50": round(quantile(late, 0.5) * 1000, 1),
         "p99": round(quantile(late, 0.99) * 1000, 1),
     }
-    spent = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
-    result["worker_cpu_s_per_s"] = round(spent["cpu_s"] / seconds, 3)  # includes the 10 s after the last send
+    spent: dict[str, float] = {}
+    for b, a in zip(before, after, strict=True):
+        for name in a:
+            spent[name] = spent.get(name, 0.0) + a[name] - b.get(name, 0.0)
+    result["layout"] = layout
+    result["worker_cpu_s_per_s"] = round(spent["cpu_s"] / seconds, 3)  # all its processes; includes the 10 s after
+    result["worker_events_in"] = {name[3:]: round(n) for name, n in spent.items() if name.startswith("in_")}
     for agent in ("pipeline", "sink"):
         if spent.get(f"{agent}_batches"):
             result[f"{agent}_events_per_batch"] = round(spent[f"{agent}_events"] / spent[f"{agent}_batches"], 1)
@@ -221,11 +273,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--warmup", type=float, default=10)
     parser.add_argument("--target-ms", type=float, default=100)
+    parser.add_argument("--profile", action="store_true",
+                        help="Sample the worker with py-spy while the input is sent "
+                             "(benchmarks/results/profile-latency-*.txt).")  # fmt: skip
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="all",
+                        help="all: one `worker --role all` process (default); split: a pipeline and a sink "
+                             "worker.")  # fmt: skip
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     steps = []
     for rate in [float(r) for r in args.rates.split(",")]:
-        r = run_rate(rate, args.seconds, args.warmup, args.target_ms)
+        r = run_rate(rate, args.seconds, args.warmup, args.target_ms, args.profile, args.layout)
         steps.append(r)
         print(f"  {rate:7.0f} ev/s: {r['measured_alerts']:4d} alerts  p50 {r.get('p50_ms', '-')} ms  p95 "
               f"{r.get('p95_ms', '-')} ms  p99 {r.get('p99_ms', '-')} ms  p50 first/last third "
@@ -233,7 +291,8 @@ def main() -> None:
               f"{'sustainable' if r['sustainable'] else 'NOT sustainable'}", file=sys.stderr)  # fmt: skip
     sustainable = [r["rate"] for r in steps if r["sustainable"]]
     out = {
-        "benchmark": "latency", "system": "weatherstream", "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "benchmark": "latency", "system": "weatherstream", "layout": args.layout,
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "machine": {"python": platform.python_version(), "cpus": len(__import__("os").sched_getaffinity(0)),
                     "platform": platform.platform()},
         "target_p99_ms": args.target_ms, "steps": steps,

@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         default=20, ge=0, le=30000, description="Longest wait of a consumer fetch for new data (latency bound per hop)."
     )
+    consumer_fetch_min_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        le=16 * 1024 * 1024,
+        description="Bytes the broker gathers for a pipeline fetch before answering (or until the fetch wait is "
+        "over): fewer fetches per event under steady input, at most the fetch wait later.",
+    )
     producer_linger_ms: int = Field(default=5, ge=0, le=1000, description="How long the worker batches before sending.")
     table_standby_replicas: int = Field(default=1, ge=0, description="Warm standby copies of each table partition.")
     broker_session_timeout_s: float = Field(
@@ -158,7 +165,7 @@ class Settings(BaseSettings):
         description="Window panes (a city's rows of one pane of time) a worker keeps decoded in memory.",
     )
     batch_within_ms: int = Field(
-        default=20, ge=1, le=10_000, description="Longest the pipeline agent waits to fill a batch (latency bound)."
+        default=10, ge=1, le=10_000, description="Longest the pipeline agent waits to fill a batch (latency bound)."
     )
     batch_backlog_max_events: int = Field(
         default=5000,

@@ -2,9 +2,11 @@
 
 Fetch wait: faust 0.15 creates its aiokafka consumer with ``fetch_max_wait_ms=1500``. aiokafka does not fetch again
 for a partition while a long poll for other partitions of the same broker is outstanding, so a new
-message can sit up to that long before the agent sees it, once per hop. The project's pipeline has
-two hops (raw -> observations -> aggregates/alerts), so the wait is a setting
-(``WEATHERSTREAM_CONSUMER_FETCH_MAX_WAIT_MS``, default 20 ms) applied through this transport.
+message could sit up to that long before the pipeline sees it. The wait is a setting
+(``WEATHERSTREAM_CONSUMER_FETCH_MAX_WAIT_MS``, default 20 ms) applied through this transport. So is the
+least a fetch waits for (``WEATHERSTREAM_CONSUMER_FETCH_MIN_BYTES``, default 64 KiB; faust leaves aiokafka's
+1 byte): with 1 byte, steady input answers every fetch at once with the few records that came since, and
+64 KiB took about a third off the worker's CPU at 200 events/s (``docs/benchmarks.md``).
 
 Skipped messages: during a rebalance faust's stream drops messages that were fetched before it (flow
 control suspended, or an older consumer generation) and *acknowledges* them, although no agent handled
@@ -35,6 +37,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if settings is not None:
             # Read by AIOKafkaConsumer.start() when it builds its fetcher.
             consumer._fetch_max_wait_ms = int(settings.consumer_fetch_max_wait_ms)
+            consumer._fetch_min_bytes = int(settings.consumer_fetch_min_bytes)
         return consumer
 
 
