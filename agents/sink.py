@@ -205,7 +205,8 @@ def register(app: WeatherStreamApp) -> None:
             await asyncio.gather(*letters)  # the batch counts only once its dead letters are delivered
 
     async def join() -> AIOKafkaConsumer:
-        """The sink's consumer, started (retrying while the broker cannot be reached)."""
+        """The sink's consumer, connected and subscribed (retrying while the broker cannot be reached); it joins
+        the group at its first fetch."""
         backoff = Backoff(0.5, settings.sink_retry_max_s)
         while True:
             # The broker holds a fetch until it has FETCH_MIN_BYTES or the batch window is over: without it,

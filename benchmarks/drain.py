@@ -178,11 +178,11 @@ def command(
             env,
             [settings.topic_raw],  # and the sink's topics in the sink's group: see SINK_TOPICS
         )
-    if system == "weatherstream-sink":  # only the sink (the latency benchmark's split layout)
+    if system == "weatherstream-sink":  # only the sink, beside a pipeline worker (the latency benchmark's split)
         return (
             [py, "-m", "weatherstream", "worker", "--role", "sink", "--loglevel", "warning"],
             env,
-            [settings.topic_raw],
+            [],  # its topics are committed in the sink's group; the latency benchmark does not wait for them
         )
     if system == "weatherstream-nosink":
         return (

@@ -185,8 +185,9 @@ class Settings(BaseSettings):
         default=500,
         ge=1,
         le=60_000,
-        description="Longest the sink waits to fill a batch (rows reach Cassandra this much later; alerts are "
-        "not delayed). Larger batches put more rows of a partition into one unlogged batch.",
+        description="Longest the sink waits to fill a batch, and a fetch for 256 KiB (at low rates rows reach "
+        "Cassandra up to twice this later; alerts are not delayed). Larger batches put more rows of a partition "
+        "into one unlogged batch.",
     )
     sink_retry_max_s: float = Field(
         default=30.0, gt=0, description="Longest wait between retries of a failing Cassandra write."
