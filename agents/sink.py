@@ -87,10 +87,17 @@ class SinkProgress:
 
 
 class SharedPartitions(ConsumerRebalanceListener):
-    """Says which partitions the group gave this worker's sink (log and ``weatherstream_sink_partitions``)."""
+    """Says which partitions the group gave this worker's sink (log and ``weatherstream_sink_partitions``), and
+    forgets what this worker committed for partitions it gives up: another worker moves them on, and a stale
+    offset would make the lag of a partition that comes back look larger than it is."""
+
+    def __init__(self, progress: SinkProgress) -> None:
+        self.progress = progress
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         metrics.SINK_PARTITIONS.set(0)
+        for tp in revoked:
+            self.progress.committed.pop(tp, None)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         metrics.SINK_PARTITIONS.set(len(assigned))
@@ -223,7 +230,7 @@ def register(app: WeatherStreamApp) -> None:
                 logger.warning("sink: %s; trying again in %.1f s", exc, backoff.delay)
                 await backoff.wait()
                 continue
-            consumer.subscribe(list(tables_of), listener=SharedPartitions())
+            consumer.subscribe(list(tables_of), listener=SharedPartitions(progress))
             return consumer
 
     async def next_batch(consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Record]]:

@@ -132,6 +132,8 @@ def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None
                     CITY_AGE.labels(str(city_id)).set(max(0.0, now - float(latest["observed_at"])))
             TABLE_KEYS.labels("city_state").set(len(states))
             TABLE_KEYS.labels("window_panes").set(sum(1 for _ in panes.keys()))
+        # Only the partitions this worker reads now: one that moved to another worker is reported there.
+        CONSUMER_LAG.clear()
         if app.consumer is not None:
             for tp in sorted(app.consumer.assignment()):
                 committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # faust keeps it here
