@@ -38,7 +38,10 @@ system-tools:
 
 test: $(STAMP) system-tools
 	$(BIN)/weatherstream stack up
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	echo "The local stack (Kafka and Cassandra) is left running for the next run;"; \
+	echo "stop it with: $(BIN)/weatherstream stack down"; \
+	exit $$status
 
 # Side-by-side benchmarks (not part of make test): BENCH_ARGS="--events 20000 --repeat 1" for a quick look,
 # LATENCY_ARGS="--rates 200,500 --seconds 30" for a shorter latency sweep. Results: benchmarks/results/.
