@@ -78,9 +78,12 @@ class SinkProgress:
 
     def lag(self) -> dict[TopicPartition, int]:
         """Messages not yet written, per assigned partition whose end and last commit by this worker are known."""
-        out = {}
-        for tp in sorted(self.assignment()):
-            highwater = self.consumer.highwater(tp) if self.consumer is not None else None
+        consumer = self.consumer
+        out: dict[TopicPartition, int] = {}
+        if consumer is None:
+            return out
+        for tp in sorted(consumer.assignment()):
+            highwater = consumer.highwater(tp)
             if highwater is not None and tp in self.committed:
                 out[tp] = max(0, highwater - self.committed[tp])
         return out

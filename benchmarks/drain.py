@@ -176,7 +176,7 @@ def command(
         return (
             [py, "-m", "weatherstream", "worker", "--role", "all", "--loglevel", "warning"],
             env,
-            [settings.topic_raw],  # and the sink's topics in the sink's group: see SINK_TOPICS
+            [settings.topic_raw],  # and the sink's topics in the sink's group: see sink_topics
         )
     if system == "weatherstream-sink":  # only the sink, beside a pipeline worker (the latency benchmark's split)
         return (
