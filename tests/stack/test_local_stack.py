@@ -154,3 +154,28 @@ def test_cli_prints_a_clear_error_and_exit_code(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "error:" in proc.stderr and f"port {settings.stack_kafka_port}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_data_size_skips_files_and_folders_that_vanish_while_it_walks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka removes a deleted topic's partition folders while ``stack status`` sums its data folder (the race that
+    once failed a CI run); what vanishes midway is left out of the total instead of raising."""
+    from weatherstream.stack import local
+
+    kept = tmp_path / "kafka" / "topic-0"
+    kept.mkdir(parents=True)
+    (kept / "00.log").write_bytes(b"x" * 100)
+    (kept / "link").symlink_to(kept / "00.log")  # a link's target is not counted twice
+    doomed = tmp_path / "kafka" / "deleted-topic-0"
+    doomed.mkdir()
+    (doomed / "00.log").write_bytes(b"y" * 7)
+    real_lstat = os.lstat
+
+    def lstat_after_deletion(path: str) -> os.stat_result:
+        if str(path).startswith(str(doomed)):
+            (doomed / "00.log").unlink(missing_ok=True)  # the server deletes it between listing and stat
+        return real_lstat(path)
+
+    monkeypatch.setattr(local.os, "lstat", lstat_after_deletion)
+    assert local._dir_size([tmp_path / "kafka", tmp_path / "never-created"]) == 100

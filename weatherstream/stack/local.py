@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -87,10 +89,18 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def _dir_size(paths: list[Path]) -> int:
+    """Bytes in regular files under ``paths``. A running server deletes files and folders while this walks (Kafka
+    removes a deleted topic's partition folders), so whatever vanishes midway is skipped, not an error."""
     total = 0
     for root in paths:
-        if root.is_dir():
-            total += sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.is_symlink())
+        for folder, _dirs, files in os.walk(root):  # os.walk ignores folders that vanish before it lists them
+            for name in files:
+                try:
+                    st = os.lstat(os.path.join(folder, name))
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
     return total
 
 
