@@ -165,6 +165,7 @@ async def drive(
 LAYOUTS = {
     "all": [("worker", "weatherstream")],  # one `--role all` process, as most users run it
     "split": [("pipeline", "weatherstream-nosink"), ("sink", "weatherstream-sink")],  # the roles apart
+    "two": [("worker1", "weatherstream"), ("worker2", "weatherstream")],  # scaled out: the partitions shared
 }
 
 
