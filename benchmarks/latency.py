@@ -1,7 +1,8 @@
 """Fixed-rate latency: event-to-alert p50/p95/p99 at several input rates, and the sustainable rate.
 
 For each rate, a fresh namespace and one worker (`--role all`: pipeline and Cassandra sink in one
-process, as a user runs it), or with ``--layout split`` a pipeline worker and a sink worker. An open-loop
+process, as a user runs it), or with ``--layout split`` a pipeline worker and a sink worker, or with ``--layout
+two`` two ``--role all`` workers sharing the partitions (CPU is summed over the workers). An open-loop
 producer sends synthetic observations (50 cities, injected anomalies) on a fixed schedule: message i is
 due at t0 + i/rate, and is sent late rather than skipped when the producer falls behind, so a slow system
 cannot hide its delay (no coordinated omission). A separate subscriber reads the alerts topic. The latency
@@ -15,7 +16,7 @@ record, record -> arrival; how late the producer itself sent; the worker's CPU s
 messages it consumed and its batch sizes (from its ``/metrics``).
 
     .venv/bin/python -m benchmarks.latency [--rates 200,500,1000] [--seconds 60] [--warmup 10]
-        [--layout all|split] [--profile]
+        [--layout all|split|two] [--profile]
 
 Needs the local stack (`weatherstream stack up`). Results: benchmarks/results/latency-*.json.
 """
@@ -284,7 +285,7 @@ def main() -> None:
                              "(benchmarks/results/profile-latency-*.txt).")  # fmt: skip
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="all",
                         help="all: one `worker --role all` process (default); split: a pipeline and a sink "
-                             "worker.")  # fmt: skip
+                             "worker; two: two `--role all` workers sharing the partitions.")  # fmt: skip
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     steps = []
