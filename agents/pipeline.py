@@ -387,7 +387,7 @@ def register(app: WeatherStreamApp) -> None:
                 continue  # never applied: dead-lettered as internal_error, kept for a replay
             applied.append((city_id, city_events, out))
 
-        await delivered(app, panes.take_changelog_sends())
+        await delivered(app, await panes.send_changelog())
         for city_id, city_events, out in applied:
             if out.city_state is not None:
                 if tables_closing():
@@ -404,7 +404,7 @@ def register(app: WeatherStreamApp) -> None:
         # Panes behind the watermark are deleted only once the states that no longer list them are in the
         # changelog: a state rebuilt after a crash is older than the panes and may still need them (a worker
         # killed after deleting them ahead of its state lost 27 rows of a 24 h window that way).
-        await delivered(app, city_states.take_changelog_sends())
+        await delivered(app, await city_states.send_changelog())
         for city_id, city_events, out in applied:
             drops = windows.pane_drops((out.city_state or {}).get("windows"))
             if drops:
@@ -413,7 +413,7 @@ def register(app: WeatherStreamApp) -> None:
                 with acting_for(city_events[-1]):
                     for start in drops:
                         panes.delete(pane_key(city_id, start))
-        return panes.take_changelog_sends()
+        return await panes.send_changelog()
 
     guard = OffsetGuard(app, "pipeline")
 

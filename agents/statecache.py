@@ -7,11 +7,19 @@ emptied whenever partitions are assigned or revoked: after a rebalance the table
 changed by another worker (and recovered from the changelog), and the cache knows nothing of that.
 Values are shared, not copied: the rules in :mod:`weatherstream.core` never mutate their inputs.
 
-It also keeps the changelog record of every write until :meth:`CachedTable.take_changelog_sends` hands
-them over: a batch's input offsets may be committed only once the table changes it made are in the
-changelog. faust commits after a producer flush that can return while table writes still wait in its
-buffer; a crash then loses those writes for every copy rebuilt from the changelog (a standby, a new
-owner, a worker whose RocksDB folder was lost), while their input is never delivered again.
+It also sends the table's changelog records itself. faust sends one per write through its producer buffer,
+each wrapped in a pending-message future with sensor and offset callbacks; under live input a batch
+writes about two table keys per event (the city's state and a pane), and that wrapping cost more than the
+write (a drain in 20-event batches: see docs/benchmarks.md). Here a write only notes its partition, key and
+value; :meth:`CachedTable.send_changelog` serializes them as faust would (the same bytes) and hands them
+to the producer, and records the table's persisted offset (what a restarted worker reads the changelog
+from) once per partition instead of once per record.
+
+A batch's input offsets may be committed only once the table changes it made are in the changelog, so
+the caller waits for the futures :meth:`CachedTable.send_changelog` returns. (faust commits after a
+producer flush that can return while table writes still wait in its buffer; a crash then lost those writes
+for every copy rebuilt from the changelog, a standby, a new owner, a worker whose RocksDB folder was lost,
+while their input was never delivered again.)
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from faust.types import AppT, TableT
 logger = logging.getLogger(__name__)
 
 _MISSING = object()
+_DELETED = object()
 
 
 class CachedTable:
@@ -34,15 +43,17 @@ class CachedTable:
         self.table = table
         self.max_entries = max_entries
         self.entries: OrderedDict[Any, Any] = OrderedDict()
-        self.changelog_sends: list[Any] = []
-        send_changelog = table.send_changelog
+        self.app = app
+        self.pending: list[tuple[int | None, Any, Any]] = []  # (partition, key, value or _DELETED)
 
-        def send_and_keep(*args: Any, **kwargs: Any) -> Any:
-            fut = send_changelog(*args, **kwargs)
-            self.changelog_sends.append(fut)
-            return fut
+        def on_key_set(key: Any, value: Any) -> None:  # replaces faust's, which sends a record per write
+            self.pending.append((table.partition_for_key(key), key, value))
 
-        table.send_changelog = send_and_keep  # type: ignore[method-assign]
+        def on_key_del(key: Any) -> None:
+            self.pending.append((table.partition_for_key(key), key, _DELETED))
+
+        table.on_key_set = on_key_set  # type: ignore[method-assign]
+        table.on_key_del = on_key_del  # type: ignore[method-assign]
         app.on_partitions_assigned.connect(self._forget)
         app.on_partitions_revoked.connect(self._forget)
 
@@ -50,10 +61,42 @@ class CachedTable:
         logger.info("rebalance: forgetting %d cached entries of table %s", len(self.entries), self.table.name)
         self.clear()
 
-    def take_changelog_sends(self) -> list[Any]:
-        """Futures of the changelog records written since the last call (done once the broker has them)."""
-        sends, self.changelog_sends = self.changelog_sends, []
+    async def send_changelog(self) -> list[Any]:
+        """Send the changelog records of the writes since the last call, in write order; returns their
+        futures (done once the broker has them, raising if it never does).
+
+        Without a running producer (faust's agent test context never produces) nothing is sent.
+        """
+        pending, self.pending = self.pending, []
+        producer = self.app.producer
+        if not pending or not producer.started:
+            return []
+        table: Any = self.table  # faust's TableT and ChannelT declare less than Table and Topic have
+        topic: Any = table.changelog_topic
+        name = topic.get_topic_name()
+        sends = []
+        last: dict[int, Any] = {}
+        for partition, key, value in pending:
+            key_bytes, headers = topic.prepare_key(key, table.key_serializer, None, {})
+            if value is _DELETED:  # a tombstone, as faust's on_key_del sends it (a JSON null would be a value)
+                value_bytes, headers = topic.prepare_value(None, "raw", None, headers)
+            else:
+                value_bytes, headers = topic.prepare_value(value, table.value_serializer, None, headers)
+            sent = await producer.send(name, key_bytes, value_bytes, partition, None, headers)
+            sends.append(sent)
+            if partition is not None:
+                last[partition] = sent
+        for sent in last.values():
+            sent.add_done_callback(self._persisted)
         return sends
+
+    def _persisted(self, sent: Any) -> None:
+        """The broker has the partition's newest record of a batch: a restarted worker whose RocksDB has it
+        need not read the changelog up to it (faust reads the offset back at recovery)."""
+        if sent.cancelled() or sent.exception() is not None:
+            return  # the batch fails and is handled again; the offset stays where it was
+        metadata = sent.result()
+        self.table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)  # type: ignore[attr-defined]
 
     def clear(self) -> None:
         self.entries.clear()

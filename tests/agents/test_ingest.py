@@ -171,13 +171,13 @@ def test_a_redelivered_observation_writes_its_pane_again(tmp_path: Path) -> None
         getattr(app.ws_topics, name).send = captured.hook(name)
     panes = app.ws_tables["window_panes"]  # type: ignore[attr-defined]
     written: list[Any] = []
-    send_changelog = panes.send_changelog
+    on_key_set = panes.on_key_set  # every write's changelog record starts here (agents/statecache.py)
 
-    def record(partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+    def record(key: Any, value: Any) -> None:
         written.append(key)
-        return send_changelog(partition, key, value, *args, **kwargs)
+        on_key_set(key, value)
 
-    panes.send_changelog = record
+    panes.on_key_set = record
     start = NOW - 3 * 3600
 
     async def scenario() -> None:

@@ -1,0 +1,80 @@
+"""The pipeline's tables send their changelog records themselves (agents/statecache.py): the same records
+faust's own changelog path sends, a tombstone for a delete, and the persisted offset recorded."""
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from faust.tables.base import Collection
+from faust.types import TP
+
+from agents.pipeline import acting_for
+from agents.statecache import CachedTable
+from weatherstream.app import create_app
+from weatherstream.settings import Settings
+from weatherstream.topics import create_changelog_topics
+
+PARTITION = 3
+
+
+class Event:
+    """What a table write takes its partition from: the RocksDB store reads it from the event being handled."""
+
+    message = SimpleNamespace(topic="probe-source", partition=PARTITION)
+
+
+EVENT: Any = Event()
+ROWS = [[1795550000.0, 17, 3600, 3.5, None, 80.0, 1012.0, 2.5, None, None, None, "Clouds"]]
+
+
+def test_a_cached_table_sends_what_fausts_changelog_would(settings: Settings, tmp_path: Path) -> None:
+    app = create_app(settings.model_copy(update={"data_dir": tmp_path}), register_agents=False)
+    table = app.Table("probe", default=None, key_type=str, partitions=settings.partitions,
+                      options=app.table_options())  # fmt: skip
+    cached = CachedTable(app, table, 10)
+    # faust checks the event's topic against the changelog's partition count, with a running consumer
+    table.partition_for_key = lambda key: PARTITION  # type: ignore[method-assign]
+    changelog = table.changelog_topic.get_topic_name()
+
+    async def scenario() -> list[tuple[int, Any, Any, list[Any]]]:
+        await create_changelog_topics(settings, [changelog])
+        await app.producer.start()
+        try:
+            # faust's own path: a write, then a delete, as its Table.on_key_set and on_key_del send them
+            theirs = [
+                Collection.send_changelog(table, PARTITION, "7:900", ROWS),
+                Collection.send_changelog(table, PARTITION, "7:900", None, value_serializer="raw"),
+            ]
+            await app.producer.flush()
+            await asyncio.gather(*theirs)
+            assert cached.pending == []  # faust's path bypasses the cache's hooks
+            with acting_for(EVENT):  # the cache's path: the table's hooks note the writes...
+                table["7:900"] = ROWS
+                del table["7:900"]
+            assert len(cached.pending) == 2
+            ours = await cached.send_changelog()  # ...and this sends them
+            assert cached.pending == [] and len(ours) == 2
+            last = await asyncio.gather(*ours)
+        finally:
+            await app.producer.stop()
+        assert table.data.persisted_offset(TP(changelog, PARTITION)) == last[-1].offset  # type: ignore[attr-defined]
+        consumer = AIOKafkaConsumer(changelog, bootstrap_servers=settings.bootstrap_servers,
+                                    auto_offset_reset="earliest", group_id=f"{settings.namespace}-test")  # fmt: skip
+        await consumer.start()
+        got: list[tuple[int, Any, Any, list[Any]]] = []
+        try:
+            async with asyncio.timeout(60):
+                while len(got) < 4:
+                    for records in (await consumer.getmany(timeout_ms=1000)).values():
+                        got.extend((r.partition, r.key, r.value, list(r.headers)) for r in records)
+        finally:
+            await consumer.stop()
+        return sorted(got, key=lambda r: r[0])
+
+    got = asyncio.run(scenario())
+    faust_set, faust_delete, our_set, our_delete = got
+    assert our_set == faust_set and our_delete == faust_delete  # partition, key, value bytes, headers
+    assert our_set[0] == PARTITION and our_set[1] == b'"7:900"' and b"Clouds" in our_set[2]
+    assert our_delete[2] is None  # a tombstone, so compaction removes the key
