@@ -55,9 +55,14 @@ def workload(events: int, cities: int) -> list[tuple[bytes, bytes]]:
         WORK.mkdir(parents=True, exist_ok=True)
         start = float(int(time.time()) // 600 * 600 - (events // cities) * 600)
         cfg = SyntheticConfig(cities=cities, count=events, seed=7, start=start, anomalies=max(1, events // 1000))
-        with path.open("wb") as out:
-            for r in generate(cfg):
-                out.write(orjson.dumps({"k": str(r.city_id), "v": r.payload.decode()}) + b"\n")
+        try:
+            records = list(generate(cfg))
+        except ValueError as exc:  # e.g. too few events per city for the planned anomalies
+            raise SystemExit(f"cannot generate {events} events for {cities} cities: {exc}") from exc
+        partial = path.with_suffix(".partial")  # renamed once complete: a failed run leaves no empty workload
+        partial.write_bytes(b"".join(orjson.dumps({"k": str(r.city_id), "v": r.payload.decode()}) + b"\n"
+                                     for r in records))  # fmt: skip
+        partial.replace(path)
     pairs = []
     for line in path.read_bytes().splitlines():
         doc = orjson.loads(line)
@@ -283,7 +288,7 @@ def start_profiler(system: str, tag: str, pid: int) -> tuple[subprocess.Popen[by
 
 
 def stop_profiler(profiler: tuple[subprocess.Popen[bytes], Path] | None) -> str:
-    """Stop py-spy; returns a note saying where its profile is ("" without a profiler)."""
+    """Stop py-spy; returns where its profile is ("" without a profiler)."""
     if profiler is None:
         return ""
     proc, out = profiler
@@ -292,7 +297,7 @@ def stop_profiler(profiler: tuple[subprocess.Popen[bytes], Path] | None) -> str:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-    return f"; profile {out.relative_to(ROOT)}" if out.exists() else "; py-spy wrote no profile"
+    return f"profile {out.relative_to(ROOT)}" if out.exists() else "py-spy wrote no profile"
 
 
 def run_one(
@@ -364,7 +369,9 @@ def run_one(
                 return result
             time.sleep(0.2)
     finally:
-        result.note += stop_profiler(profiler)
+        profiled = stop_profiler(profiler)
+        if profiled:
+            result.note += f"; {profiled}"
         if proc.poll() is None:
             proc.terminate()
             try:

@@ -201,7 +201,7 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float, pro
         try:
             scheduled, seen, caught_up_after, late, aggregates = asyncio.run(drive(settings, rate, seconds))
         finally:
-            profiled = stop_profiler(profiler).removeprefix("; ")
+            profiled = stop_profiler(profiler)
         after = [worker_counters(port) for _, port, _ in workers]
     finally:
         for proc, _, _ in workers:
