@@ -6,7 +6,7 @@ consumer group's committed offsets (sampled every 0.2 s) between the first commi
 input topic of the system is committed to its end, so start-up is not counted for anyone.
 
     .venv/bin/python -m benchmarks.drain [--events 100000] [--cities 50] [--repeat 3]
-        [--systems weatherstream,weatherstream-nosink,quix,quix-nosink,naive,naive-nosink,limit]
+        [--systems weatherstream,weatherstream-nosink,quix,quix-nosink,naive,naive-nosink,faust-floor,limit]
 
 Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
 """
@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / ".work"
 RESULTS = ROOT / "benchmarks" / "results"
 TICK = os.sysconf("SC_CLK_TCK")
-SYSTEMS = ("weatherstream", "weatherstream-nosink", "quix", "quix-nosink", "naive", "naive-nosink", "limit")
+SYSTEMS = ("weatherstream", "weatherstream-nosink", "quix", "quix-nosink", "naive", "naive-nosink", "faust-floor",
+           "limit")  # fmt: skip
 
 
 def workload(events: int, cities: int) -> list[tuple[bytes, bytes]]:
@@ -209,6 +210,8 @@ def command(
             env,
             [settings.topic_raw],
         )
+    if system == "faust-floor":
+        return [py, "-m", "benchmarks.systems.faust_floor", settings.topic_raw, group], env, [settings.topic_raw]
     if system == "limit":
         return [py, "-m", "benchmarks.systems.limit", settings.topic_raw, group, str(events)], env, [settings.topic_raw]
     raise SystemExit(f"unknown system {system!r}")
@@ -442,9 +445,7 @@ def main() -> None:
         "--cities", type=int, default=50, help="Cities (the 71 built-in ones first, then synthetic stations near them)."
     )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument(
-        "--systems", default="weatherstream,weatherstream-nosink,quix,quix-nosink,naive,naive-nosink,limit"
-    )
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--timeout", type=float, default=1800, help="Seconds one system may take to drain.")
     parser.add_argument("--profile", action="store_true",
                         help="Sample each system with py-spy from its first commit to the end (slows it down; "
