@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 RESEEK_AFTER_S = 1.0
 GAP_CHECK_S = 10.0
+#: longest a batch waits for the next one to join it (see joined_batches)
+JOIN_WAIT_S = 2.0
 
 
 class WorkerStopping(Exception):
@@ -140,7 +142,12 @@ def backlog(app: AppT, events: Sequence[EventT]) -> int:
 
 
 async def joined_batches(
-    app: AppT, batches: AsyncIterator[Sequence[EventT]], guard: OffsetGuard, join_below: int, max_events: int
+    app: AppT,
+    batches: AsyncIterator[Sequence[EventT]],
+    guard: OffsetGuard,
+    join_below: int,
+    max_events: int,
+    join_wait_s: float = JOIN_WAIT_S,
 ) -> AsyncIterator[HeldBatch]:
     """The batches of ``take_events``, admitted by ``guard`` and held; while a backlog of at least ``join_below``
     messages waits, consecutive batches are joined (up to ``max_events``), so each city's state is read and
@@ -149,31 +156,65 @@ async def joined_batches(
     No key (city) gets more than ``join_below`` events in a joined batch: a city's state grows with the
     windows one batch closes for it (its outbox), and must stay a single Kafka message. A batch that would
     cross that starts the next joined batch instead.
+
+    The backlog is read from the high waters of the consumer's last fetches. If the next batch does not come
+    within ``join_wait_s`` although they say messages wait, the held batch is handled as it is: a high water
+    the consumer no longer refreshes must not hold a batch, and a rebalance waiting for it, back for ever.
+    The batch asked for meanwhile is awaited again next time (never asked for twice).
     """
     source = batches.__aiter__()
+    taking: asyncio.Task[Sequence[EventT] | None] | None = None  # the next batch: asked for, not come yet
+
+    async def next_batch() -> Sequence[EventT] | None:
+        try:
+            return await source.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    async def take(timeout_s: float | None) -> tuple[bool, Sequence[EventT] | None]:
+        """(whether it came, the next batch or None at the end); if it did not come within ``timeout_s``, it is
+        still awaited by the next call."""
+        nonlocal taking
+        if taking is None:
+            taking = asyncio.ensure_future(next_batch())
+        done, _ = await asyncio.wait({taking}, timeout=timeout_s)
+        if not done:
+            return False, None
+        came, taking = taking, None
+        return True, came.result()
+
     pending: HeldBatch | None = None
-    while True:
-        if pending is not None:
-            batch, pending = pending, None
-        else:
-            try:
+    try:
+        while True:
+            if pending is not None:
+                batch, pending = pending, None
+            else:
                 # Held before the next one is taken: take_events acknowledges a batch when asked for the next.
-                batch = HeldBatch(await guard.admit(await source.__anext__()))
-            except StopAsyncIteration:
-                return
-        per_key = Counter(event.message.key for event in batch.events)
-        while len(batch.events) < max_events and batch.events and backlog(app, batch.events) >= join_below:
-            try:
-                more = await guard.admit(await source.__anext__())
-            except StopAsyncIteration:
-                break
-            more_per_key = Counter(event.message.key for event in more)
-            if any(per_key[key] + n > join_below for key, n in more_per_key.items()):
-                pending = HeldBatch(more)
-                break
-            batch.add(more)
-            per_key.update(more_per_key)
-        yield batch
+                _, events = await take(None)
+                if events is None:
+                    return
+                batch = HeldBatch(await guard.admit(events))
+            per_key = Counter(event.message.key for event in batch.events)
+            while len(batch.events) < max_events and batch.events and backlog(app, batch.events) >= join_below:
+                came, events = await take(join_wait_s)
+                if not came:
+                    logger.warning("batch: no input came within %.1f s although the consumer's high waters say %d "
+                                   "messages wait; handling the %d events held", join_wait_s,
+                                   backlog(app, batch.events), len(batch.events))  # fmt: skip
+                    break
+                if events is None:
+                    break
+                more = await guard.admit(events)
+                more_per_key = Counter(event.message.key for event in more)
+                if any(per_key[key] + n > join_below for key, n in more_per_key.items()):
+                    pending = HeldBatch(more)
+                    break
+                batch.add(more)
+                per_key.update(more_per_key)
+            yield batch
+    finally:
+        if taking is not None:
+            taking.cancel()
 
 
 class OffsetGuard:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -342,3 +343,48 @@ def test_batches_are_joined_only_while_a_backlog_waits() -> None:
     joined = asyncio.run(collect(join_below=250, max_events=5000))
     assert [len(b) for b in joined] == [200, 200, 200, 200, 100, 100]  # the end: no backlog left to join
     assert sorted(consumer.acked) == list(range(1000))
+
+
+def test_a_backlog_that_never_comes_does_not_hold_a_batch_back() -> None:
+    """The high waters say messages wait, but the next batch is late: the held batch is handled after the join
+    wait, and the late batch comes next, once (it was asked for once, and awaited again)."""
+    from agents.batching import OffsetGuard, joined_batches
+
+    app = GuardApp({TP0: 0})
+    app.consumer.highwater = lambda tp: 1000  # a backlog, as far as the last fetch knew
+    guard = OffsetGuard(app, "test", read_committed=broker_committed({}))  # type: ignore[arg-type]
+    consumer = FakeConsumer()
+    app.consumer.ack = consumer.ack
+    late = asyncio.Event()
+    asked = {"n": 0}
+
+    async def take_events() -> Any:
+        asked["n"] += 1
+        first = guard_events(app, list(range(0, 10)), 10)
+        yield first
+        leave_batch(consumer, first)
+        await late.wait()  # the consumer delivers nothing more for a while
+        second = guard_events(app, list(range(10, 20)), 10)
+        yield second
+        leave_batch(consumer, second)
+
+    async def collect() -> list[tuple[list[int], float]]:
+        out = []
+        started = time.monotonic()
+        batches = joined_batches(app, take_events(), guard, 100, 5000, join_wait_s=0.2)  # type: ignore[arg-type]
+        async for batch in batches:
+            out.append((offsets_of(batch.events), time.monotonic() - started))
+            assert not set(consumer.acked) & set(offsets_of(batch.events)), "a handled batch is held until released"
+            batch.release(app)  # type: ignore[arg-type]
+            if len(out) == 1:
+                late.set()  # the second batch arrives while the first is handled
+            if len(out) == 2:
+                break
+        await batches.aclose()
+        return out
+
+    got = asyncio.run(collect())
+    assert [offsets for offsets, _ in got] == [list(range(10)), list(range(10, 20))]
+    assert 0.2 <= got[0][1] < 2.0, "the held batch waited the join wait, and no longer"
+    assert asked["n"] == 1
+    assert sorted(consumer.acked) == list(range(20))
