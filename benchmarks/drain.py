@@ -5,8 +5,9 @@ the same local broker and Cassandra node, in interleaved order, repeated. Rates 
 consumer group's committed offsets (sampled every 0.2 s) between the first commit and the moment every
 input topic of the system is committed to its end, so start-up is not counted for anyone.
 
-    .venv/bin/python -m benchmarks.drain [--events 100000] [--cities 50] [--repeat 3]
-        [--systems weatherstream,weatherstream-nosink,quix,quix-nosink,naive,naive-nosink,faust-floor,limit]
+    .venv/bin/python -m benchmarks.drain [--events 100000] [--cities 50] [--repeat 3] [--systems A,B,...]
+
+``--systems`` defaults to every one of :data:`SYSTEMS`, in that order.
 
 Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
 """
