@@ -1,6 +1,6 @@
 """Pipeline agent: validation, windows and anomaly detection in one pass, a batch of input at a time.
 
-Consumes: ``{ns}.raw`` (raw payload bytes; key = city id) and ``{ns}.ticks`` (idle ticks, key = city id;
+Consumes: ``{ns}.raw`` (raw payload bytes; key = city id) and ``{ns}.ticks`` (ticks, key = city id;
 co-partitioned, so a city's state always lives in one partition).
 Emits:
 - ``{ns}.observations`` (:class:`models.Observation`, key = city id): every accepted observation, once
@@ -11,21 +11,15 @@ Emits:
   rises, one ``resolved``;
 - ``{ns}.deadletter``: every input that is not an acceptable observation, with the reason;
 - ``{ns}.raw`` again for a message whose key is not its city id, re-sent with the right key.
-Tables (RocksDB, changelogged): ``city_state`` (city -> ``windows``: watermark, open windows, outbox;
-``anomaly``: baselines, history, incidents, outbox; ``latest``: the newest observation) and
-``window_panes`` (``"city:pane start"`` -> observation rows with their input offsets). The panes are also
-the memory of repeats: an observation with a city and time already in a pane (at another offset) is a
-duplicate, one older than the correction horizon is too late, and one at or below the city's last
-applied offset is a re-delivery.
+State: one RocksDB table (``agents/statetable.py``) with a record per city (window state, anomaly state,
+newest observation) and its cold window slices (:mod:`weatherstream.core.aggregator`).
 
-The rules live in :mod:`weatherstream.core`; this module only does the I/O. One agent does all three
-stages because every Kafka record and every table write costs the same fixed framework overhead:
-re-reading observations from a topic in two more agents tripled it. A batch's events are grouped by
-city; each city's state is read once, every event is applied in order, and the state is written once.
-State is written before anything is sent (the outboxes), and offsets are committed only after the
-batch, so a crash anywhere means a re-delivery that the recorded offsets recognise.
-A timer sends a tick for every city that went quiet (its windows must still close, its silence is an
-alert) and every city whose outbox holds unconfirmed records.
+The rules live in :mod:`weatherstream.core`; this module does the I/O, in named steps:
+:meth:`Pipeline.handle_batch` validates a batch (:meth:`~Pipeline.validate`), groups it by city, applies
+each city's events to its state (:meth:`~Pipeline.apply_city`), writes the state
+(:meth:`~Pipeline.write_city`), sends the outputs (:meth:`~Pipeline.send_outputs`), and returns the
+changelog sends the batch's commit waits for. :class:`DueTicks` sends ticks to the cities that are due.
+One agent does all of it because every Kafka record and table write costs the same fixed framework overhead.
 """
 
 from __future__ import annotations
@@ -33,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,21 +39,25 @@ from faust.streams import _current_event  # the context table reads and writes t
 from faust.types import EventT, StreamT
 
 from agents.batching import OffsetGuard, WorkerStopping, delivered, joined_batches, run_batch
+from agents.cityindex import CityIndex
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
 from agents.resilience import with_retries
-from agents.statecache import CachedTable
+from agents.statetable import StateTable
 from models import Aggregate, Alert, Observation, Reason, city_key
-from weatherstream import metrics
-from weatherstream.app import WeatherStreamApp
+from weatherstream import internals, metrics
+from weatherstream.app import Topics, WeatherStreamApp
 from weatherstream.core import aggregator as windows
-from weatherstream.core.aggregate import Row, make_row
 from weatherstream.core.anomaly import engine as anomaly
 from weatherstream.core.anomaly.baseline import HourlyBaseline
 from weatherstream.core.anomaly.detectors import QualityDetector, RateDetector, StatisticalDetector
+from weatherstream.core.codec import CityRecord, peek_record
 from weatherstream.core.normalize import InvalidPayload, normalize
+from weatherstream.core.summary import Sample
 from weatherstream.core.windows import WindowSpec
 from weatherstream.settings import Settings
+from weatherstream.stateadmin import STATE_TABLE
+from weatherstream.transport import AdaptiveFetch
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ REKEY_HEADER = "ws-rekeyed-from"
 CONFIRM_WAIT_S = 1.0
 AGGREGATE_FIELDS = set(Aggregate._options.fields)
 ALERT_FIELDS = set(Alert._options.fields)
-#: what the city state keeps of its newest observation (for the web view)
+#: what the city record keeps of its newest observation (for the web view)
 LATEST_FIELDS = ("observed_at", "city_name", "country", "timezone_offset_s", "temp_c", "feels_like_c", "humidity_pct",
                  "pressure_hpa", "wind_speed_ms", "wind_gust_ms", "rain_1h_mm", "snow_1h_mm", "condition_main",
                  "condition_description", "source")  # fmt: skip
@@ -106,18 +105,12 @@ def engine_config(settings: Settings) -> anomaly.EngineConfig:
     )
 
 
-def observation_row(obs: Observation, offset: int) -> Row:
-    """The pane row of an observation read at ``offset``."""
-    return make_row(
-        obs.observed_at, offset, obs.timezone_offset_s or 0,
-        temp_c=obs.temp_c, feels_like_c=obs.feels_like_c, humidity_pct=obs.humidity_pct,
-        pressure_hpa=obs.pressure_hpa, wind_speed_ms=obs.wind_speed_ms, wind_gust_ms=obs.wind_gust_ms,
-        rain_1h_mm=obs.rain_1h_mm, snow_1h_mm=obs.snow_1h_mm, condition=obs.condition_main,
+def sample_of(obs: Observation, offset: int) -> Sample:
+    """What window summaries take of an observation read at ``offset``."""
+    return Sample(
+        obs.observed_at, offset, obs.timezone_offset_s or 0, obs.temp_c, obs.feels_like_c, obs.humidity_pct,
+        obs.pressure_hpa, obs.wind_speed_ms, obs.rain_1h_mm, obs.snow_1h_mm, obs.wind_gust_ms, obs.condition_main,
     )  # fmt: skip
-
-
-def pane_key(city_id: int, start: int) -> str:
-    return f"{city_id}:{start}"
 
 
 def headers_of(event: EventT) -> dict[str, bytes]:
@@ -149,112 +142,153 @@ class DeadLetterOut:
 
 @dataclass
 class CityOutput:
-    """What one city's part of a batch sends once its state is written."""
+    """What one city's part of a batch writes and sends."""
 
+    record: CityRecord
+    changes: windows.Changes | None = None
+    write: bool = False  # the record must be written
     observations: list[Observation] = field(default_factory=list)
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
-    header: dict[str, Any] | None = None
-    state: dict[str, Any] | None = None
-    city_state: dict[str, Any] | None = None  # to write once the panes are in the changelog (None: unchanged)
 
 
-def register(app: WeatherStreamApp) -> None:
-    """Declare the pipeline's tables, the pipeline agent and its tick timer on ``app``."""
-    settings = app.ws_settings
-    topics = app.ws_topics
-    aggregator = windows.Aggregator(window_config(settings))
-    engine = anomaly.AnomalyEngine(engine_config(settings))
+class Pipeline:
+    """The pipeline's steps, with their dependencies: settings, topics, the state table and the city index."""
 
-    def table(name: str, key_type: type, help: str, cache_entries: int) -> CachedTable:
-        faust_table = app.Table(name, default=None, key_type=key_type, partitions=settings.partitions,
-                                options=app.table_options(), extra_topic_configs=app.table_topic_configs(),
-                                help=help)  # fmt: skip
-        return CachedTable(app, faust_table, cache_entries)
+    def __init__(self, app: WeatherStreamApp, settings: Settings, topics: Topics, state: StateTable,
+                 cities: CityIndex) -> None:  # fmt: skip
+        self.app, self.settings, self.topics, self.state, self.cities = app, settings, topics, state, cities
+        self.aggregator = windows.Aggregator(window_config(settings))
+        self.engine = anomaly.AnomalyEngine(engine_config(settings))
+        # Records this worker wrote in an earlier batch of the same generation are durable (delivered); a
+        # failed batch starts a new generation, so nothing it may have left half-sent counts as durable.
+        self.gen = 0
+        self.new_generation()
+        self.aggregates_out = OutboxSender(
+            topics.aggregates, lambda e: Aggregate(**{k: v for k, v in e.items() if k in AGGREGATE_FIELDS}),
+            lambda e: e["eid"], "aggregates",
+        )  # fmt: skip
+        self.alerts_out = OutboxSender(
+            topics.alerts, lambda a: Alert(**{k: v for k, v in a.items() if k in ALERT_FIELDS}), anomaly.outbox_id,
+            "alerts",
+        )  # fmt: skip
+        self.confirming: set[asyncio.Future[None]] = set()
+        self.awaiting: dict[int, object] = {}  # city -> the latest delivery no batch has applied the city since
+        self.raw_in, self.ticks_in = metrics.EVENTS_IN.labels("raw"), metrics.EVENTS_IN.labels("ticks")
 
-    city_states = table("city_state", int, "Per city: window header and anomaly state.", settings.state_cache_cities)
-    panes = table("window_panes", str, "Per city and pane: observation rows.", settings.state_cache_panes)
-    source = app.topic(settings.topic_raw, settings.topic_ticks, key_serializer="raw",
-                       value_serializer="raw", partitions=settings.partitions)  # fmt: skip
-    aggregates_out = OutboxSender(
-        topics.aggregates,
-        lambda entry: Aggregate(**{k: v for k, v in entry.items() if k in AGGREGATE_FIELDS}),
-        lambda entry: entry["eid"],
-        "aggregates",
-    )
-    alerts_out = OutboxSender(
-        topics.alerts, lambda a: Alert(**{k: v for k, v in a.items() if k in ALERT_FIELDS}), anomaly.outbox_id, "alerts"
-    )
+    def tables_closing(self) -> bool:
+        return bool(self.app.tables.should_stop or self.state.table.should_stop)
 
-    def tables_closing() -> bool:
-        return bool(app.tables.should_stop or city_states.table.should_stop or panes.table.should_stop)
+    def stopping(self) -> bool:
+        return bool(self.app.should_stop)
 
-    def stopping() -> bool:
-        return bool(app.should_stop)
+    # -- one batch ------------------------------------------------------------------------------------
+    async def handle_batch(self, events: Sequence[EventT]) -> None:
+        """Handle a batch, until the broker has its table writes (only then may its offsets be committed)."""
+        try:
+            by_city = await self.group_by_city(events)
+            applied: list[tuple[int, list[EventT], CityOutput]] = []
+            for city_id, items in by_city.items():
+                city_events = [event for event, _ in items]
 
-    # --- stage 1: one raw message -> an observation, a dead letter or a re-keyed copy ----------------
-    raw_in, ticks_in = metrics.EVENTS_IN.labels("raw"), metrics.EVENTS_IN.labels("ticks")
+                async def step(city_id: int = city_id, items: list[Any] = items) -> CityOutput:
+                    if self.tables_closing():
+                        # A stopping worker closes its tables before it cancels its agents: a table read now
+                        # could come back empty and the write would lose state.
+                        raise WorkerStopping("the tables are closed")
+                    try:
+                        with acting_for(items[-1][0]):  # no await inside
+                            out = self.apply_city(city_id, items)
+                            self.write_city(city_id, items[-1][0].message.partition, out)
+                            return out
+                    except BaseException:
+                        self.new_generation()  # a retry must not take what this attempt wrote for durable
+                        raise
 
-    async def validate(event: EventT) -> Observation | None:
-        raw_in.inc()
+                out = await with_retries("pipeline", city_events, step, self.topics.deadletter)
+                if out is not None:  # None: never applied, dead-lettered as internal_error (kept for a replay)
+                    applied.append((city_id, city_events, out))
+            for city_id, city_events, out in applied:
+
+                async def send(city_id: int = city_id, out: CityOutput = out) -> None:
+                    await self.send_outputs(city_id, out)
+
+                # The state is written: its outputs must go out. Retried until they do (never dead-lettered,
+                # which would leave state that no replay could repeat).
+                await with_retries("pipeline", city_events, send, self.topics.deadletter, forever=True,
+                                   stopping=self.stopping)  # fmt: skip
+            await delivered(self.app, await self.state.send_changelog())
+        except BaseException:
+            self.new_generation()  # what this batch wrote may never reach the changelog
+            raise
+
+    def new_generation(self) -> None:
+        """Records written from now on are told apart from those of batches that may not have been delivered."""
+        self.gen = random.getrandbits(62)
+
+    async def group_by_city(self, events: Sequence[EventT]) -> dict[int, list[tuple[EventT, Observation | None]]]:
+        """The batch's ticks and valid observations by city (invalid input is dead-lettered on the way)."""
+        by_city: dict[int, list[tuple[EventT, Observation | None]]] = {}
+        for event in events:
+            msg = event.message
+            if msg.topic == self.settings.topic_ticks:
+                self.ticks_in.inc()
+                by_city.setdefault(int(msg.key or b"0"), []).append((event, None))
+                continue
+
+            async def validate(event: EventT = event) -> Observation | None:
+                return await self.validate(event)
+
+            obs = await with_retries("pipeline", [event], validate, self.topics.deadletter)
+            if obs is not None:
+                by_city.setdefault(obs.city_id, []).append((event, obs))
+        return by_city
+
+    async def validate(self, event: EventT) -> Observation | None:
+        """One raw message -> an observation, or a dead letter or a re-keyed copy (None)."""
+        self.raw_in.inc()
         headers = headers_of(event)
         source = headers.get("source", b"").decode("utf-8", "replace") or None
         units = headers.get("units", b"metric").decode("utf-8", "replace") or "metric"
         payload = event.value if isinstance(event.value, bytes) else b""
         try:
-            obs = normalize(
-                payload, now=time.time(), units=units, source=source or "unknown", max_bytes=settings.max_payload_bytes
-            )
+            obs = normalize(payload, now=time.time(), units=units, source=source or "unknown",
+                            max_bytes=self.settings.max_payload_bytes)  # fmt: skip
         except InvalidPayload as exc:
-            await send_dead_letter(topics.deadletter, event, exc.reason, exc.message, source)
+            await send_dead_letter(self.topics.deadletter, event, exc.reason, exc.message, source)
             return None
         key = city_key(obs.city_id)
         if event.message.key != key:
             # Re-key through the same topic: the city's state must sit in the city's partition.
             rekey_headers = [(k, v) for k, v in headers.items() if k != REKEY_HEADER]
             rekey_headers.append((REKEY_HEADER, repr(event.message.key).encode()[:200]))
-            await topics.raw.send(key=key, value=payload, headers=rekey_headers)
+            await self.topics.raw.send(key=key, value=payload, headers=rekey_headers)
             metrics.REKEYED.inc()
             return None
         return obs
 
-    # --- stage 2: one city's observations and ticks of the batch, against its state ------------------
-    def apply_city(city_id: int, items: Sequence[tuple[EventT, Observation | None]]) -> CityOutput:
-        out = CityOutput()
-        before = city_states.get(city_id) or {}
-        head, state, latest = before.get("windows"), before.get("anomaly"), before.get("latest")
-        cache: dict[int, list[Row] | None] = {}
-        first = next((event for event, obs in items if obs is not None), None)
-        if head is not None and first is not None and first.message.offset > head["last_offset"]:
-            # New data: the batch that wrote this header was acknowledged, so its pane deletes were delivered.
-            # (After a crash, the city's first observation is a redelivery and the drops stay, to be done again.)
-            head = windows.settled(head)
-        written: set[int] = set()
-        heal = False  # after a re-delivery: rewrite the state in case the changelog missed the last write
-
-        def pane(start: int) -> list[Row] | None:
-            if start not in cache:
-                cache[start] = panes.get(pane_key(city_id, start))
-            return cache[start]
-
-        def take(step: windows.Step) -> dict[str, Any]:
-            for start, rows in step.pane_writes.items():
-                cache[start] = rows
-                written.add(start)
-            for entry in step.emissions:
-                kind_metric = metrics.WINDOWS_CORRECTED if entry["revision"] > 1 else metrics.WINDOWS_FINALIZED
-                kind_metric.labels(entry["kind"]).inc()
-            return step.header
-
+    # -- one city's part of a batch -------------------------------------------------------------------
+    def apply_city(self, city_id: int, items: Sequence[tuple[EventT, Observation | None]]) -> CityOutput:
+        """Apply the city's observations and ticks of the batch, in order, to its record (not written yet)."""
+        before = self.state.record(city_id) or CityRecord()
+        first = next((event.message.offset for event, obs in items if obs is not None), None)
+        last_offset = before.windows.last_offset if before.windows is not None else -1
+        # The record's batch was delivered if this worker wrote it in this generation, or if the city's first
+        # observation is new to it (the batch that wrote it was committed: otherwise its input came first).
+        durable = before.gen == self.gen or (first is not None and first > last_offset)
+        city = self.aggregator.begin(city_id, before.windows, lambda start: self.state.slice(city_id, start))
+        state, latest = before.anomaly, before.latest
+        out = CityOutput(before, write=bool(first is not None))
+        heal = False  # after a re-delivery: its batch may never have reached the changelog (written again)
         for event, obs in items:
             now = time.time()
             if obs is None:  # a tick
-                head = take(aggregator.tick(city_id, head, pane, wall_now=now))
-                state = engine.tick(state, city_id, wall_now=now).state
+                city.tick(wall_now=now)
+                ticked = self.engine.tick(state, city_id, wall_now=now)
+                out.write = out.write or ticked.state is not state
+                state = ticked.state
                 continue
             offset = event.message.offset
-            step = aggregator.apply(city_id, head, observation_row(obs, offset), pane, wall_now=now,
-                                    event_ts=event.message.timestamp)  # fmt: skip
-            verdict = step.verdict
+            verdict = city.apply(sample_of(obs, offset), wall_now=now, event_ts=event.message.timestamp)
             if verdict in (windows.Verdict.REDELIVERED, windows.Verdict.FORGOTTEN):
                 metrics.REDELIVERED.inc()
             if verdict is windows.Verdict.FORGOTTEN:
@@ -264,63 +298,79 @@ def register(app: WeatherStreamApp) -> None:
                     event, Reason.DUPLICATE, f"city {obs.city_id} dt {obs.observed_at:.0f} was already accepted",
                     obs.source))  # fmt: skip
                 metrics.DUPLICATE_OBSERVATIONS.inc()
-                head = step.header
                 continue
             if verdict is windows.Verdict.TOO_LATE:
                 out.dead_letters.append(DeadLetterOut(
                     event, Reason.TOO_LATE, f"city {obs.city_id} dt {obs.observed_at:.0f} is more than "
-                    f"{settings.correction_horizon_s:.0f} s behind the city's watermark: too late to correct "
+                    f"{self.settings.correction_horizon_s:.0f} s behind the city's watermark: too late to correct "
                     "its windows or to tell whether it is a repeat", obs.source))  # fmt: skip
-                head = step.header
                 continue
             # APPLIED, or REDELIVERED after a crash: the first send may never have left the producer. A second
             # copy is harmless: the sinks overwrite by (city, time).
             out.observations.append(obs)
             if latest is None or obs.observed_at >= latest["observed_at"]:
                 latest = {name: getattr(obs, name) for name in LATEST_FIELDS}
-            heal = heal or step.verdict is windows.Verdict.REDELIVERED
-            head = take(step)
-            outcome = engine.apply(state, obs, offset, wall_now=now)
+            heal = heal or verdict is windows.Verdict.REDELIVERED
+            outcome = self.engine.apply(state, obs, offset, wall_now=now)
             heal = heal or outcome.verdict is anomaly.Verdict.REDELIVERED
             state = outcome.state
             for alert in outcome.alerts:
                 metrics.ALERTS.labels(alert["kind"], alert["severity"], alert["state"]).inc()
-
-        # Write the panes now; the city state that refers to them is written by the caller once the panes'
-        # changelog records are delivered (each key once per batch).
-        for start in written:
-            panes.set(pane_key(city_id, start), cache[start])
-        if head is not None:
-            head = windows.confirm(head, aggregates_out.delivered(head["outbox"]))
+        for entry in city.emissions:
+            kind_metric = metrics.WINDOWS_CORRECTED if entry["revision"] > 1 else metrics.WINDOWS_FINALIZED
+            kind_metric.labels(entry["kind"]).inc()
+        changes = out.changes = city.end(durable=durable and not heal)
+        window_state = windows.confirm(changes.state, self.aggregates_out.delivered(changes.state.outbox))
         if state is not None:
-            state = anomaly.confirm(state, alerts_out.delivered(state["outbox"]))
-        awaiting.pop(city_id, None)  # what was delivered by now is confirmed (see confirm_when_delivered)
-        after = {"windows": head, "anomaly": state, "latest": latest}
-        if after != before or heal:
-            out.city_state = after
-        out.header, out.state = head, state
+            state = anomaly.confirm(state, self.alerts_out.delivered(state["outbox"]))
+        self.awaiting.pop(city_id, None)  # what was delivered by now is confirmed (see confirm_when_delivered)
+        out.write = (out.write or heal or changes.rewrite or bool(city.emissions) or bool(changes.cold_writes)
+                     or bool(changes.deletes) or window_state.wm != (before.windows.wm if before.windows else None)
+                     or window_state is not changes.state or state is not before.anomaly)  # fmt: skip
+        out.record = CityRecord(self.gen, None, latest["observed_at"] if latest else None, window_state, state,
+                                latest)  # fmt: skip
+        out.record.due = self.due_at(out.record, time.time())
         return out
 
-    async def send(city_id: int, out: CityOutput) -> None:
+    def due_at(self, record: CityRecord, now: float) -> float | None:
+        """When the city next needs a tick: a window its silence would close, its silence becoming an alert,
+        or (outputs not confirmed yet) a retry."""
+        times = [self.aggregator.due_at(record.windows), self.engine.due_at(record.anomaly)]
+        if (record.windows is not None and record.windows.outbox) or (record.anomaly and record.anomaly["outbox"]):
+            times.append(now + self.settings.tick_interval_s)
+        return min((t for t in times if t is not None), default=None)
+
+    def write_city(self, city_id: int, partition: int, out: CityOutput) -> None:
+        """Write the city's cold slices, then its record, then the deletes (in this order in the changelog)."""
+        changes = out.changes
+        if changes is not None:
+            for start, s in changes.cold_writes.items():
+                self.state.put_slice(city_id, start, s)
+        if out.write:
+            self.state.put_record(city_id, out.record)
+        if changes is not None:
+            for start in changes.deletes:
+                self.state.delete_slice(city_id, start)
+        self.cities.update(city_id, partition, out.record.due, out.record.newest)
+
+    async def send_outputs(self, city_id: int, out: CityOutput) -> None:
+        """Send the city's dead letters, observations and unconfirmed outbox entries."""
         for letter in out.dead_letters:
-            await send_dead_letter(topics.deadletter, letter.event, letter.reason, letter.message, letter.source)
+            await send_dead_letter(self.topics.deadletter, letter.event, letter.reason, letter.message, letter.source)
         for obs in out.observations:
-            await topics.observations.send(key=obs.city_id, value=obs)
+            await self.topics.observations.send(key=obs.city_id, value=obs)
         metrics.EVENTS_OUT.labels("observations").inc(len(out.observations))
         sent = []
-        if out.header is not None:
-            sent += await aggregates_out.send(city_id, out.header["outbox"])
-        if out.state is not None:
-            sent += await alerts_out.send(city_id, out.state["outbox"])
+        if out.record.windows is not None:
+            sent += await self.aggregates_out.send(city_id, out.record.windows.outbox)
+        if out.record.anomaly is not None:
+            sent += await self.alerts_out.send(city_id, out.record.anomaly["outbox"])
         if sent:
-            task = asyncio.ensure_future(confirm_when_delivered(city_id, sent))
-            confirming.add(task)
-            task.add_done_callback(confirming.discard)
+            task = asyncio.ensure_future(self.confirm_when_delivered(city_id, sent))
+            self.confirming.add(task)
+            task.add_done_callback(self.confirming.discard)
 
-    confirming: set[asyncio.Future[None]] = set()
-    awaiting: dict[int, object] = {}  # city -> the latest delivery no batch has applied the city since
-
-    async def confirm_when_delivered(city_id: int, sent: list[Any]) -> None:
+    async def confirm_when_delivered(self, city_id: int, sent: list[Any]) -> None:
         """Once the broker has the records, make sure the city's state drops them from the outbox.
 
         Without this they would stay in the outbox until the city's next input, and a restart in between
@@ -330,124 +380,93 @@ def register(app: WeatherStreamApp) -> None:
         """
         try:
             await asyncio.gather(*sent)
-        except Exception:  # noqa: BLE001 - a failed send stays in the outbox; the timer sends it again
+        except Exception:  # noqa: BLE001 - a failed send stays in the outbox; the city is due for a retry
             return
-        delivery = awaiting[city_id] = object()
+        delivery = self.awaiting[city_id] = object()
         await asyncio.sleep(CONFIRM_WAIT_S)
-        if awaiting.get(city_id) is not delivery:
+        if self.awaiting.get(city_id) is not delivery:
             return  # a batch applied the city since (it confirmed the records), or a later delivery waits
-        del awaiting[city_id]
-        if stopping():
+        del self.awaiting[city_id]
+        if self.stopping():
             return  # the producer is going: the records stay in the outbox and go out again after the restart
-        try:
-            await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": time.time()}))
-        except Exception as exc:  # noqa: BLE001 - the records stay in the outbox until the city's next input
-            logger.info("pipeline: no confirmation tick for city %d (%s: %s); its delivered records leave the "
-                        "outbox at its next input", city_id, type(exc).__name__, exc)  # fmt: skip
+        await send_tick(self.topics, city_id, "no confirmation tick")
 
-    async def process(events: Sequence[EventT]) -> list[Any]:
-        """Handle a batch; returns the changelog sends of its pane deletes (its offsets wait for them).
 
-        The two tables have changelog topics of their own, and the broker orders nothing between them. A
-        worker that rebuilds the tables from the changelogs must never find a city state that counts an
-        observation whose pane row is missing: the state says it was applied, so its redelivery would be
-        judged against the pane and lost. Hence pane writes first, then (once the broker has them) the
-        states, then (once the broker has those) the deletes of panes the states no longer need. A crash
-        leaves panes ahead of the state, never behind it: rows the state has not applied do not count until
-        it does (``weatherstream/core/aggregator.py``).
-        """
-        by_city: dict[int, list[tuple[EventT, Observation | None]]] = {}
-        for event in events:
-            msg = event.message
-            if msg.topic == settings.topic_ticks:
-                ticks_in.inc()
-                by_city.setdefault(int(msg.key or b"0"), []).append((event, None))
-                continue
+async def send_tick(topics: Topics, city_id: int, failure: str) -> None:
+    try:
+        await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": time.time()}))
+    except Exception as exc:  # noqa: BLE001 - the city stays due: the next timer run tries again
+        logger.info("pipeline: %s for city %d (%s: %s)", failure, city_id, type(exc).__name__, exc)
 
-            async def stage1(event: EventT = event) -> Observation | None:
-                return await validate(event)
 
-            obs = await with_retries("pipeline", [event], stage1, topics.deadletter)
-            if obs is not None:
-                by_city.setdefault(obs.city_id, []).append((event, obs))
-        applied: list[tuple[int, list[EventT], CityOutput]] = []
-        for city_id, items in by_city.items():
-            city_events = [event for event, _ in items]
+class DueTicks:
+    """Ticks for the cities that are due (:class:`CityIndex`): a run costs the cities due, not all of them.
 
-            async def stage2(city_id: int = city_id, items: list[Any] = items) -> CityOutput:
-                if tables_closing():
-                    # A stopping worker closes its tables before it cancels its agents: a table read now
-                    # could come back empty and the write would lose state.
-                    raise WorkerStopping("the tables are closed")
-                with acting_for(items[-1][0]):
-                    return apply_city(city_id, items)  # no await inside: reads and writes are all-or-nothing
+    The index is rebuilt from the table for the partitions a worker gains, once their recovery is complete.
+    """
 
-            out = await with_retries("pipeline", city_events, stage2, topics.deadletter)
-            if out is None:
-                continue  # never applied: dead-lettered as internal_error, kept for a replay
-            applied.append((city_id, city_events, out))
+    def __init__(self, app: WeatherStreamApp, settings: Settings, topics: Topics, state: StateTable,
+                 cities: CityIndex) -> None:  # fmt: skip
+        self.app, self.settings, self.topics, self.state, self.cities = app, settings, topics, state, cities
 
-        await delivered(app, await panes.send_changelog())
-        for city_id, city_events, out in applied:
-            if out.city_state is not None:
-                if tables_closing():
-                    raise WorkerStopping("the tables are closed")
-                with acting_for(city_events[-1]):
-                    city_states.set(city_id, out.city_state)
+    async def run(self) -> None:
+        """Send a tick to every city that is due now."""
+        for city_id in self.cities.pop_due(time.time(), self.settings.tick_interval_s):
+            await send_tick(self.topics, city_id, "no tick")
 
-            async def stage3(city_id: int = city_id, out: CityOutput = out) -> None:
-                await send(city_id, out)
+    async def rebuild(self) -> None:
+        """After recovery: forget the partitions this worker lost, index the ones it gained."""
+        started = time.monotonic()
+        gained = self.cities.keep(internals.active_partitions(self.app, self.state.table))
+        count = 0
+        for partition in gained:
+            self.cities.known(partition)
+            for city_id, value in self.state.records_in(partition):
+                due, newest = peek_record(value)
+                self.cities.update(city_id, partition, due, newest)
+                count += 1
+        if gained:
+            logger.info("pipeline: indexed %d cities of partitions %s in %.2f s", count, gained,
+                        time.monotonic() - started)  # fmt: skip
 
-            # The state is written: its outputs must go out. Retried until they do (never dead-lettered, which
-            # would leave state that no replay could repeat).
-            await with_retries("pipeline", city_events, stage3, topics.deadletter, forever=True, stopping=stopping)
-        # Panes behind the watermark are deleted only once the states that no longer list them are in the
-        # changelog: a state rebuilt after a crash is older than the panes and may still need them (a worker
-        # killed after deleting them ahead of its state lost 27 rows of a 24 h window that way).
-        await delivered(app, await city_states.send_changelog())
-        for city_id, city_events, out in applied:
-            drops = windows.pane_drops((out.city_state or {}).get("windows"))
-            if drops:
-                if tables_closing():
-                    raise WorkerStopping("the tables are closed")
-                with acting_for(city_events[-1]):
-                    for start in drops:
-                        panes.delete(pane_key(city_id, start))
-        return await panes.send_changelog()
 
+@dataclass(frozen=True)
+class PipelineParts:
+    """What the pipeline's registration made (the web views read the state and the index)."""
+
+    pipeline: Pipeline
+    state: StateTable
+    cities: CityIndex
+    agent: Any
+
+
+def register(app: WeatherStreamApp, settings: Settings, topics: Topics) -> PipelineParts:
+    """Declare the pipeline's table, agent and tick timer on ``app``."""
+    table = app.Table(STATE_TABLE, default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                      options=app.table_options(), extra_topic_configs=app.table_topic_configs(),
+                      help="Per city: its record and cold window slices (weatherstream.core.codec).")  # fmt: skip
+    state = StateTable(app, table, record_entries=settings.state_cache_cities,
+                       slice_entries=settings.state_cache_slices)  # fmt: skip
+    cities = CityIndex()
+    pipeline = Pipeline(app, settings, topics, state, cities)
+    ticks = DueTicks(app, settings, topics, state, cities)
+    table.on_recover(ticks.rebuild)
+    app.timer(interval=settings.tick_interval_s, name="pipeline.ticks")(ticks.run)
+    source = app.topic(settings.topic_raw, settings.topic_ticks, key_serializer="raw", value_serializer="raw",
+                       partitions=settings.partitions)  # fmt: skip
     guard = OffsetGuard(app, "pipeline")
+    fetch = AdaptiveFetch(app, settings.consumer_fetch_max_wait_ms, settings.consumer_fetch_min_bytes)
+    app.timer(interval=1.0, name="pipeline.fetch")(fetch.check)
 
-    @app.agent(source, name="pipeline")
-    async def pipeline(stream: StreamT) -> None:
+    async def pipeline_agent(stream: StreamT) -> None:
         """Validate, window and judge every observation; never stops on bad input."""
         batches = stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
             settings.batch_max_events, within=settings.batch_within_ms / 1000
         )
         async for batch in joined_batches(app, batches, guard, settings.batch_max_events,
                                           settings.batch_backlog_max_events):  # fmt: skip
-            await run_batch(app, "pipeline", batch, process)
+            fetch.count(len(batch.events))
+            await run_batch(app, "pipeline", batch, pipeline.handle_batch)
 
-    @app.timer(interval=settings.tick_interval_s)
-    async def ticks() -> None:
-        """Tick quiet cities (windows must close, silence is an alert) and cities with unsent records."""
-        now = time.time()
-        due: set[int] = set()
-        for city_id, value in list(city_states.table.items()):
-            header, state = (value or {}).get("windows"), (value or {}).get("anomaly")
-            if header:
-                silent = header.get("last_wall") is not None and now - header["last_wall"] > settings.idle_timeout_s
-                if (silent and any(header.get("open", {}).values())) or aggregates_out.unsent(header["outbox"]):
-                    due.add(int(city_id))
-            if state:
-                quiet = (
-                    state.get("last_wall") is not None
-                    and "silent_station" not in state.get("incidents", {})
-                    and (now - state["last_wall"] > settings.silent_factor * engine.cadence_s(state))
-                )
-                if quiet or alerts_out.unsent(state["outbox"]):
-                    due.add(int(city_id))
-        for city_id in sorted(due):
-            await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": now}))
-
-    app.ws_pipeline = pipeline  # type: ignore[attr-defined]
-    app.ws_tables = {t.table.name: t.table for t in (city_states, panes)}  # type: ignore[attr-defined]
+    agent = app.agent(source, name="pipeline")(pipeline_agent)
+    return PipelineParts(pipeline, state, cities, agent)

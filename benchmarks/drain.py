@@ -50,13 +50,15 @@ SYSTEMS = ("weatherstream", "weatherstream-nosink", "quix", "quix-nosink", "naiv
            "limit")  # fmt: skip
 
 
-def workload(events: int, cities: int) -> list[tuple[bytes, bytes]]:
-    """(key, payload) pairs, generated once and kept in benchmarks/.work/."""
-    path = WORK / f"workload-{events}-{cities}.jsonl"
+def workload(events: int, cities: int, anomalies: int | None = None) -> list[tuple[bytes, bytes]]:
+    """(key, payload) pairs, generated once and kept in benchmarks/.work/ (``anomalies``: one per 1,000 events
+    unless given)."""
+    anomalies = max(1, events // 1000) if anomalies is None else anomalies
+    path = WORK / f"workload-{events}-{cities}{'' if anomalies == max(1, events // 1000) else f'-a{anomalies}'}.jsonl"
     if not path.exists():
         WORK.mkdir(parents=True, exist_ok=True)
         start = float(int(time.time()) // 600 * 600 - (events // cities) * 600)
-        cfg = SyntheticConfig(cities=cities, count=events, seed=7, start=start, anomalies=max(1, events // 1000))
+        cfg = SyntheticConfig(cities=cities, count=events, seed=7, start=start, anomalies=anomalies)
         try:
             records = list(generate(cfg))
         except ValueError as exc:  # e.g. too few events per city for the planned anomalies
@@ -376,12 +378,7 @@ def run_one(
         profiled = stop_profiler(profiler)
         if profiled:
             result.note += f"; {profiled}"
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
         log.close()
     if system in ("weatherstream", "naive", "quix"):
         result.rows = count_rows(settings)
@@ -404,6 +401,17 @@ def run_one(
     finally:
         clean_up(settings)
     return result
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after ``timeout_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def clean_up(settings: Settings) -> None:

@@ -217,7 +217,7 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float, pro
     timeline: list[tuple[float, float]] = []  # (scheduled time since start, latency ms)
     ids: dict[tuple[str, int], int] = {}
     # Where an alert's latency went: scheduled -> detected (the producer's own delay, the worker's queue and
-    # batch up to the city's turn), detected -> its record created (the rest of the batch, the pane changelog's
+    # batch up to the city's turn), detected -> its record created (the rest of the batch, the state changelog's
     # acknowledgement), created -> arrived (the producer's linger, the broker, the subscriber's fetch).
     stages: dict[str, list[float]] = {"due_to_detected": [], "detected_to_sent": [], "sent_to_arrived": []}
     for alert, created, arrived in seen:

@@ -19,6 +19,7 @@ from faust.types import TopicT
 from models import Aggregate, Alert, Observation
 from weatherstream import metrics
 from weatherstream.diagnostics import consumer_state, waiting_points
+from weatherstream.internals import share_rocksdb_memory
 from weatherstream.kafka_clients import KafkaSecurity
 from weatherstream.memory import MemoryTrimmer
 from weatherstream.redact import install_secret_filter, settings_secrets
@@ -104,13 +105,15 @@ class WeatherStreamApp(faust.App):
         return dict(CHANGELOG_CONFIGS)
 
     def table_options(self) -> dict[str, Any]:
-        """RocksDB options for a new table (a fresh dict each time: faust mutates it)."""
+        """RocksDB options for a new table (a fresh dict each time: faust mutates it).
+
+        The block cache and the memtables' budget are the worker's, shared by all its table partitions
+        (:func:`weatherstream.internals.share_rocksdb_memory`); a memtable is flushed at a quarter of the budget.
+        """
         settings = self.ws_settings
-        # faust's defaults keep up to three 64 MB memtables per partition of each table: with 2 tables x 8
-        # partitions that alone could reach 3 GB, and reached ~180 MB after 100k events (200 cities).
         return {
-            "block_cache_size": settings.rocksdb_block_cache_bytes,
-            "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+            "block_cache_size": 1024 * 1024,  # unused: the shared cache replaces faust's per-partition one
+            "write_buffer_size": max(256 * 1024, settings.rocksdb_write_buffer_bytes // 4),
             "max_write_buffer_number": 2,
         }
 
@@ -130,11 +133,14 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
     """
     data_dir = settings.data_dir.resolve() / f"{settings.namespace}-{settings.web_port}"
     data_dir.mkdir(parents=True, exist_ok=True)
+    store = settings.store
+    if store == "rocksdb://":
+        store = share_rocksdb_memory(settings.rocksdb_block_cache_bytes, settings.rocksdb_write_buffer_bytes)
     app = WeatherStreamApp(
         settings.app_id,
         broker=settings.broker,
         broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
-        store=settings.store,
+        store=store,
         datadir=str(data_dir),
         key_serializer="json",
         value_serializer="json",
@@ -189,14 +195,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         from agents import register_all
         from weatherstream.web import register as register_web
 
-        register_all(app)
-        if settings.worker_role == "sink":
-            register_web(app)
-        else:
-            from agents.pipeline import window_config
-            from weatherstream.core.aggregator import Aggregator
-
-            register_web(app, Aggregator(window_config(settings)))
+        register_web(app, register_all(app))
     return app
 
 

@@ -220,6 +220,7 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     import asyncio
 
     from weatherstream.app import Worker, create_app
+    from weatherstream.stateadmin import check_state_format
     from weatherstream.topics import create_changelog_topics, create_namespace_topics
 
     settings = obj.settings(web_port=web_port, data_dir=data_dir, worker_role=role)
@@ -227,6 +228,8 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     changelogs = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
     setup_loop = asyncio.new_event_loop()
     try:
+        if settings.worker_role != "sink":
+            setup_loop.run_until_complete(check_state_format(settings))  # refuses state it cannot read
         created = setup_loop.run_until_complete(create_namespace_topics(settings))
         created += setup_loop.run_until_complete(create_changelog_topics(settings, changelogs))
     finally:
@@ -351,6 +354,37 @@ def produce(obj: _Context, source: str, rate: float | None, **opts: Any) -> None
     stats = runner.run(settings, source, rate=rate, options=opts, console=err_console)
     if stats.failed:
         sys.exit(1)
+
+
+@cli.group()
+def state() -> None:
+    """The pipeline's state (windows, anomaly baselines, repeat memory): reset it to rebuild it from the input."""
+
+
+@state.command("reset")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Workers' local state [env WEATHERSTREAM_DATA_DIR].")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def state_reset(obj: _Context, data_dir: Path | None, yes: bool) -> None:
+    """Delete the pipeline's state (any format) and rewind the pipeline to the start of {ns}.raw.
+
+    Stop every worker of the namespace first. The next worker rebuilds each city's state from the input
+    {ns}.raw still retains, and sends its outputs again (same ids: consumers and the Cassandra sink treat
+    them as repeats). Windows older than the topic's retention are not rebuilt.
+    """
+    import asyncio
+
+    from weatherstream.stateadmin import reset_state
+
+    settings = obj.settings(data_dir=data_dir)
+    if not yes:
+        click.confirm(f"delete the pipeline state of namespace {settings.namespace} and rebuild it from "
+                      f"{settings.topic_raw}?", abort=True)  # fmt: skip
+    report = asyncio.run(reset_state(settings, settings.data_dir))
+    click.echo(f"deleted changelog topics: {', '.join(report.deleted_topics) or 'none'}")
+    click.echo(f"deleted local folders: {', '.join(map(str, report.deleted_folders)) or 'none'}")
+    click.echo(f"the next worker rebuilds the state from {report.raw_messages} messages in {report.raw_partitions} "
+               f"partitions of {settings.topic_raw}")  # fmt: skip
 
 
 @cli.group()

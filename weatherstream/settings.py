@@ -120,12 +120,14 @@ class Settings(BaseSettings):
 
     store: str = Field(default="rocksdb://", description="faust table store URL (rocksdb:// or memory://).")
     rocksdb_block_cache_bytes: int = Field(
-        default=32 * 1024 * 1024, ge=1024 * 1024, description="RocksDB block cache per table partition, bytes."
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="RocksDB block cache of the worker, bytes, shared by all its table partitions.",
     )
     rocksdb_write_buffer_bytes: int = Field(
-        default=1024 * 1024,
-        ge=64 * 1024,
-        description="RocksDB memtable per table partition, bytes (at most two in memory before they reach disk).",
+        default=16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="RocksDB memtables of the worker, bytes, all its table partitions together (more are flushed).",
     )
     memory_trim_interval_s: float = Field(
         default=10.0,
@@ -157,12 +159,12 @@ class Settings(BaseSettings):
         default=500, ge=1, le=100_000, description="Most events the pipeline agent processes in one batch."
     )
     state_cache_cities: int = Field(
-        default=300, ge=1, description="Cities whose state a worker keeps decoded in memory (a cache of its tables)."
+        default=1000, ge=1, description="City records a worker keeps decoded in memory (a cache of its state table)."
     )
-    state_cache_panes: int = Field(
-        default=10_000,
+    state_cache_slices: int = Field(
+        default=5000,
         ge=1,
-        description="Window panes (a city's rows of one pane of time) a worker keeps decoded in memory.",
+        description="Cold window slices (a city's summaries of one hour) a worker keeps decoded in memory.",
     )
     batch_within_ms: int = Field(
         default=10, ge=1, le=10_000, description="Longest the pipeline agent waits to fill a batch (latency bound)."
@@ -213,7 +215,12 @@ class Settings(BaseSettings):
         default=48 * 3600.0, gt=0, description="Late data this far behind the watermark corrects final windows."
     )
     default_cadence_s: float = Field(default=600.0, gt=0, description="Observation spacing assumed for coverage.")
-    tick_interval_s: float = Field(default=30.0, gt=0, description="How often idle cities are checked.")
+    tick_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the cities that are due (windows of a quiet city to close, a silent station, "
+        "unconfirmed outputs) get a tick; a run costs only the cities due.",
+    )
     # --- anomalies --------------------------------------------------------------------------------
     anomaly_warmup_samples: int = Field(
         default=10, ge=1, description="Samples per local hour before the statistical detector scores."

@@ -1,4 +1,5 @@
-"""faust's Kafka transport: a configurable consumer fetch wait, and no acknowledgement of skipped messages.
+"""faust's Kafka transport: a consumer fetch wait that follows the input rate, and no acknowledgement of
+skipped messages.
 
 Fetch wait: faust 0.15 creates its aiokafka consumer with ``fetch_max_wait_ms=1500``. aiokafka does not fetch again
 for a partition while a long poll for other partitions of the same broker is outstanding, so a new
@@ -6,7 +7,10 @@ message could sit up to that long before the pipeline sees it. The wait is a set
 (``WEATHERSTREAM_CONSUMER_FETCH_MAX_WAIT_MS``, default 20 ms) applied through this transport. So is the
 least a fetch waits for (``WEATHERSTREAM_CONSUMER_FETCH_MIN_BYTES``, default 64 KiB; faust leaves aiokafka's
 1 byte): with 1 byte, steady input answers every fetch at once with the few records that came since, and
-64 KiB took about a third off the worker's CPU at 200 events/s (``docs/benchmarks.md``).
+64 KiB took about a third off the worker's CPU at 200 events/s (``docs/benchmarks.md``). Those two suit
+steady input; a worker with little or no input would wake for a fetch 50 times a second. So
+:class:`AdaptiveFetch` switches the fetch to a long poll that answers at the first byte while the input rate
+is low (a new message is handed on at once, and an idle worker wakes once a second), and back when it rises.
 
 Skipped messages: during a rebalance faust's stream drops messages that were fetched before it (flow
 control suspended, or an older consumer generation) and *acknowledges* them, although no agent handled
@@ -25,7 +29,7 @@ import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import Message
 
-from weatherstream import metrics
+from weatherstream import internals, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,39 @@ def is_skipped_by_rebalance(message: Message, app: Any) -> bool:
     if message.tracked:
         return False
     return bool(not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id)
+
+
+class AdaptiveFetch:
+    """The pipeline consumer's fetch settings, by input rate.
+
+    Busy (at least ``1000 / busy_wait_ms`` events a second, the rate at which a fetch per long poll would
+    come anyway): ``busy_wait_ms`` and ``busy_min_bytes`` (the settings). Quiet: a long poll of
+    ``quiet_wait_ms`` that the broker answers as soon as it has one byte. :meth:`count` is told of every batch;
+    :meth:`check` runs every second.
+    """
+
+    def __init__(self, app: Any, busy_wait_ms: int, busy_min_bytes: int, quiet_wait_ms: int = 1000) -> None:
+        self.app = app
+        self.busy = (busy_wait_ms, busy_min_bytes)
+        self.quiet = (quiet_wait_ms, 1)
+        self.busy_rate = 1000.0 / max(busy_wait_ms, 1)
+        self.events = 0
+        self.mode: tuple[int, int] | None = None  # what the fetcher has (None: as the consumer started)
+
+    def count(self, events: int) -> None:
+        self.events += events
+        if self.mode == self.quiet and self.events >= self.busy_rate:  # input picked up: no need to wait
+            self._set(self.busy)
+
+    async def check(self) -> None:
+        """Once a second: quiet if fewer events than the busy rate came since the last check."""
+        rate, self.events = self.events, 0
+        self._set(self.busy if rate >= self.busy_rate else self.quiet)
+
+    def _set(self, mode: tuple[int, int]) -> None:
+        if mode != self.mode and internals.set_fetch(self.app, *mode):
+            logger.debug("consumer fetch: wait %d ms, at least %d bytes", *mode)
+            self.mode = mode
 
 
 class Transport(faust_aiokafka.Transport):

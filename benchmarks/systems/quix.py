@@ -1,8 +1,8 @@
 """The same job in Quix Streams, for the side-by-side benchmark (the closest Python peer).
 
 What it shares with weatherstream: the validation (``weatherstream.core.normalize``: the same records are
-accepted, the rest go to the dead-letter topic), the aggregate arithmetic (``Partial`` and ``finish`` over
-the rows of each window), the anomaly engine (per-city state in Quix's RocksDB state) and the Cassandra
+accepted, the rest go to the dead-letter topic), the aggregate arithmetic (a ``Summary`` of each window's
+observations and ``finish``), the anomaly engine (per-city state in Quix's RocksDB state) and the Cassandra
 rows (the same tables, columns, prepared inserts and TTLs). What Quix Streams provides: the consumer and
 producer (confluent-kafka), event-time windows (``set_timestamp`` from the observation time, grace = the
 allowed lateness), changelogged state and checkpoints, and batching sinks.
@@ -17,6 +17,7 @@ period is dropped by Quix (no corrected revisions, no duplicate detection).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from datetime import timedelta
@@ -26,11 +27,11 @@ from cassandra.concurrent import execute_concurrent_with_args
 from quixstreams import Application, message_context
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from agents.pipeline import engine_config, observation_row
+from agents.pipeline import engine_config, sample_of
 from models import Alert, Observation
-from weatherstream.core.aggregate import Partial, finish
 from weatherstream.core.anomaly import engine as anomaly
 from weatherstream.core.normalize import InvalidPayload, normalize
+from weatherstream.core.summary import Sample, Summary, finish
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings, load_settings
 from weatherstream.sinks import rows
@@ -100,7 +101,8 @@ def main() -> None:
                             max_bytes=settings.max_payload_bytes)  # fmt: skip
         except InvalidPayload as exc:
             return {"dead": exc.reason.value, "message": exc.message}
-        return {"obs": obs, "row": observation_row(obs, message_context().offset)}
+        # Quix's window state keeps each value as JSON: the observation as a list of the Sample's fields
+        return {"obs": obs, "row": list(dataclasses.astuple(sample_of(obs, message_context().offset)))}
 
     sdf = app.dataframe(raw).apply(validate)
     sdf[sdf.apply(lambda v: "dead" in v)].to_topic(deadletter)
@@ -113,9 +115,12 @@ def main() -> None:
 
     def aggregate(kind: str) -> Any:
         def close(window: dict[str, Any], key: bytes) -> dict[str, Any]:
-            rows_ = sorted(window["value"], key=lambda r: r[0])
+            summary = Summary()
+            for row in window["value"]:
+                if summary.find(row[0]) is None:
+                    summary.add(Sample(*row))
             start, end = window["start"] / 1000, window["end"] / 1000
-            values = finish(Partial.of(rows_), start, end, settings.default_cadence_s)
+            values = finish(summary, start, end, settings.default_cadence_s)
             city = int(key)
             values.update(city_id=city, kind=kind, window_start=start, window_end=end, revision=1,
                           window_id=f"{kind}:{int(start)}", late=False, closed_at=time.time())  # fmt: skip

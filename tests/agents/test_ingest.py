@@ -128,12 +128,12 @@ def test_a_transient_failure_is_retried_not_dropped(tmp_path: Path, monkeypatch)
 
 def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(tmp_path: Path) -> None:
     """A worker that took over a partition whose owner never committed gets its first observations again,
-    long after their panes aged out: they were handled then, so nothing is sent for them again."""
+    long after their slices aged out: they were handled then, so nothing is sent for them again."""
     app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
         getattr(app.ws_topics, name).send = captured.hook(name)
-    steps = 80 * 6  # 80 hours: the first day's panes have aged out of the 48 h retention
+    steps = 80 * 6  # 80 hours: the first day's slices have aged out of the 48 h retention
     start = NOW - 80 * 3600
 
     async def settle(observations: int) -> None:
@@ -162,22 +162,22 @@ def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(t
     assert observations[-1]["value"].observed_at == start + (steps - 1) * 600
 
 
-def test_a_redelivered_observation_writes_its_pane_again(tmp_path: Path) -> None:
-    """After a crash the worker's own store may hold a pane whose changelog record never left; the
-    redelivered observation rewrites it, so a worker rebuilding from the changelog gets the row too."""
+def test_a_redelivered_observation_writes_its_record_again(tmp_path: Path) -> None:
+    """After a crash the worker's own store may hold a city record whose changelog record never left; the
+    redelivered observation rewrites it, so a worker rebuilding from the changelog gets the observation too."""
     app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
         getattr(app.ws_topics, name).send = captured.hook(name)
-    panes = app.ws_tables["window_panes"]  # type: ignore[attr-defined]
+    table = app.tables["station_state"]
     written: list[Any] = []
-    on_key_set = panes.on_key_set  # every write's changelog record starts here (agents/statecache.py)
+    on_key_set = table.on_key_set  # every write's changelog record starts here (agents/statetable.py)
 
     def record(key: Any, value: Any) -> None:
         written.append(key)
         on_key_set(key, value)
 
-    panes.on_key_set = record
+    table.on_key_set = record  # type: ignore[method-assign]
     start = NOW - 3 * 3600
 
     async def scenario() -> None:
@@ -198,4 +198,4 @@ def test_a_redelivered_observation_writes_its_pane_again(tmp_path: Path) -> None
 
     asyncio.run(scenario())
     assert len(captured.of("observations")) == 4 and captured.of("deadletter") == []
-    assert f"7:{(start + 2 * 600) // 900 * 900}" in written, written
+    assert written == [b"c:7"], "the record holds the hour's slice (hot): rewritten with it"

@@ -11,8 +11,8 @@ from weatherstream.settings import load_settings
 @pytest.mark.parametrize(
     ("role", "agents", "tables", "sink", "group"),
     [
-        ("all", {"pipeline"}, {"city_state", "window_panes"}, True, "unit.app"),
-        ("pipeline", {"pipeline"}, {"city_state", "window_panes"}, False, "unit.app"),
+        ("all", {"pipeline"}, {"station_state"}, True, "unit.app"),
+        ("pipeline", {"pipeline"}, {"station_state"}, False, "unit.app"),
         ("sink", set(), set(), True, "unit.sink-worker"),
     ],
 )

@@ -1,4 +1,4 @@
-"""The pipeline's tables send their changelog records themselves (agents/statecache.py): the same records
+"""The pipeline's state table sends its changelog records itself (agents/statetable.py): the same records
 faust's own changelog path sends, a tombstone for a delete, and the persisted offset recorded."""
 
 import asyncio
@@ -11,7 +11,7 @@ from faust.tables.base import Collection
 from faust.types import TP
 
 from agents.pipeline import acting_for
-from agents.statecache import CachedTable
+from agents.statetable import StateTable
 from weatherstream.app import create_app
 from weatherstream.settings import Settings
 from weatherstream.topics import create_changelog_topics
@@ -26,14 +26,14 @@ class Event:
 
 
 EVENT: Any = Event()
-ROWS = [[1795550000.0, 17, 3600, 3.5, None, 80.0, 1012.0, 2.5, None, None, None, "Clouds"]]
+KEY, VALUE = b"s:7:1795550400", b"\x02\x92\xce\x6a\xfa\xc5\x00\x90"
 
 
-def test_a_cached_table_sends_what_fausts_changelog_would(settings: Settings, tmp_path: Path) -> None:
+def test_the_state_table_sends_what_fausts_changelog_would(settings: Settings, tmp_path: Path) -> None:
     app = create_app(settings.model_copy(update={"data_dir": tmp_path}), register_agents=False)
-    table = app.Table("probe", default=None, key_type=str, partitions=settings.partitions,
+    table = app.Table("probe", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions,
                       options=app.table_options())  # fmt: skip
-    cached = CachedTable(app, table, 10)
+    cached = StateTable(app, table, record_entries=10, slice_entries=10)
     # faust checks the event's topic against the changelog's partition count, with a running consumer
     table.partition_for_key = lambda key: PARTITION  # type: ignore[method-assign]
     changelog = table.changelog_topic.get_topic_name()
@@ -44,15 +44,15 @@ def test_a_cached_table_sends_what_fausts_changelog_would(settings: Settings, tm
         try:
             # faust's own path: a write, then a delete, as its Table.on_key_set and on_key_del send them
             theirs = [
-                Collection.send_changelog(table, PARTITION, "7:900", ROWS),
-                Collection.send_changelog(table, PARTITION, "7:900", None, value_serializer="raw"),
+                Collection.send_changelog(table, PARTITION, KEY, VALUE),
+                Collection.send_changelog(table, PARTITION, KEY, None, value_serializer="raw"),
             ]
             await app.producer.flush()
             await asyncio.gather(*theirs)
             assert cached.pending == []  # faust's path bypasses the cache's hooks
             with acting_for(EVENT):  # the cache's path: the table's hooks note the writes...
-                table["7:900"] = ROWS
-                del table["7:900"]
+                table[KEY] = VALUE
+                del table[KEY]
             assert len(cached.pending) == 2
             ours = await cached.send_changelog()  # ...and this sends them
             assert cached.pending == [] and len(ours) == 2
@@ -76,5 +76,5 @@ def test_a_cached_table_sends_what_fausts_changelog_would(settings: Settings, tm
     got = asyncio.run(scenario())
     faust_set, faust_delete, our_set, our_delete = got
     assert our_set == faust_set and our_delete == faust_delete  # partition, key, value bytes, headers
-    assert our_set[0] == PARTITION and our_set[1] == b'"7:900"' and b"Clouds" in our_set[2]
+    assert our_set[0] == PARTITION and our_set[1] == KEY and our_set[2] == VALUE
     assert our_delete[2] is None  # a tombstone, so compaction removes the key

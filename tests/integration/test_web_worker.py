@@ -108,7 +108,8 @@ def test_any_worker_answers_for_any_city(settings: Settings, start_worker, tmp_p
     names = {family.name for family in text_string_to_metric_families(body.decode())}
     for name in ("weatherstream_events_in", "weatherstream_dead_letters", "weatherstream_windows_finalized",
                  "weatherstream_sink_write_seconds", "weatherstream_consumer_lag_messages",
-                 "weatherstream_city_last_observation_age_seconds", "weatherstream_table_keys"):  # fmt: skip
+                 "weatherstream_stations", "weatherstream_station_oldest_observation_age_seconds",
+                 "weatherstream_table_keys", "weatherstream_rocksdb_memory_bytes"):  # fmt: skip
         assert name in names, (name, sorted(names))
     first.assert_healthy()
     second.assert_healthy()

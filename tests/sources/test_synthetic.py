@@ -84,7 +84,7 @@ def test_bad_config_is_refused() -> None:
     with pytest.raises(ValueError, match="cities"):
         SyntheticConfig(cities=0)
     with pytest.raises(ValueError, match="cities"):
-        SyntheticConfig(cities=10_000)
+        SyntheticConfig(cities=200_001)
 
 
 def test_beyond_the_built_in_list_come_distinct_stations_near_them() -> None:

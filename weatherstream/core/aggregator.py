@@ -1,58 +1,54 @@
-"""The per-city window state machine: observations and idle ticks in; pane writes and aggregates out.
+"""The per-city window state machine: observations and idle ticks in; slice writes and aggregates out.
 
-Pure: the caller (the aggregator agent) reads the city's *header* and panes from tables, calls
-:meth:`Aggregator.apply` or :meth:`Aggregator.tick`, writes what the :class:`Step` says, then sends the
-emissions. The header is one JSON-able dict per city:
+Pure: the pipeline reads a city's :class:`WindowState` (part of its table record), opens a
+:class:`CityWindows` on it for one batch, applies the batch's observations and ticks in order, and writes
+what :meth:`CityWindows.end` returns. Windows follow these rules:
 
-``last_offset``
-    offset (in the city's partition of ``{ns}.observations``) of the last observation applied. An
-    observation at or below it is a re-delivery after a crash and changes nothing.
-``max_t``, ``wm``
-    newest observation time, and the watermark: ``max_t - lateness`` (or more, after an idle tick).
-``last_wall``, ``tz``
-    wall-clock time of the last arrival (for idle ticks), the newest observation's UTC offset.
-``open``
-    per window kind, the keys of windows that hold data and are not final yet.
-``rev``
-    revision of windows corrected after they were final (absent: revision 1).
-``panes``
-    runs ``[first, end)`` of pane starts in use, so old panes can be deleted.
-``drop``
-    pane starts no longer needed (behind the watermark), to delete only once this header is in the
-    changelog: a header rebuilt after a crash can be older than the panes, and still need them.
-``outbox``
-    emissions not yet confirmed delivered; they are sent again after a restart (same id and revision:
-    consumers treat a repeat as the same aggregate).
+- Per city a watermark trails the newest observation by ``lateness_s``. When it passes a window's end the
+  window gets one final aggregate (revision 1). A city silent for ``idle_timeout_s`` has its watermark moved
+  on with the wall clock by ticks, so its windows close too.
+- An observation that lands in a window that was already final, less than ``retention_s`` behind the
+  watermark, gives a corrected aggregate (revision + 1) over all of the window's data; an older one is too late.
+- Aggregates wait in the state's outbox until their delivery is confirmed (a restart sends them again, with
+  the same id and revision).
 
-Windows close when the watermark passes their end: one final aggregate each (revision 1). An
-observation that lands in a closed window less than ``retention_s`` behind the watermark produces a
-corrected aggregate (revision + 1); an older one is too late. Panes keep each observation's row with its
-offset, so a re-delivered observation is recognised and a different observation with the same time is
-a duplicate. Panes are written before the header, so after a crash a pane can hold rows the header has not
-applied: a row counts in a window only once ``last_offset`` has reached its offset. Panes are deleted only
-after the header that no longer needs them (its ``drop``), since a header rebuilt after a crash may still.
+Where the data lives. An observation updates one :class:`~weatherstream.core.slices.Slice` (its hour, with
+the default windows); a window's aggregate merges the slices it covers. Slices that may still change in
+order (the watermark has not passed their end) are *hot*: kept inside the city's record, written with it.
+Older slices are *cold*: each under a key of its own, read only when a window closes or late data comes.
+
+Why it stays consistent after a crash. The city's record and its cold slices are keys of one table, so their
+changelog partition orders them, but a worker that restarts with its own RocksDB folder can find the record
+set back by one batch (recovery replays the changelog from the last persisted offset over newer local
+values), while cold slices written only locally stay. So a cold slice is never written in the batch that
+changes it: data goes into the hot copy in the record, and a slice is moved out (*cooled*) only in a later
+batch, once the record that holds it is *durable* (its batch was delivered), and only if that batch did not
+change it. Every record that can come back then finds each of its cold slices as it left them. Slices are
+deleted behind the correction horizon the same way: listed in ``drop`` by the record that no longer needs
+them, deleted once that record is durable. A record known not to be durable (written by a batch that may
+not have been delivered) is written again with the cold slices its batch cooled (``cooled``).
 """
 
 from __future__ import annotations
 
-import bisect
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from weatherstream.core.aggregate import OFFSET, TZ, Partial, Row, finish
+from weatherstream.core.slices import Slice
+from weatherstream.core.summary import Sample, Summary, finish
 from weatherstream.core.windows import DAY_S, Window, WindowSpec, parse_wid, round_offset
 
-Header = dict[str, Any]
-PaneGetter = Callable[[int], "list[Row] | None"]
+ColdSlices = Callable[[int], "Slice | None"]
+Runs = list[list[int]]  # sorted [first, last] (inclusive) runs of keys a fixed step apart
 
 
 class Verdict(enum.Enum):
     APPLIED = "applied"
-    REDELIVERED = "redelivered"  # applied before a crash: its pane is written again, its outputs re-sent
-    FORGOTTEN = "forgotten"  # applied long ago (its pane aged out behind the watermark): nothing to do
+    REDELIVERED = "redelivered"  # applied before a crash: its outputs are sent again
+    FORGOTTEN = "forgotten"  # applied long ago (its slice was deleted behind the watermark): nothing to do
     DUPLICATE = "duplicate"  # another message with the same city and time
     TOO_LATE = "too_late"  # older than the retention horizon behind the watermark
 
@@ -75,41 +71,60 @@ class AggregatorConfig:
     default_cadence_s: float = 600.0
 
 
-@dataclass
-class Step:
-    """What one observation or tick changes.
+@dataclass(slots=True)
+class WindowState:
+    """One city's window state (stored in its table record).
 
     Attributes:
-        header: the city's new header (write it after the panes; delete its ``drop`` panes after it).
-        pane_writes: pane start -> its rows (sorted by time).
-        emissions: aggregate dicts to send (already appended to the header's outbox).
+        last_offset: input offset of the last observation applied; one at or below it is a re-delivery.
+        max_t, wm: newest observation time, and the watermark.
+        last_wall, tz: wall-clock time of the last arrival (for idle ticks), the newest observation's UTC offset.
+        open: per window kind, runs of the keys of windows that hold data and are not final yet.
+        rev: revision of windows corrected after they were final (absent: revision 1).
+        slices: runs of the starts of slices that hold observations (hot or cold).
+        hot: the slices kept in the record (see the module docstring).
+        cooled: slices the batch that wrote this state moved out (written again if that batch was not durable).
+        drop: cold slices behind the correction horizon, to delete once this state is durable.
+        outbox: emissions not yet confirmed delivered.
     """
 
-    verdict: Verdict
-    header: Header
-    pane_writes: dict[int, list[Row]] = field(default_factory=dict)
-    emissions: list[dict[str, Any]] = field(default_factory=list)
+    last_offset: int = -1
+    max_t: float | None = None
+    wm: float | None = None
+    last_wall: float | None = None
+    tz: int = 0
+    open: dict[str, Runs] = field(default_factory=dict)
+    rev: dict[str, int] = field(default_factory=dict)
+    slices: Runs = field(default_factory=list)
+    hot: dict[int, Slice] = field(default_factory=dict)
+    cooled: list[int] = field(default_factory=list)
+    drop: list[int] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def copy(self) -> WindowState:
+        """A copy whose containers can change without touching this one (the slices are shared)."""
+        return WindowState(
+            self.last_offset, self.max_t, self.wm, self.last_wall, self.tz,
+            {kind: [list(r) for r in runs] for kind, runs in self.open.items()}, dict(self.rev),
+            [list(r) for r in self.slices], dict(self.hot), list(self.cooled), list(self.drop), list(self.outbox),
+        )  # fmt: skip
 
 
-def new_header() -> Header:
-    return {"last_offset": -1, "max_t": None, "wm": None, "last_wall": None, "tz": 0, "open": {}, "rev": {},
-            "panes": [], "drop": [], "outbox": []}  # fmt: skip
+@dataclass
+class Changes:
+    """What one city's batch changes in the table.
 
+    Attributes:
+        state: the new state (write it after ``cold_writes``).
+        cold_writes: slice start -> slice to write under its own key (moved out of the record, or written again).
+        deletes: slice keys to delete (after the state).
+        rewrite: the state must be written even if it equals the one read (its batch may not have been delivered).
+    """
 
-def _add_pane(runs: list[list[int]], start: int, pane_s: int) -> None:
-    if any(run[0] <= start < run[1] for run in runs):
-        return
-    runs[:] = _merge_runs([*runs, [start, start + pane_s]])  # it may join two runs (a gap filled)
-
-
-def _merge_runs(runs: list[list[int]]) -> list[list[int]]:
-    merged: list[list[int]] = []
-    for run in sorted(runs):
-        if merged and run[0] <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], run[1])
-        else:
-            merged.append(list(run))
-    return merged
+    state: WindowState
+    cold_writes: dict[int, Slice] = field(default_factory=dict)
+    deletes: list[int] = field(default_factory=list)
+    rewrite: bool = False
 
 
 class Aggregator:
@@ -119,247 +134,311 @@ class Aggregator:
         self.config = config
         self.spec = config.spec
 
-    # ----------------------------------------------------------------------------------------------
-    def apply(
-        self,
-        city_id: int,
-        header: Header | None,
-        row: Row,
-        get_pane: PaneGetter,
-        *,
-        wall_now: float,
-        event_ts: float | None = None,
-    ) -> Step:
-        """Apply one observation (as a row carrying its input offset).
+    def begin(self, city_id: int, state: WindowState | None, cold: ColdSlices) -> CityWindows:
+        """Open ``city_id``'s state for one batch; ``cold`` reads a cold slice by start (None: absent)."""
+        return CityWindows(self, city_id, state, cold)
 
-        Args:
-            get_pane: reads a pane's rows by pane start (None when absent).
-            wall_now: the current wall-clock time (for idle detection; not used for windows).
-            event_ts: when the observation appeared in Kafka (recorded on aggregates it closes).
-        """
-        h = _copy(header) if header else new_header()
-        offset, t = int(row[OFFSET]), float(row[0])
-        if offset <= h["last_offset"]:
-            return self._judged_before(h, row, get_pane)
-        h["last_offset"] = offset
-        cfg, spec = self.config, self.spec
-        if h["wm"] is not None and t < h["wm"] - cfg.retention_s:
-            return Step(Verdict.TOO_LATE, h)
-
-        step = Step(Verdict.APPLIED, h)
-        pane_start = spec.pane_start(t)
-        rows = list(get_pane(pane_start) or [])
-        times = [r[0] for r in rows]
-        i = bisect.bisect_left(times, t)
-        if i < len(rows) and rows[i][0] == t:
-            other = int(rows[i][OFFSET])
-            if other < offset:
-                step.verdict = Verdict.DUPLICATE
-                return step
-            # Already in the pane: a crash came after the pane write and before the header write. The pane
-            # may exist only in the crashed worker's local store (its changelog record never left), so it is
-            # written again, and counted in the header like any other. A later offset there is a row the
-            # header has not applied either: this observation came first, so it takes the place.
-            rows[i] = row
-        else:
-            rows.insert(i, row)
-        step.pane_writes[pane_start] = rows
-        _add_pane(h["panes"], pane_start, spec.pane_s)
-
-        def written(start: int) -> list[Row] | None:
-            return step.pane_writes[start] if start in step.pane_writes else get_pane(start)
-
-        pane = _applied_rows(written, offset)
-
-        if h["max_t"] is None or t >= h["max_t"]:
-            h["max_t"] = t
-            h["tz"] = int(row[TZ] or 0)
-        h["last_wall"] = wall_now
-
-        wm, tz = h["wm"], int(row[TZ] or 0)
-        for kind, window_keys, earliest_end in spec.keys_for(t, tz):
-            keys = h["open"].setdefault(kind, [])
-            if wm is None or earliest_end > wm:  # the usual case: none of them has closed
-                known = set(keys)
-                for key in window_keys:
-                    if key not in known:
-                        bisect.insort(keys, key)
-                continue
-            for key in window_keys:
-                if key in keys:
-                    continue
-                window = spec.window(kind, key, tz)
-                if window.end > wm:
-                    bisect.insort(keys, key)
-                    continue
-                wid = window.wid  # closed: a corrected aggregate (or the first, if it had no rows)
-                prior = h["rev"].get(wid) or (1 if self._had_rows(window, pane, exclude_offset=offset) else 0)
-                revision = prior + 1
-                if revision > 1:
-                    h["rev"][wid] = revision
-                step.emissions.append(self._emit(city_id, window, pane, revision, wall_now, event_ts, late=True))
-        self._advance(city_id, h, step, pane, max(h["wm"] or -math.inf, h["max_t"] - cfg.lateness_s), wall_now,
-                      event_ts)  # fmt: skip
-        return step
-
-    def _judged_before(self, h: Header, row: Row, get_pane: PaneGetter) -> Step:
-        """A re-delivered observation (its offset is already counted): judged as the first time, from its pane.
-
-        Its row is in its pane if it was accepted: then the pane is written again, since it may exist only
-        in the local store of the worker that crashed (its changelog record never left), and a worker that
-        rebuilds the table from the changelog would lack the row the header counts. A pane aged out behind
-        the watermark means it was handled, and its outputs sent, many batches ago.
-        """
-        offset, t = int(row[OFFSET]), float(row[0])
-        start = self.spec.pane_start(t)
-        rows = get_pane(start)
-        if rows is None and h["wm"] is not None and t < h["wm"] - self.config.retention_s:
-            return Step(Verdict.FORGOTTEN, h)
-        same_time = [r for r in rows or () if r[0] == t]
-        if any(int(r[OFFSET]) == offset for r in same_time):
-            step = Step(Verdict.REDELIVERED, h)
-            step.pane_writes[start] = list(rows or ())
-            return step
-        return Step(Verdict.DUPLICATE if same_time else Verdict.TOO_LATE, h)
-
-    def tick(self, city_id: int, header: Header | None, get_pane: PaneGetter, *, wall_now: float) -> Step:
-        """Move an idle city's watermark on with the wall clock: by the time since its last arrival."""
-        if not header:
-            return Step(Verdict.APPLIED, new_header())
-        h = _copy(header)
-        step = Step(Verdict.APPLIED, h)
-        if h["max_t"] is None or h["last_wall"] is None:
-            return step
-        silent_s = wall_now - h["last_wall"]
-        if silent_s <= self.config.idle_timeout_s:
-            return step
-        idle_wm = h["max_t"] + silent_s - self.config.lateness_s
-        pane = _applied_rows(get_pane, h["last_offset"])
-        self._advance(city_id, h, step, pane, max(h["wm"] or -math.inf, idle_wm), wall_now, None)
-        return step
-
-    # ----------------------------------------------------------------------------------------------
-    def _advance(self, city_id: int, h: Header, step: Step, pane: PaneGetter, new_wm: float, wall_now: float,
-                 event_ts: float | None) -> None:  # fmt: skip
-        spec, cfg = self.spec, self.config
-        h["wm"] = new_wm
-        for kind, keys in h["open"].items():
-            # Keys are kept sorted and a kind's windows end in key order: stop at the first still open.
-            closed = 0
-            for key in keys:
-                window = spec.window(kind, key, h["tz"])
-                if window.end > new_wm:
-                    break
-                step.emissions.append(self._emit(city_id, window, pane, 1, wall_now, event_ts, late=False))
-                closed += 1
-            del keys[:closed]
-        horizon = new_wm - cfg.retention_s
-        for wid in [w for w in h["rev"] if self._window_end_from_wid(w, h["tz"]) < horizon]:
-            del h["rev"][wid]
-        pane_floor = spec.pane_start(horizon - spec.max_span_s)
-        kept: list[list[int]] = []
-        for first, end in _merge_runs(h["panes"]):
-            h["drop"].extend(range(first, min(end, pane_floor), spec.pane_s))
-            if end > pane_floor:
-                kept.append([max(first, pane_floor), end])
-        h["panes"] = kept
-        h["outbox"].extend(step.emissions)
-
-    def _window_end_from_wid(self, wid: str, tz: int) -> float:
-        kind, key = parse_wid(wid)
-        return self.spec.window(kind, key, tz).end
-
-    def window_rows(self, window: Window, pane: PaneGetter) -> list[Row]:
-        """Every row of ``window``, in time order."""
-        rows: list[Row] = []
-        if window.kind != "day-local":  # its panes lie inside it (pane edges are window edges)
-            for start in self.spec.pane_range(window):
-                rows.extend(pane(start) or ())
-            return rows
-        for start in self.spec.pane_range(window):
-            for row in pane(start) or ():
-                if self.spec.row_in(window, float(row[0]), int(row[TZ] or 0)):
-                    rows.append(row)
-        return rows
-
-    def _had_rows(self, window: Window, pane: PaneGetter, exclude_offset: int) -> bool:
-        return any(int(r[OFFSET]) != exclude_offset for r in self.window_rows(window, pane))
-
-    def aggregate(self, window: Window, rows: list[Row]) -> dict[str, Any]:
-        """The values of ``window`` over ``rows`` (exact local-day bounds from the rows' offsets)."""
-        # One pass over the rows in time order: the arithmetic is the same however they arrived.
-        partial = Partial.of(rows)
+    def window_values(self, window: Window, summaries: list[Summary]) -> dict[str, Any]:
+        """The aggregate values of ``window`` from the summaries of its observations (any order)."""
+        s = Summary.merged(summaries)
         start, end = window.start, window.end
-        if window.kind == "day-local" and rows:
-            start = window.key * DAY_S - round_offset(int(rows[0][TZ] or 0))
-            end = (window.key + 1) * DAY_S - round_offset(int(rows[-1][TZ] or 0))
-        values = finish(partial, start, end, self.config.default_cadence_s)
+        if window.kind == "day-local" and s.times:
+            # The day's bounds from the offsets the data carries (a daylight-saving day is 23 or 25 h).
+            start = window.key * DAY_S - round_offset(s.tz_first)
+            end = (window.key + 1) * DAY_S - round_offset(s.tz_last)
+        values = finish(s, start, end, self.config.default_cadence_s)
         values.update(window_start=start, window_end=end)
         return values
 
-    def _emit(self, city_id: int, window: Window, pane: PaneGetter, revision: int, wall_now: float,
-              event_ts: float | None, *, late: bool) -> dict[str, Any]:  # fmt: skip
-        values = self.aggregate(window, self.window_rows(window, pane))
+    def due_at(self, state: WindowState | None) -> float | None:
+        """When (wall clock) an idle tick would next close a window of the city (None: nothing would)."""
+        if state is None or state.max_t is None or state.last_wall is None:
+            return None
+        ends = [self.spec.window(kind, runs[0][0], state.tz).end for kind, runs in state.open.items() if runs]
+        if not ends:
+            return None
+        # tick() closes a window once wall - last_wall > idle_timeout and max_t + (wall - last_wall) - lateness
+        # reaches its end.
+        silence = max(self.config.idle_timeout_s, min(ends) + self.config.lateness_s - state.max_t)
+        return state.last_wall + silence + 1.0
+
+    def open_windows(self, state: WindowState | None, cold: ColdSlices) -> Iterator[tuple[Window, dict[str, Any]]]:
+        """The live values of the windows that hold data and are not final yet (for the web view)."""
+        if state is None:
+            return
+        view = CityWindows(self, 0, state, cold, copy=False)
+        for kind, runs in state.open.items():
+            step = self.spec.step_of(kind)
+            for first, last in runs:
+                for key in range(first, last + 1, step):
+                    window = self.spec.window(kind, key, state.tz)
+                    summaries = view.summaries(window)
+                    if summaries:
+                        yield window, self.window_values(window, summaries)
+
+
+class CityWindows:
+    """One city's window state during one batch (a private copy: the state read is never changed)."""
+
+    def __init__(self, aggregator: Aggregator, city_id: int, state: WindowState | None, cold: ColdSlices,
+                 *, copy: bool = True) -> None:  # fmt: skip
+        self.agg, self.config, self.spec = aggregator, aggregator.config, aggregator.spec
+        self.city_id = city_id
+        self.state = (state.copy() if copy else state) if state is not None else WindowState()
+        self.cold = cold
+        self.changed: dict[int, Slice] = {}  # hot slices this batch changed (its own copies)
+        self.emissions: list[dict[str, Any]] = []
+        self.redelivered = False
+
+    # -- reading and writing slices -------------------------------------------------------------------
+    def slice(self, start: int) -> Slice | None:
+        """The slice at ``start`` as this state knows it (None: it holds nothing)."""
+        hot = self.state.hot.get(start)
+        if hot is not None:
+            return hot
+        if not runs_contains(self.state.slices, start, self.spec.slice_s):
+            return None
+        return self.cold(start)
+
+    def _writable(self, start: int) -> Slice:
+        mine = self.changed.get(start)
+        if mine is not None:
+            return mine
+        base = self.slice(start)
+        mine = base.copy() if base is not None else Slice(start)
+        if base is None:
+            runs_add(self.state.slices, start, start, self.spec.slice_s)
+        self.changed[start] = self.state.hot[start] = mine
+        return mine
+
+    def summaries(self, window: Window) -> list[Summary]:
+        """The summaries of ``window``'s observations."""
+        day = window.key if window.kind == "day-local" else None
+        span = self.spec.slice_range(window)
+        out: list[Summary] = []
+        hot, cold = self.state.hot, self.cold
+        for start in runs_within(self.state.slices, span.start, span.stop, span.step):
+            found = hot.get(start) or cold(start)  # it exists (in the runs): no need to look it up there
+            if found is not None:
+                parts = found.parts
+                if day is None:
+                    out.extend(parts.values())
+                elif day in parts:
+                    out.append(parts[day])
+        return out
+
+    # -- input ----------------------------------------------------------------------------------------
+    def apply(self, sample: Sample, *, wall_now: float, event_ts: float | None = None) -> Verdict:
+        """Apply one observation.
+
+        Args:
+            wall_now: the current wall-clock time (for idle detection; not used for windows).
+            event_ts: when the observation appeared in Kafka (recorded on aggregates it closes).
+        """
+        st, cfg, spec = self.state, self.config, self.spec
+        offset, t = sample.offset, sample.t
+        if offset <= st.last_offset:
+            return self._judged_before(sample)
+        st.last_offset = offset
+        if st.wm is not None and t < st.wm - cfg.retention_s:
+            return Verdict.TOO_LATE
+        start = spec.slice_start(t)
+        existing = self.slice(start)
+        if existing is not None and existing.find(t) is not None:
+            return Verdict.DUPLICATE
+        self._writable(start).add(sample, spec.day_of(t, sample.tz))
+        if st.max_t is None or t >= st.max_t:
+            st.max_t, st.tz = t, sample.tz
+        st.last_wall = wall_now
+
+        wm, tz = st.wm, sample.tz
+        for kind, window_keys, earliest_end in spec.keys_for(t, tz):
+            runs, step = st.open.get(kind), spec.step_of(kind)
+            if runs is None:
+                runs = st.open[kind] = []
+            if wm is None or earliest_end > wm:  # the usual case: none of them has closed
+                first, last = window_keys[0], window_keys[-1]
+                runs_add(runs, *((last, first) if first > last else (first, last)), step)
+                continue
+            for key in window_keys:
+                if runs_contains(runs, key, step):
+                    continue
+                window = spec.window(kind, key, tz)
+                if window.end > wm:
+                    runs_add(runs, key, key, step)
+                    continue
+                # Closed: a corrected aggregate (or the first, if the window had no data before this).
+                summaries = self.summaries(window)
+                prior = st.rev.get(window.wid) or (1 if sum(len(s.times) for s in summaries) > 1 else 0)
+                revision = prior + 1
+                if revision > 1:
+                    st.rev[window.wid] = revision
+                self._emit(window, summaries, revision, wall_now, event_ts, late=True)
+        self._advance(max(wm if wm is not None else -math.inf, st.max_t - cfg.lateness_s), wall_now, event_ts)
+        return Verdict.APPLIED
+
+    def _judged_before(self, sample: Sample) -> Verdict:
+        """A re-delivered observation (its offset is already counted), judged as the first time, from its slice."""
+        st, t = self.state, sample.t
+        found = self.slice(self.spec.slice_start(t))
+        if found is None and st.wm is not None and t < st.wm - self.config.retention_s:
+            return Verdict.FORGOTTEN
+        other = found.find(t) if found is not None else None
+        if other == sample.offset:
+            self.redelivered = True
+            return Verdict.REDELIVERED
+        return Verdict.DUPLICATE if other is not None else Verdict.TOO_LATE
+
+    def tick(self, *, wall_now: float) -> None:
+        """Move an idle city's watermark on with the wall clock: by the time since its last arrival."""
+        st = self.state
+        if st.max_t is None or st.last_wall is None:
+            return
+        silent_s = wall_now - st.last_wall
+        if silent_s <= self.config.idle_timeout_s:
+            return
+        idle_wm = st.max_t + silent_s - self.config.lateness_s
+        self._advance(max(st.wm if st.wm is not None else -math.inf, idle_wm), wall_now, None)
+
+    # -- windows closing ------------------------------------------------------------------------------
+    def _advance(self, new_wm: float, wall_now: float, event_ts: float | None) -> None:
+        st, spec, cfg = self.state, self.spec, self.config
+        st.wm = new_wm
+        for kind, runs in st.open.items():
+            # A kind's windows end in key order: close from the first until one is still open.
+            while runs and spec.end_of(kind, runs[0][0], st.tz) <= new_wm:
+                window = spec.window(kind, runs[0][0], st.tz)
+                self._emit(window, self.summaries(window), 1, wall_now, event_ts, late=False)
+                runs_pop_first(runs, spec.step_of(kind))
+        horizon = new_wm - cfg.retention_s
+        if st.rev:
+            for wid in [w for w in st.rev if self._window_end(w) < horizon]:
+                del st.rev[wid]
+        floor = spec.slice_start(horizon - spec.max_span_s)
+        if st.slices and st.slices[0][0] < floor:
+            for start in runs_take_below(st.slices, floor, spec.slice_s):
+                st.hot.pop(start, None)
+                self.changed.pop(start, None)
+                st.drop.append(start)
+
+    def _window_end(self, wid: str) -> float:
+        kind, key = parse_wid(wid)
+        return self.spec.window(kind, key, self.state.tz).end
+
+    def _emit(self, window: Window, summaries: list[Summary], revision: int, wall_now: float,
+              event_ts: float | None, *, late: bool) -> None:  # fmt: skip
+        values = self.agg.window_values(window, summaries)
         values.update(
-            city_id=city_id,
-            kind=window.kind,
-            window_id=window.wid,
-            revision=revision,
-            late=late,
-            closed_at=wall_now,
-            watermark_passed_at=event_ts,
-            eid=f"{city_id}/{window.wid}#{revision}",
-        )
-        return values
+            city_id=self.city_id, kind=window.kind, window_id=window.wid, revision=revision, late=late,
+            closed_at=wall_now, watermark_passed_at=event_ts, eid=f"{self.city_id}/{window.wid}#{revision}",
+        )  # fmt: skip
+        self.emissions.append(values)
+        self.state.outbox.append(values)
+
+    # -- the batch's writes ---------------------------------------------------------------------------
+    def end(self, *, durable: bool) -> Changes:
+        """What to write for this batch.
+
+        Args:
+            durable: the state this batch started from is known to be in the changelog (its batch was
+                delivered), so slices it no longer needs can be deleted and unchanged hot slices moved out.
+        """
+        st = self.state
+        changes = Changes(st)
+        if not durable:
+            # Written again, with the cold slices its batch moved out: that batch may never have been delivered.
+            changes.rewrite = True
+            for start in st.cooled:
+                found = self.cold(start)
+                if found is not None:
+                    changes.cold_writes[start] = found
+            return changes
+        changes.deletes, st.drop, st.cooled = st.drop, [], []
+        wm = st.wm
+        if wm is not None:
+            for start in [s for s in st.hot if s + self.spec.slice_s <= wm and s not in self.changed]:
+                changes.cold_writes[start] = st.hot.pop(start)
+                st.cooled.append(start)
+        return changes
 
 
-def _applied_rows(get_pane: PaneGetter, last_offset: int) -> PaneGetter:
-    """Panes as the header knows them: without rows of offsets after ``last_offset``.
-
-    Panes are written before headers, so after a crash a pane can hold rows of observations its city's
-    header has not applied yet. They are delivered again and counted then; a window that closes before
-    that must not take them in.
-    """
-
-    def pane(start: int) -> list[Row] | None:
-        rows = get_pane(start)
-        if rows is not None:
-            for row in rows:  # on the hot path: one pass, and a copy only when a row is left out
-                if row[OFFSET] > last_offset:
-                    return [r for r in rows if r[OFFSET] <= last_offset]
-        return rows
-
-    return pane
+def confirm(state: WindowState, delivered: set[str]) -> WindowState:
+    """``state`` without outbox entries whose delivery was confirmed (a copy if anything goes)."""
+    if not delivered or not state.outbox:
+        return state
+    kept = [e for e in state.outbox if e["eid"] not in delivered]
+    if len(kept) == len(state.outbox):
+        return state
+    out = state.copy()
+    out.outbox = kept
+    return out
 
 
-def pane_drops(header: Header | None) -> list[int]:
-    """Pane starts to delete once ``header`` is in the changelog (a header written later no longer needs them)."""
-    return list((header or {}).get("drop", ()))
+# -- runs of keys ------------------------------------------------------------------------------------
+def runs_contains(runs: Runs, key: int, step: int) -> bool:
+    """Whether ``key`` is one of the keys of ``runs`` (``step`` apart)."""
+    for first, last in runs:
+        if key < first:
+            return False
+        if key <= last:
+            return (key - first) % step == 0
+    return False
 
 
-def settled(header: Header) -> Header:
-    """``header`` without its drops: call it when they are known deleted, i.e. when the city's next batch
-    starts with new data (the batch that wrote the header was acknowledged, so its deletes were delivered)."""
-    if not header.get("drop"):
-        return header
-    return {**header, "drop": []}
+def runs_add(runs: Runs, first: int, last: int, step: int) -> None:
+    """Add the keys ``first..last`` (``step`` apart) to ``runs``."""
+    if runs:
+        tail = runs[-1]
+        if tail[0] <= first and last <= tail[1]:
+            return  # already there (the usual case: an observation in the newest windows)
+        if tail[0] <= first <= tail[1] + step:
+            tail[1] = max(tail[1], last)
+            return
+    merged: Runs = []
+    placed = False
+    for run in runs:
+        if run[1] + step < first:
+            merged.append(run)
+        elif last + step < run[0]:
+            if not placed:
+                merged.append([first, last])
+                placed = True
+            merged.append(run)
+        else:
+            first, last = min(first, run[0]), max(last, run[1])
+    if not placed:
+        merged.append([first, last])
+    runs[:] = merged
 
 
-def confirm(header: Header, delivered: set[str]) -> Header:
-    """The header without outbox entries whose delivery was confirmed."""
-    if not delivered or not header.get("outbox"):
-        return header
-    h = dict(header)
-    h["outbox"] = [e for e in header["outbox"] if e["eid"] not in delivered]
-    return h
+def runs_pop_first(runs: Runs, step: int) -> None:
+    """Remove the first key of ``runs``."""
+    head = runs[0]
+    if head[0] + step > head[1]:
+        del runs[0]
+    else:
+        head[0] += step
 
 
-def _copy(header: Header) -> Header:
-    return {
-        **header,
-        "open": {k: list(v) for k, v in header.get("open", {}).items()},
-        "rev": dict(header.get("rev", {})),
-        "panes": [list(r) for r in header.get("panes", [])],
-        "drop": list(header.get("drop", [])),
-        "outbox": list(header.get("outbox", [])),
-    }
+def runs_within(runs: Runs, lo: int, hi: int, step: int) -> Iterator[int]:
+    """The keys of ``runs`` in ``[lo, hi)`` (``runs`` and the range on the same grid)."""
+    for first, last in runs:
+        if last < lo:
+            continue
+        if first >= hi:
+            return
+        yield from range(max(first, lo), min(last + step, hi), step)
+
+
+def runs_take_below(runs: Runs, floor: int, step: int) -> list[int]:
+    """Remove and return the keys of ``runs`` below ``floor``."""
+    taken: list[int] = []
+    while runs and runs[0][0] < floor:
+        first, last = runs[0]
+        if last < floor:
+            taken.extend(range(first, last + step, step))
+            del runs[0]
+        else:
+            taken.extend(range(first, floor, step))
+            runs[0][0] = floor + (first - floor) % step  # the first key at or above the floor
+    return taken

@@ -7,14 +7,14 @@ Three kinds, all per city, all in UTC epoch seconds:
   observation comes from its own UTC offset, so a day with a daylight-saving change is 23 or 25 hours long.
 - **hopping** windows of ``size_s`` every ``step_s``, aligned to the epoch: ``[k*step, k*step+size)``.
 
-Every window is a union of *panes*: consecutive ``pane_s`` slices of UTC time. The pane length divides
-every size and step and 15 minutes, and every real UTC offset is a multiple of 15 minutes, so every window
-edge (local midnights included) is a pane edge.
+Every tumbling and hopping window is a union of *slices*: consecutive ``slice_s`` stretches of UTC time,
+``slice_s`` dividing every size and step. A local day's edges (local midnights) need not be slice edges: a
+slice keeps its observations apart by local date (:mod:`weatherstream.core.slices`).
 
 Example:
     >>> spec = WindowSpec(tumbling_s=(3600,), local_day=True, hopping_size_s=86400, hopping_step_s=3600)
-    >>> spec.pane_s
-    900
+    >>> spec.slice_s
+    3600
     >>> [w.wid for w in spec.windows_for(7200.0, utc_offset_s=0)][:2]
     ['tumbling-1h:7200', 'day-local:1970-01-01']
 """
@@ -104,13 +104,10 @@ class WindowSpec:
                 raise ValueError("the hopping size must be a positive multiple of its step")
 
     @cached_property
-    def pane_s(self) -> int:
-        """The pane length: divides 15 minutes and every size and step."""
-        pane = QUARTER_HOUR_S
-        for s in (*self.tumbling_s, self.hopping_size_s, self.hopping_step_s):
-            if s:
-                pane = math.gcd(pane, s)
-        return pane
+    def slice_s(self) -> int:
+        """The slice length: the largest that divides every size and step (an hour when only local days are kept)."""
+        sizes = [s for s in (*self.tumbling_s, self.hopping_size_s, self.hopping_step_s) if s]
+        return math.gcd(*sizes) if sizes else 3600
 
     @cached_property
     def kinds(self) -> tuple[str, ...]:
@@ -126,8 +123,12 @@ class WindowSpec:
         """The longest window (a local day can be 25 h)."""
         return max([*self.tumbling_s, self.hopping_size_s, DAY_S + 3600 if self.local_day else 0])
 
-    def pane_start(self, t: float) -> int:
-        return math.floor(t / self.pane_s) * self.pane_s
+    def slice_start(self, t: float) -> int:
+        return math.floor(t / self.slice_s) * self.slice_s
+
+    def day_of(self, t: float, utc_offset_s: int) -> int:
+        """The local date (days since 1970-01-01) an observation at ``t`` belongs to; 0 without local days."""
+        return local_date(t, round_offset(utc_offset_s)) if self.local_day else 0
 
     def windows_for(self, t: float, utc_offset_s: int) -> list[Window]:
         """Every window containing time ``t``, for an observation made at local offset ``utc_offset_s``."""
@@ -163,16 +164,37 @@ class WindowSpec:
         size = self.tumbling_s[self.kinds.index(kind)]
         return Window(kind, key, key + size, key)
 
-    def pane_range(self, window: Window) -> range:
-        """Starts of the panes that may hold rows of ``window`` (a local day: with 2 h of slack each side)."""
+    def slice_range(self, window: Window) -> range:
+        """Starts of the slices that may hold observations of ``window`` (a local day: 2 h of slack each side,
+        for observations made at another offset than the one its bounds were estimated with)."""
         if window.kind == "day-local":
             lo, hi = window.start - 2 * 3600, window.end + 2 * 3600
         else:
             lo, hi = window.start, window.end
-        return range(self.pane_start(lo), math.ceil(hi / self.pane_s) * self.pane_s, self.pane_s)
+        return range(self.slice_start(lo), math.ceil(hi / self.slice_s) * self.slice_s, self.slice_s)
 
-    def row_in(self, window: Window, t: float, utc_offset_s: int) -> bool:
-        """Whether an observation at ``t`` (made at ``utc_offset_s``) belongs to ``window``."""
-        if window.kind == "day-local":
-            return local_date(t, round_offset(utc_offset_s)) == window.key
-        return window.start <= t < window.end
+    @cached_property
+    def _steps(self) -> dict[str, int]:
+        steps = {kind: size for size, kind in zip(self.tumbling_s, self.kinds, strict=False)}
+        if self.local_day:
+            steps["day-local"] = 1
+        if self.hopping_size_s:
+            steps[self.kinds[-1]] = self.hopping_step_s
+        return steps
+
+    @cached_property
+    def _spans(self) -> dict[str, int]:
+        spans = {kind: size for size, kind in zip(self.tumbling_s, self.kinds, strict=False)}
+        if self.hopping_size_s:
+            spans[self.kinds[-1]] = self.hopping_size_s
+        return spans
+
+    def step_of(self, kind: str) -> int:
+        """How far apart consecutive keys of ``kind`` are (a local day's key is its date: 1)."""
+        return self._steps[kind]
+
+    def end_of(self, kind: str, key: int, utc_offset_s: int = 0) -> float:
+        """``window(kind, key, utc_offset_s).end``, without making the window."""
+        if kind == "day-local":
+            return (key + 1) * DAY_S - round_offset(utc_offset_s)
+        return key + self._spans[kind]

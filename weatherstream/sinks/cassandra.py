@@ -294,10 +294,12 @@ def read_aggregates(session: Session, keyspace: str, city_id: int, kinds: Sequen
     return out
 
 
-def read_latest(session: Session, keyspace: str) -> list[dict[str, Any]]:
-    """The newest observation of every city, by city id."""
+def read_latest(session: Session, keyspace: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The newest observation of every city, by city id (only ``columns``, if given)."""
+    what = ", ".join(columns) if columns else "*"
     return [
-        _aware(row._asdict()) for row in session.execute(f"SELECT * FROM {keyspace}.latest_by_city WHERE bucket = 0")
+        _aware(row._asdict())
+        for row in session.execute(f"SELECT {what} FROM {keyspace}.latest_by_city WHERE bucket = 0")
     ]
 
 

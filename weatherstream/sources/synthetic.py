@@ -39,7 +39,9 @@ ANOMALY_KINDS = (
     "heat_spike", "cold_snap", "pressure_drop", "wind_gust", "stuck_sensor", "silent_station", "impossible_value",
 )  # fmt: skip
 SECONDS_PER_YEAR = 365.2422 * 86400
-MAX_CITIES = 5000
+MAX_CITIES = 200_000
+#: the station count the spacing of extra stations was laid out for (beyond it, rings grow wider)
+_RING_LAYOUT_CITIES = 5000
 #: ids of the extra stations start here, far above OpenWeatherMap's city ids
 EXTRA_STATION_ID_BASE = 90_000_000
 
@@ -55,7 +57,7 @@ def synthetic_cities(n: int) -> list[City]:
         base = BUILTIN_CITIES[i % len(BUILTIN_CITIES)]
         ring = i // len(BUILTIN_CITIES) + 1
         angle = 2.399963 * i  # the golden angle: stations of one city spread around it
-        radius = 0.5 * math.sqrt(ring / (MAX_CITIES / len(BUILTIN_CITIES)))
+        radius = 0.5 * math.sqrt(ring / (_RING_LAYOUT_CITIES / len(BUILTIN_CITIES)))
         out.append(dataclasses.replace(
             base, city_id=EXTRA_STATION_ID_BASE + i, name=f"{base.name} station {ring}",
             lat=max(-89.9, min(89.9, base.lat + radius * math.sin(angle))),

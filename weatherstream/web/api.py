@@ -15,19 +15,25 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 
+from models import city_key
+from weatherstream import internals
 from weatherstream.app import WeatherStreamApp
-from weatherstream.core import aggregator as windows
-from weatherstream.core.aggregate import Row
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings
 from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_latest
 from weatherstream.times import parse_utc
+from weatherstream.web.catalog import FIELDS as CATALOG_COLUMNS
+from weatherstream.web.catalog import MAX_LIMIT, SORTS, StationCatalog
+
+if TYPE_CHECKING:
+    from agents.pipeline import PipelineParts
+    from weatherstream.core.codec import CityRecord
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +47,18 @@ SECURITY_HEADERS = {
 #: the dashboard's files (in the package: it works offline, nothing comes from a CDN)
 STATIC = {"index.html": "text/html", "city.html": "text/html", "dashboard.js": "application/javascript",
           "style.css": "text/css"}  # fmt: skip
-MAX_AGE_LABELS = 1000  # cities exported with their own label, at most (bounded label set)
+#: the edges of the freshness buckets of weatherstream_stations (seconds since a station's newest observation)
+AGE_EDGES_S = (3600.0, 6 * 3600.0, 24 * 3600.0)
+AGE_LABELS = ("under_1h", "1h_to_6h", "6h_to_24h", "over_24h")
 
-CITY_AGE = Gauge("weatherstream_city_last_observation_age_seconds",
-                 "Seconds since the newest observation of each city this worker owns.", ["city_id"])  # fmt: skip
-TABLE_KEYS = Gauge("weatherstream_table_keys", "Keys in this worker's active table partitions (estimate).", ["table"])
+STATIONS = Gauge("weatherstream_stations", "Stations this worker owns, by the age of their newest observation.",
+                 ["age"])  # fmt: skip
+OLDEST_AGE = Gauge("weatherstream_station_oldest_observation_age_seconds",
+                   "Seconds since the newest observation of this worker's station silent longest.")  # fmt: skip
+TABLE_KEYS = Gauge("weatherstream_table_keys", "Keys in this worker's active table partitions (RocksDB's estimate).",
+                   ["table"])  # fmt: skip
+ROCKSDB_MEMORY = Gauge("weatherstream_rocksdb_memory_bytes",
+                       "Bytes of the worker's shared RocksDB block cache and memtables in use.")  # fmt: skip
 CONSUMER_LAG = Gauge("weatherstream_consumer_lag_messages", "Messages not yet consumed, by topic and partition.",
                      ["topic", "partition"])  # fmt: skip
 
@@ -95,15 +108,13 @@ async def _add_security_headers(request: Any, response: Any) -> None:
         response.headers.setdefault(header, value)
 
 
-def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None) -> None:
-    """Add the views to ``app``. The city views need the pipeline's tables (``aggregator`` given); a sink-only
+def register(app: WeatherStreamApp, pipeline: PipelineParts | None = None) -> None:
+    """Add the views to ``app``. The city views need the pipeline's state (``pipeline`` given); a sink-only
     worker serves health, readiness and metrics."""
     settings = app.ws_settings
     web_app = getattr(app.web, "web_app", None)  # the aiohttp application of faust's web driver
     if web_app is not None:
         web_app.on_response_prepare.append(_add_security_headers)
-    tables = getattr(app, "ws_tables", {})
-    city_states, panes = tables.get("city_state"), tables.get("window_panes")
     db = CassandraReader(settings)
     sink = getattr(app, "ws_sink_progress", None)  # the sink's own consumer (agents/sink.py), where it runs
 
@@ -116,22 +127,24 @@ def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None
         assigned = set(app.consumer.assignment()) if app.consumer is not None else set()
         if sink is not None:
             assigned |= sink.assignment()
-        if app.rebalancing or not assigned:
-            return respond(self, {"ready": False, "rebalancing": bool(app.rebalancing)}, 503)
+        recovering = pipeline is not None and not internals.tables_recovered(app)
+        if app.rebalancing or not assigned or recovering:
+            return respond(self, {"ready": False, "rebalancing": bool(app.rebalancing), "recovering": recovering},
+                           503)  # fmt: skip
         return respond(self, {"ready": True, "partitions": len(assigned)})
 
     @app.page("/metrics")
     async def prometheus_metrics(self: View, request: Request) -> Response:
-        now = time.time()
-        if city_states is not None and panes is not None:
-            CITY_AGE.clear()
-            states = list(city_states.items())
-            for city_id, value in sorted(states, key=lambda kv: kv[0])[:MAX_AGE_LABELS]:
-                latest = (value or {}).get("latest")
-                if latest:
-                    CITY_AGE.labels(str(city_id)).set(max(0.0, now - float(latest["observed_at"])))
-            TABLE_KEYS.labels("city_state").set(len(states))
-            TABLE_KEYS.labels("window_panes").set(sum(1 for _ in panes.keys()))
+        # Every value comes from what the worker maintains anyway: no table scan per scrape.
+        if pipeline is not None:
+            now = time.time()
+            for label, count in zip(AGE_LABELS, pipeline.cities.ages(now, AGE_EDGES_S), strict=True):
+                STATIONS.labels(label).set(count)
+            oldest = pipeline.cities.oldest_newest()
+            OLDEST_AGE.set(max(0.0, now - oldest) if oldest is not None else 0.0)
+            table = pipeline.state.table
+            TABLE_KEYS.labels(table.name).set(internals.estimated_keys(table, set(pipeline.cities.partitions)))
+        ROCKSDB_MEMORY.set(internals.rocksdb_memory_bytes())
         # Only the partitions this worker reads now: one that moved to another worker is reported there.
         CONSUMER_LAG.clear()
         if app.consumer is not None:
@@ -149,14 +162,13 @@ def register(app: WeatherStreamApp, aggregator: windows.Aggregator | None = None
                 CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
         return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    if city_states is None or panes is None or aggregator is None:
-        return
-    register_city_views(app, db, aggregator, city_states, panes)
+    if pipeline is not None:
+        register_city_views(app, db, pipeline)
 
 
-def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: windows.Aggregator,
-                        city_states: Any, panes: Any) -> None:  # fmt: skip
+def register_city_views(app: WeatherStreamApp, db: CassandraReader, pipeline: PipelineParts) -> None:
     """The JSON API over cities, windows and alerts (on workers that run the pipeline)."""
+    state, aggregator = pipeline.state, pipeline.pipeline.aggregator
 
     def problem(view: View, status: int, message: str) -> Response:
         return respond(view, {"error": message}, status)
@@ -167,27 +179,19 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
     async def routed(view: View, request: Request, city_id: int) -> Response | None:
         """The owner's answer if another worker owns ``city_id``; None when this worker does."""
         try:
-            return await app.router.route_req(city_states.name, city_id, view.web, request)
+            # The table's keys are raw bytes; the router hashes what it is given as the raw topic's key is.
+            return await app.router.route_req(state.table.name, city_key(city_id), view.web, request)
         except SameNode:
             return None
 
-    def open_windows(city_id: int, header: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def open_windows(city_id: int, record: CityRecord | None) -> list[dict[str, Any]]:
         """Live aggregates of the city's windows that have data and are not final yet."""
-        if not header:
+        if record is None or record.windows is None:
             return []
         out = []
-
-        def pane(start: int) -> list[Row] | None:
-            return panes.get(f"{city_id}:{start}")
-
-        for kind, keys in header.get("open", {}).items():
-            for key in keys:
-                window = aggregator.spec.window(kind, key, header.get("tz", 0))
-                rows = aggregator.window_rows(window, pane)
-                if rows:
-                    values = aggregator.aggregate(window, rows)
-                    values.update(city_id=city_id, kind=kind, window_id=window.wid, final=False)
-                    out.append(values)
+        for window, values in aggregator.open_windows(record.windows, lambda start: state.slice(city_id, start)):
+            values.update(city_id=city_id, kind=window.kind, window_id=window.wid, final=False)
+            out.append(values)
         return sorted(out, key=lambda v: (v["kind"], v["window_start"]))
 
     pages = {name: resources.files("weatherstream.web").joinpath("static", name).read_bytes() for name in STATIC}
@@ -209,17 +213,27 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
             return problem(self, 404, "no such file")
         return page(self, name)
 
+    catalog = StationCatalog(lambda: db.run(read_latest, CATALOG_COLUMNS))
+
     @app.page("/api/cities")
     async def cities(self: View, request: Request) -> Response:
+        """A page of the stations (``?q=`` search, ``sort=`` one of SORTS, ``order=desc``, ``offset``, ``limit``)."""
+        query = request.query
+        sort, order = query.get("sort", "name"), query.get("order", "asc")
+        if sort not in SORTS or order not in ("asc", "desc"):
+            return problem(self, 400, f"sort must be one of {', '.join(SORTS)} and order asc or desc")
         try:
-            rows = await db.run(read_latest)
+            offset, limit = int(query.get("offset", "0")), int(query.get("limit", "50"))
+        except ValueError:
+            return problem(self, 400, "offset and limit must be whole numbers")
+        if offset < 0 or not 1 <= limit <= MAX_LIMIT:
+            return problem(self, 400, f"offset must be 0 or more and limit between 1 and {MAX_LIMIT}")
+        try:
+            snapshot = await catalog.current()
         except Exception as exc:  # noqa: BLE001 - said to the caller, not raised
             return problem(self, 503, f"Cassandra is not reachable: {type(exc).__name__}")
-        now = time.time()
-        for row in rows:
-            row["age_s"] = round(now - row["observed_at"].timestamp(), 1) if row.get("observed_at") else None
-            row.pop("bucket", None)
-        return respond(self, {"cities": sorted(rows, key=lambda r: (r.get("city_name") or "", r["city_id"]))})
+        return respond(self, snapshot.page(query.get("q", "")[:100], sort, order == "desc", offset, limit,
+                                           now=time.time()))  # fmt: skip
 
     async def at_owner(view: View, request: Request, text: str,
                        local: Callable[[View, Request, int], Awaitable[Response]]) -> Response:  # fmt: skip
@@ -235,16 +249,15 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
         return await at_owner(self, request, city_id, city_view)
 
     async def city_view(self: View, request: Request, city_id: int) -> Response:
-        value = city_states.get(city_id)
-        if not value:
+        record = state.record(city_id)
+        if record is None or record.latest is None:
             return problem(self, 404, f"no observation of city {city_id} yet")
-        anomaly = value.get("anomaly") or {}
         return respond(self, {
             "city_id": city_id,
-            "latest": value.get("latest"),
-            "watermark": (value.get("windows") or {}).get("wm"),
-            "open_windows": open_windows(city_id, value.get("windows")),
-            "open_incidents": sorted(anomaly.get("incidents", {})),
+            "latest": record.latest,
+            "watermark": record.windows.wm if record.windows is not None else None,
+            "open_windows": open_windows(city_id, record),
+            "open_incidents": sorted((record.anomaly or {}).get("incidents", {})),
             "served_by": str(app.conf.canonical_url),
         })  # fmt: skip
 
@@ -269,7 +282,7 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, aggregator: 
             return problem(self, 503, f"Cassandra is not reachable: {type(exc).__name__}")
         for row in closed:
             row["final"] = True
-        live = [w for w in open_windows(city_id, (city_states.get(city_id) or {}).get("windows"))
+        live = [w for w in open_windows(city_id, state.record(city_id))
                 if w["kind"] in kinds and start.timestamp() <= w["window_start"] < end.timestamp()]  # fmt: skip
         for w in live:
             w["window_start"] = dt.datetime.fromtimestamp(w["window_start"], tz=dt.timezone.utc)

@@ -86,9 +86,13 @@ def test_tick_reports_a_live_silence_once() -> None:
         run.feed(observed_at=T0 + i * 600, wall=T0 + i * 600, temp_c=5.0 + i)
     quiet = run.engine.tick(run.state, 7, wall_now=T0 + 4 * 600 + 1000)
     assert quiet.alerts == []
-    loud = run.engine.tick(run.state, 7, wall_now=T0 + 4 * 600 + 1900)
+    due = run.engine.due_at(run.state)  # the cadence is 600 s: silent after 3 x 600 s
+    assert due == T0 + 4 * 600 + 1800 + 1
+    assert run.engine.tick(run.state, 7, wall_now=due - 1.5).alerts == []
+    loud = run.engine.tick(run.state, 7, wall_now=due)
     assert [(a["kind"], a["state"], a["historical"]) for a in loud.alerts] == [("silent_station", "open", False)]
     assert run.engine.tick(loud.state, 7, wall_now=T0 + 10**4).alerts == []  # already open
+    assert run.engine.due_at(loud.state) is None
 
 
 def test_historical_alerts_are_marked_or_suppressed() -> None:

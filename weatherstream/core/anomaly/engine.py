@@ -95,6 +95,12 @@ class AnomalyEngine:
         gaps = state["gaps"]
         return statistics.median(gaps) if len(gaps) >= 3 else self.config.default_cadence_s
 
+    def due_at(self, state: State | None) -> float | None:
+        """When (wall clock) a tick would open the city's ``silent_station`` incident (None: it would not)."""
+        if not state or state["last_wall"] is None or "silent_station" in state["incidents"]:
+            return None
+        return float(state["last_wall"]) + self.config.quality.silent_factor * self.cadence_s(state) + 1.0
+
     def apply(self, state: State | None, obs: Observation, offset: int, *, wall_now: float) -> Outcome:
         cfg = self.config
         s = _copy(state) if state else new_state(cfg.statistical.baseline)

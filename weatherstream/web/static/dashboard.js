@@ -35,8 +35,16 @@ function setStatus(text) {
   document.getElementById("status").textContent = text;
 }
 
+// The station list is paged, sorted and searched by the server (/api/cities): a page at a time, however
+// many stations there are.
+const PAGE = 50;
+const list = { q: "", sort: "name", order: "asc", offset: 0, total: 0 };
+
 async function showCities() {
-  const data = await getJSON("/api/cities");
+  const query = new URLSearchParams({ q: list.q, sort: list.sort, order: list.order, offset: list.offset,
+    limit: PAGE });
+  const data = await getJSON(`/api/cities?${query}`);
+  list.total = data.total;
   const body = document.querySelector("#cities tbody");
   body.replaceChildren();
   for (const city of data.cities) {
@@ -56,7 +64,34 @@ async function showCities() {
     row.appendChild(el("td", text, cls));
     body.appendChild(row);
   }
-  setStatus(`${data.cities.length} cities · updated ${new Date().toLocaleTimeString()}`);
+  const last = Math.min(data.offset + data.cities.length, data.total);
+  document.getElementById("count").textContent = `${data.total} stations${list.q ? " found" : ""}`;
+  document.getElementById("pageinfo").textContent = data.total ? `${data.offset + 1}–${last}` : "";
+  document.getElementById("prev").disabled = data.offset === 0;
+  document.getElementById("next").disabled = last >= data.total;
+  setStatus(`${data.total} cities · updated ${new Date().toLocaleTimeString()}`);
+}
+
+function setUpCityList() {
+  let typing = null;
+  document.getElementById("find").addEventListener("submit", (event) => event.preventDefault());
+  document.getElementById("q").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { list.q = event.target.value; list.offset = 0; refresh(); }, 250);
+  });
+  document.getElementById("prev").addEventListener("click", () => {
+    list.offset = Math.max(0, list.offset - PAGE); refresh();
+  });
+  document.getElementById("next").addEventListener("click", () => {
+    if (list.offset + PAGE < list.total) { list.offset += PAGE; refresh(); }
+  });
+  for (const button of document.querySelectorAll("button[data-sort]")) {
+    button.addEventListener("click", () => {
+      const sort = button.dataset.sort;
+      list.order = list.sort === sort && list.order === "asc" ? "desc" : "asc";
+      list.sort = sort; list.offset = 0; refresh();
+    });
+  }
 }
 
 function drawChart(svg, points) {
@@ -135,5 +170,6 @@ async function refresh() {
   }
 }
 
+if (document.body.dataset.page !== "city") setUpCityList();
 refresh();
 setInterval(refresh, REFRESH_MS);

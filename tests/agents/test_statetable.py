@@ -1,4 +1,4 @@
-"""The cached tables' own changelog path: what happens to records when a send fails, and at a rebalance.
+"""The state table's own changelog path: what happens to records when a send fails, and at a rebalance.
 
 (That the records are the ones faust would send is checked against the broker in
 tests/integration/test_table_changelog.py.)
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from agents.statecache import CachedTable
+from agents.statetable import StateTable
 from weatherstream.app import create_app
 from weatherstream.settings import load_settings
 
@@ -38,16 +38,16 @@ class Producer:
         return done
 
 
-def cached_table(tmp_path: Path) -> tuple[CachedTable, Producer]:
+def cached_table(tmp_path: Path) -> tuple[StateTable, Producer]:
     app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
     producer = Producer()
     app.producer = producer  # type: ignore[assignment]
     table = app.Table("probe", default=None, key_type=str, partitions=4)
-    cached = CachedTable(app, table, 10)
+    cached = StateTable(app, table, record_entries=10, slice_entries=10)
     return cached, producer
 
 
-def written(cached: CachedTable, *keys: str) -> None:
+def written(cached: StateTable, *keys: str) -> None:
     """Note writes the way the table's hooks do (a partition each, a delete for a key starting with '-')."""
     for key in keys:
         if key.startswith("-"):
@@ -84,9 +84,10 @@ def test_a_rebalance_sends_what_is_left_before_the_partitions_go(tmp_path: Path)
 
     async def scenario() -> None:
         written(cached, "a")
-        cached.entries["a"] = ["a"]
+        cached.records.put(1, None)
+        cached.slices.put((1, 3600), None)
         await cached.app.on_partitions_revoked.send(set())  # as faust's rebalance does, after its own flush
-        assert cached.pending == [] and cached.entries == {}
+        assert cached.pending == [] and len(cached.records) == len(cached.slices) == 0
 
     asyncio.run(scenario())
     assert [key for _, key, _, _ in producer.records] == [b'"a"']
@@ -105,4 +106,4 @@ def test_a_table_partitioned_by_the_producer_is_refused(tmp_path: Path) -> None:
     app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
     table = app.Table("probe", default=None, key_type=str, partitions=4, use_partitioner=True)
     with pytest.raises(ValueError, match="partitioned like their source topic"):
-        CachedTable(app, table, 10)
+        StateTable(app, table, record_entries=10, slice_entries=10)

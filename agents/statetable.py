@@ -1,0 +1,212 @@
+"""The pipeline's state table: one RocksDB-backed faust table of bytes, with bounded caches of decoded values.
+
+The table holds each city's record (``c:{city}``) and its cold slices (``s:{city}:{start}``) in the binary
+format of :mod:`weatherstream.core.codec`. Keeping both in one table puts them in one changelog partition, in
+the order they were written, which is what the state machine's crash safety relies on
+(:mod:`weatherstream.core.aggregator`). Two bounded caches (least recently used go first) keep decoded
+records and slices, so a busy city is decoded once and not per batch. Every write goes to the table first
+and then to its cache, so a cache never holds anything the table does not; both are emptied whenever
+partitions are assigned or revoked (another worker may have changed the table meanwhile). Cached values are
+shared, not copied: the pipeline never changes a value it read (:class:`~weatherstream.core.aggregator.CityWindows`
+works on a copy).
+
+It also sends the table's changelog records itself. faust sends one per write through its producer buffer,
+each wrapped in a pending-message future with sensor and offset callbacks, which cost more than the write.
+Here a write only notes its partition, key and value; :meth:`StateTable.send_changelog` hands them to the
+producer (raw bytes, as faust would send them) and records the table's persisted offset (what a restarted
+worker reads the changelog from) once per partition instead of once per record. Records a failed send or a
+failed batch left behind go out with the next call, or, at a rebalance, before the partitions go.
+
+A batch's input offsets may be committed only once the table changes it made are in the changelog, so
+the caller waits for the futures :meth:`StateTable.send_changelog` returns. (faust commits after a
+producer flush that can return while table writes still wait in its buffer; a crash then lost those writes
+for every copy rebuilt from the changelog, while their input was never delivered again.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from faust.types import AppT, TableT
+from faust.types.enums import ProcessingGuarantee
+
+from weatherstream import internals
+from weatherstream.core.codec import (
+    RECORD_PREFIX,
+    CityRecord,
+    city_of_record_key,
+    decode_record,
+    decode_slice,
+    encode_record,
+    encode_slice,
+    record_key,
+    slice_key,
+)
+from weatherstream.core.slices import Slice
+
+logger = logging.getLogger(__name__)
+
+_MISSING = object()
+_DELETED = object()
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRUCache(Generic[K, V]):
+    """At most ``max_entries`` values; the least recently used go first."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self.entries: OrderedDict[K, V | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: K, load: Callable[[], V | None]) -> V | None:
+        value = self.entries.get(key, _MISSING)
+        if value is _MISSING:
+            value = load()
+            self.put(key, value)
+        else:
+            self.entries.move_to_end(key)
+        return value  # type: ignore[return-value]
+
+    def put(self, key: K, value: V | None) -> None:
+        self.entries[key] = value
+        self.entries.move_to_end(key)
+        if len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+class StateTable:
+    """City records and cold slices in ``table`` (bytes keys and values), cached decoded.
+
+    Reads and writes inside a batch go to the partition of the event being handled (see
+    ``agents.pipeline.acting_for``); reads outside one (the web views) find the key in any partition open here.
+    """
+
+    def __init__(self, app: AppT, table: TableT, *, record_entries: int, slice_entries: int) -> None:
+        if app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE or table.use_partitioner:
+            raise ValueError(
+                f"table {table.name}: StateTable sends changelog records itself, for at-least-once processing "
+                "and tables partitioned like their source topic; use a plain faust table for anything else"
+            )
+        self.table = table
+        self.app = app
+        self.records: LRUCache[int, CityRecord] = LRUCache(record_entries)
+        self.slices: LRUCache[tuple[int, int], Slice] = LRUCache(slice_entries)
+        self.pending: list[tuple[int | None, Any, Any]] = []  # (partition, key, value or _DELETED)
+
+        def on_key_set(key: Any, value: Any) -> None:  # replaces faust's, which sends a record per write
+            self.pending.append((table.partition_for_key(key), key, value))
+
+        def on_key_del(key: Any) -> None:
+            self.pending.append((table.partition_for_key(key), key, _DELETED))
+
+        table.on_key_set = on_key_set  # type: ignore[method-assign]
+        table.on_key_del = on_key_del  # type: ignore[method-assign]
+        app.on_partitions_assigned.connect(self._forget)
+        app.on_partitions_revoked.connect(self._revoked)
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def record(self, city_id: int) -> CityRecord | None:
+        def load() -> CityRecord | None:
+            value = self.table.get(record_key(city_id))
+            return decode_record(value) if value is not None else None
+
+        return self.records.get(city_id, load)
+
+    def slice(self, city_id: int, start: int) -> Slice | None:
+        def load() -> Slice | None:
+            value = self.table.get(slice_key(city_id, start))
+            return decode_slice(value) if value is not None else None
+
+        return self.slices.get((city_id, start), load)
+
+    def records_in(self, partition: int) -> Iterator[tuple[int, bytes]]:
+        """(city, encoded record) of every city in ``partition`` of this worker (read from RocksDB, uncached)."""
+        for key, value in internals.partition_items(self.table, partition, RECORD_PREFIX):
+            yield city_of_record_key(key), value
+
+    # -- writes (inside a batch) ------------------------------------------------------------------------
+    def put_record(self, city_id: int, record: CityRecord) -> None:
+        self.table[record_key(city_id)] = encode_record(record)
+        self.records.put(city_id, record)
+
+    def put_slice(self, city_id: int, start: int, s: Slice) -> None:
+        self.table[slice_key(city_id, start)] = encode_slice(s)
+        self.slices.put((city_id, start), s)
+
+    def delete_slice(self, city_id: int, start: int) -> None:
+        key = slice_key(city_id, start)
+        if key in self.table:
+            del self.table[key]
+        self.slices.put((city_id, start), None)
+
+    # -- rebalances and the changelog ---------------------------------------------------------------------
+    async def _forget(self, *args: Any, **kwargs: Any) -> None:
+        logger.info("rebalance: forgetting %d cached records and %d cached slices of table %s", len(self.records),
+                    len(self.slices), self.table.name)  # fmt: skip
+        self.clear()
+
+    async def _revoked(self, *args: Any, **kwargs: Any) -> None:
+        """Before the partitions go, send what a batch that failed half way left unsent (faust flushes its
+        producer at this point for the same reason): later, it would land behind the next owner's records."""
+        try:
+            await asyncio.gather(*await self.send_changelog())
+        except Exception as exc:  # noqa: BLE001 - the batch was never committed: its input is handled again
+            logger.warning("rebalance: changelog records of table %s not sent (%s: %s); the next owner handles "
+                           "their input again", self.table.name, type(exc).__name__, exc)  # fmt: skip
+        await self._forget()
+
+    def clear(self) -> None:
+        self.records.clear()
+        self.slices.clear()
+
+    async def send_changelog(self) -> list[Any]:
+        """Send the changelog records of the writes since the last call, in write order; returns their
+        futures (done once the broker has them, raising if it never does).
+
+        Records whose send raises stay for the next call (or the next rebalance). Without a running producer
+        (faust's agent test context never produces) nothing is sent.
+        """
+        producer = self.app.producer
+        if not self.pending or not producer.started:
+            return []
+        pending, self.pending = self.pending, []
+        table: Any = self.table  # faust's TableT and ChannelT declare less than Table and Topic have
+        topic: Any = table.changelog_topic
+        name = topic.get_topic_name()
+        sends = []
+        last: dict[int | None, Any] = {}  # never None: the constructor refuses partitioner tables
+        for i, (partition, key, value) in enumerate(pending):
+            try:
+                key_bytes, headers = topic.prepare_key(key, table.key_serializer, None, {})
+                if value is _DELETED:  # a tombstone, as faust's on_key_del sends it (a JSON null is a value)
+                    value_bytes, headers = topic.prepare_value(None, "raw", None, headers)
+                else:
+                    value_bytes, headers = topic.prepare_value(value, table.value_serializer, None, headers)
+                sent = await producer.send(name, key_bytes, value_bytes, partition, None, headers)
+            except BaseException:
+                self.pending[:0] = pending[i:]  # kept in order, ahead of any written since
+                raise
+            sends.append(sent)
+            last[partition] = sent
+        for sent in last.values():
+            sent.add_done_callback(self._persisted)
+        return sends
+
+    def _persisted(self, sent: Any) -> None:
+        """The broker has the partition's newest record of a batch: a restarted worker whose RocksDB has it
+        need not read the changelog up to it (faust reads the offset back at recovery)."""
+        if sent.cancelled() or sent.exception() is not None:
+            return  # the batch fails and is handled again; the offset stays where it was
+        metadata = sent.result()
+        self.table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)  # type: ignore[attr-defined]

@@ -1,0 +1,252 @@
+"""Key scale: the same number of events over 50, 5,000, 50,000 and 100,000 stations, one worker each.
+
+For each station count: a fresh namespace and keyspace, the workload preloaded, one ``weatherstream worker``
+(pipeline and sink) started on it. Measured:
+
+- worker CPU per event from the worker's first commit until the pipeline and the sink have committed every
+  input (every observation row written), and its peak RSS;
+- idle CPU: the worker's CPU per wall second over ``--idle`` seconds with no input, right after;
+- ``GET /api/cities`` (first call, which loads the station catalog, then the median of warm calls for a page,
+  a search and a sort by age) and ``GET /metrics`` (median of warm calls);
+- recovery: the worker is stopped, its RocksDB folder deleted, and a new worker started on the same
+  namespace; the time from its start until ``/ready`` (its tables recovered from the changelogs) and the
+  state changelog's size.
+
+Ratios are to the smallest station count of the run. ``--tree DIR`` runs the worker of another checkout
+(e.g. a ``git worktree`` of an older commit) on the same workload, for a before/after comparison.
+
+    .venv/bin/python -m benchmarks.keyscale [--events 200000] [--stations 50,5000,50000,100000] [--idle 60]
+                                            [--tree DIR]
+
+Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+from benchmarks.drain import (
+    RESULTS,
+    ROOT,
+    WORK,
+    clean_up,
+    command,
+    count_rows,
+    cpu_s,
+    free_port,
+    peak_rss_mb,
+    preload,
+    progress,
+    sink_topics,
+    stop_process,
+    topic_messages,
+    workload,
+)
+from weatherstream.db import connect_settings
+from weatherstream.settings import Settings, load_settings
+from weatherstream.sinks.schema import migrate
+from weatherstream.topics import namespace_topic_counts
+
+
+@dataclass
+class Scale:
+    stations: int
+    events: int
+    seconds: float = 0.0
+    cpu_us_per_event: float = 0.0
+    peak_rss_mb: float = 0.0
+    idle_cpu_pct: float = 0.0
+    cities_first_ms: float = 0.0
+    cities_page_ms: float = 0.0
+    cities_search_ms: float = 0.0
+    cities_by_age_ms: float = 0.0
+    metrics_ms: float = 0.0
+    recovery_s: float = 0.0
+    changelog_messages: int = 0
+    rows: int = 0
+    ok: bool = False
+    note: str = ""
+    timings: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _get_ms(url: str) -> tuple[float, Any]:
+    started = time.perf_counter()
+    response = requests.get(url, timeout=120)
+    elapsed = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return elapsed, response
+
+
+def _warm_ms(url: str, times: int = 7) -> list[float]:
+    return [_get_ms(url)[0] for _ in range(times)]
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> float:
+    """Seconds until the worker's /ready answers 200."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 200:
+                return time.monotonic() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"not ready after {timeout_s:.0f} s")
+
+
+def run_scale(stations: int, events: int, idle_s: float, timeout_s: float, tree: Path | None = None) -> Scale:
+    pairs = workload(events, stations, anomalies=0)  # plain weather: 2 observations per station leave no room
+    tag = uuid.uuid4().hex[:8]
+    settings = load_settings(namespace=f"keys{tag}", keyspace=f"keys_{tag}")
+    result = Scale(stations, len(pairs))
+    cluster, session = connect_settings(settings)
+    try:
+        migrate(session, settings)
+    finally:
+        cluster.shutdown()
+    asyncio.run(preload(settings, pairs))
+    data_dir, port = WORK / f"data-{tag}", free_port()
+    argv, env, topics = command("weatherstream", settings, settings.app_id, len(pairs), data_dir, port)
+    cwd = ROOT
+    if tree is not None:  # python -m finds the package in the working directory first
+        cwd, env = tree, {**env, "PYTHONPATH": str(tree)}
+    log_path = WORK / f"keyscale-{stations}-{tag}.log"
+    try:
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                    start_new_session=True)  # fmt: skip
+            try:
+                _drain(settings, proc, topics, result, timeout_s)
+                if result.note:
+                    return result
+                _idle(proc, idle_s, result)
+                _views(port, result)
+            finally:
+                stop_process(proc, 90)
+            result.rows = count_rows(settings)
+            refused = asyncio.run(topic_messages(settings, settings.topic_deadletter))
+            distinct = len({(k, orjson.loads(v)["dt"]) for k, v in pairs})
+            result.ok = result.rows + refused == distinct
+            result.note += f"{result.rows} rows + {refused} dead letters, {distinct} distinct inputs"
+            counts = asyncio.run(namespace_topic_counts(settings))
+            result.changelog_messages = sum(c["messages"] for t, c in counts.items() if t.endswith("-changelog"))
+            shutil.rmtree(data_dir, ignore_errors=True)  # the worker lost its RocksDB folder
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                    start_new_session=True)  # fmt: skip
+            try:
+                result.recovery_s = round(_wait_ready(port, proc, timeout_s), 2)
+            finally:
+                stop_process(proc, 90)
+    finally:
+        clean_up(settings)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return result
+
+
+def _drain(settings: Settings, proc: subprocess.Popen[bytes], topics: list[str], result: Scale,
+           timeout_s: float) -> None:  # fmt: skip
+    started = time.monotonic()
+    first: tuple[float, int, float] | None = None
+    while True:
+        if proc.poll() is not None:
+            result.note = f"exited with {proc.returncode}"
+            return
+        done, at_end = asyncio.run(progress(settings, settings.app_id, topics))
+        if at_end:
+            _, at_end = asyncio.run(progress(settings, settings.sink_group, sink_topics(settings)))
+        now = time.monotonic()
+        if first is None and done > 0:
+            first = (now, done, cpu_s(proc.pid))
+        if first is not None and done >= result.events and at_end:
+            handled = result.events - first[1]
+            result.seconds = round(now - first[0], 2)
+            result.cpu_us_per_event = round((cpu_s(proc.pid) - first[2]) / max(1, handled) * 1e6, 1)
+            result.peak_rss_mb = round(peak_rss_mb(proc.pid), 1)
+            return
+        if now - started > timeout_s:
+            result.note = f"not done after {timeout_s:.0f} s ({done} of {result.events} committed)"
+            return
+        time.sleep(0.2)
+
+
+def _idle(proc: subprocess.Popen[bytes], idle_s: float, result: Scale) -> None:
+    time.sleep(5)  # the last confirmations and commits
+    before, started = cpu_s(proc.pid), time.monotonic()
+    time.sleep(idle_s)
+    result.idle_cpu_pct = round((cpu_s(proc.pid) - before) / (time.monotonic() - started) * 100, 2)
+
+
+def _views(port: int, result: Scale) -> None:
+    base = f"http://127.0.0.1:{port}"
+    first, response = _get_ms(f"{base}/api/cities?limit=50")
+    result.cities_first_ms = round(first, 1)
+    body = response.json()
+    total = body.get("total", len(body.get("cities", [])))  # an older worker answers every city, unpaged
+    if total != result.stations:
+        result.note += f"; /api/cities lists {total} stations"
+    timings = {
+        "cities_page": _warm_ms(f"{base}/api/cities?limit=50&offset={max(0, total // 2)}"),
+        "cities_search": _warm_ms(f"{base}/api/cities?limit=50&q=ber"),
+        "cities_by_age": _warm_ms(f"{base}/api/cities?limit=50&sort=age&order=desc"),
+        "metrics": _warm_ms(f"{base}/metrics"),
+    }
+    result.timings = {k: [round(v, 1) for v in vs] for k, vs in timings.items()}
+    result.cities_page_ms = round(statistics.median(timings["cities_page"]), 1)
+    result.cities_search_ms = round(statistics.median(timings["cities_search"]), 1)
+    result.cities_by_age_ms = round(statistics.median(timings["cities_by_age"]), 1)
+    result.metrics_ms = round(statistics.median(timings["metrics"]), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--stations", default="50,5000,50000,100000")
+    parser.add_argument("--idle", type=float, default=60.0, help="Seconds of idle CPU measured after the drain.")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--tree", type=Path, help="Run the worker of this checkout instead (a before/after run).")
+    args = parser.parse_args()
+    scales = [int(s) for s in args.stations.split(",")]
+    results: list[Scale] = []
+    for stations in scales:
+        r = run_scale(stations, args.events, args.idle, args.timeout, args.tree)
+        results.append(r)
+        print(f"  {stations:>7} stations: {r.cpu_us_per_event:8.1f} us/ev  rss {r.peak_rss_mb:6.1f} MB  idle "
+              f"{r.idle_cpu_pct:5.2f} %  /api/cities {r.cities_page_ms} ms (first {r.cities_first_ms})  /metrics "
+              f"{r.metrics_ms} ms  recovery {r.recovery_s} s  {'ok' if r.ok else 'FAILED'} {r.note}",
+              file=sys.stderr)  # fmt: skip
+    base = results[0]
+    for r in results:
+        ratio = r.cpu_us_per_event / base.cpu_us_per_event if base.cpu_us_per_event else 0.0
+        r.timings["x_cpu_per_event"] = [round(ratio, 2)]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"keyscale-{stamp}.json"
+    doc = {"mode": "keyscale", "at": stamp, "events": args.events, "tree": str(args.tree or ROOT), "machine": {
+        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "runs": [r.__dict__ for r in results]}  # fmt: skip
+    out.write_text(json.dumps(doc, indent=2))
+    print(f"results: {out}", file=sys.stderr)
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+import asyncio
+import datetime as dt
+import time
+
+import pytest
+
+from weatherstream.web.catalog import Snapshot, StationCatalog
+
+UTC = dt.timezone.utc
+
+
+def rows(n: int) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for i in range(n):
+        out.append({
+            "city_id": 1000 + i, "city_name": f"Station {i:05d}" if i % 7 else None,
+            "country": ["DE", "US", "FR"][i % 3],
+            "observed_at": None if i % 11 == 0 else dt.datetime.fromtimestamp(1_790_000_000 - i * 60, UTC),
+            "temp_c": None if i % 5 == 0 else float(i % 40) - 10, "humidity_pct": 50.0, "pressure_hpa": 1000.0,
+            "wind_speed_ms": 1.5, "condition_main": "Clear", "condition_description": "clear sky",
+        })  # fmt: skip
+    return out
+
+
+def test_pages_cover_every_station_once_in_order() -> None:
+    snap = Snapshot.of(rows(1234), loaded_at=0.0)
+    seen: list[int] = []
+    for offset in range(0, 1300, 100):
+        page = snap.page("", "id", False, offset, 100, now=1_790_000_000.0)
+        assert page["total"] == 1234
+        seen += [r["city_id"] for r in page["cities"]]
+    assert seen == sorted(seen) == list(range(1000, 2234))
+    assert [r["city_id"] for r in snap.page("", "id", True, 0, 3, now=0)["cities"]] == [2233, 2232, 2231]
+
+
+def test_sorts_put_missing_values_last() -> None:
+    snap = Snapshot.of(rows(100), loaded_at=0.0)
+    by_age = snap.page("", "age", False, 0, 100, now=1_790_000_000.0)["cities"]
+    ages = [r["age_s"] for r in by_age]
+    known = [a for a in ages if a is not None]
+    assert known == sorted(known) and ages[len(known) :] == [None] * (len(ages) - len(known))
+    temps = [r["temp_c"] for r in snap.page("", "temp", False, 0, 100, now=0)["cities"]]
+    assert [t for t in temps if t is not None] == sorted(t for t in temps if t is not None) and temps[-1] is None
+    names = [(r["city_name"] or "").casefold() for r in snap.page("", "name", False, 0, 100, now=0)["cities"]]
+    assert names == sorted(names)
+
+
+def test_search_by_name_id_prefix_and_country() -> None:
+    snap = Snapshot.of(rows(300), loaded_at=0.0)
+    found = {r["city_id"] for r in snap.page("Station 0012", "id", False, 0, 50, now=0)["cities"]}
+    assert found == {1000 + i for i in range(120, 130) if i % 7}  # every 7th has no name
+    by_id = {r["city_id"] for r in snap.page("11", "id", False, 0, 500, now=0)["cities"]}
+    assert by_id >= set(range(1100, 1200))  # an id prefix (and names holding "11": Station 00011, 00211)
+    assert by_id - set(range(1100, 1200)) == {1011, 1211}
+    assert snap.page("fr", "id", False, 0, 500, now=0)["total"] == 100
+
+
+def test_the_page_values_are_text_and_numbers_only() -> None:
+    snap = Snapshot.of([{"city_id": 1, "city_name": "<script>x</script>", "country": None, "observed_at": None}], 0.0)
+    (row,) = snap.page("script", "name", False, 0, 10, now=0)["cities"]
+    assert row["city_name"] == "<script>x</script>" and row["temp_c"] is None and row["age_s"] is None
+
+
+def test_a_page_of_100000_stations_is_fast() -> None:
+    """The benchmark measures it through the worker; this only guards against an accidental quadratic path."""
+    snap = Snapshot.of(rows(100_000), loaded_at=0.0)
+    started = time.perf_counter()
+    for sort in ("name", "age", "temp", "country"):
+        snap.order(sort)
+    snap.page("station 0999", "name", False, 0, 50, now=0)
+    assert time.perf_counter() - started < 10
+
+
+def test_the_catalog_loads_once_and_reloads_in_the_background_when_stale() -> None:
+    loads: list[float] = []
+
+    async def load() -> list[dict[str, object]]:
+        loads.append(time.time())
+        await asyncio.sleep(0.01)
+        return rows(10 + len(loads))
+
+    async def scenario() -> None:
+        catalog = StationCatalog(load, refresh_s=0.05)
+        first = await catalog.current()
+        assert len(first) == 11 and await catalog.current() is first
+        await asyncio.sleep(0.06)
+        assert await catalog.current() is first  # stale: served while a reload runs
+        assert catalog.loading is not None
+        await catalog.loading
+        assert len(await catalog.current()) == 12 and len(loads) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_reload_keeps_the_previous_snapshot() -> None:
+    calls = 0
+
+    async def load() -> list[dict[str, object]]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise ConnectionError("Cassandra is down")
+        return rows(3)
+
+    async def scenario() -> None:
+        catalog = StationCatalog(load, refresh_s=0.0)
+        first = await catalog.current()
+        await asyncio.sleep(0.001)
+        await catalog.current()
+        with pytest.raises(ConnectionError):
+            await catalog.loading  # type: ignore[misc]
+        await asyncio.sleep(0)
+        assert await catalog.current() is first
+
+    asyncio.run(scenario())

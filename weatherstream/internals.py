@@ -1,0 +1,180 @@
+"""The faust-streaming, rocksdict and aiokafka internals the state design relies on, in one guarded place.
+
+Each function says which private attribute it uses and why no public API does. Each checks that the
+attribute is there and raises :class:`InternalsChanged` (saying which version was checked) rather than
+misbehaving silently after an upgrade. Checked against faust-streaming 0.15.3, rocksdict 0.3.29 and
+aiokafka 0.14.0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import rocksdict
+from faust import stores
+from faust.stores import rocksdb as faust_rocksdb
+from faust.types import AppT, TableT
+
+from weatherstream.errors import WeatherStreamError
+
+logger = logging.getLogger(__name__)
+
+CHECKED_WITH = "faust-streaming 0.15.3, rocksdict 0.3.29, aiokafka 0.14.0"
+#: the store URL scheme of :class:`SharedCacheStore`
+STORE_SCHEME = "wsrocksdb"
+
+
+class InternalsChanged(WeatherStreamError):
+    """An installed library no longer has an internal this project relies on."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: the installed faust-streaming/rocksdict/aiokafka differ from the versions "
+                         f"weatherstream was checked with ({CHECKED_WITH}); install versions within the "
+                         "bounds setup.cfg gives")  # fmt: skip
+
+
+def _attribute(obj: Any, name: str, what: str) -> Any:
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        raise InternalsChanged(f"{what} ({type(obj).__name__}.{name} is missing)") from None
+
+
+# -- RocksDB memory shared by every partition of every table -------------------------------------------
+class _Shared:
+    """One block cache and one memtable budget for all RocksDB databases of this process."""
+
+    cache: rocksdict.Cache | None = None
+    write_buffers: Any = None
+
+    @classmethod
+    def configure(cls, block_cache_bytes: int, write_buffer_bytes: int) -> None:
+        if cls.cache is None:
+            cls.cache = rocksdict.Cache(block_cache_bytes)
+            cls.write_buffers = rocksdict.WriteBufferManager(write_buffer_bytes, False)
+        else:  # a second app in this process (tests): the budgets follow the newest settings
+            cls.cache.set_capacity(block_cache_bytes)
+            cls.write_buffers.set_buffer_size(write_buffer_bytes)
+
+
+class _SharedCacheOptions(faust_rocksdb.RocksDBOptions):
+    def as_options(self) -> Any:
+        # faust builds a block cache of its own for every database (once per partition of every table); the
+        # table factory is replaced by one that uses the process's shared cache, and memtables are counted
+        # against one write-buffer budget.
+        options = super().as_options()
+        if _Shared.cache is None:
+            raise RuntimeError("call share_rocksdb_memory() before the app opens a table")
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_cache(_Shared.cache)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_manager(_Shared.write_buffers)
+        return options
+
+
+class SharedCacheStore(faust_rocksdb.Store):
+    """faust's RocksDB store whose databases share one block cache and one memtable budget (store URL
+    ``wsrocksdb://``; configure the budgets with :func:`share_rocksdb_memory` first)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not _attribute(self, "use_rocksdict", "shared RocksDB cache"):
+            raise InternalsChanged("shared RocksDB cache (faust did not pick rocksdict)")
+        if _Shared.cache is None:
+            raise RuntimeError("call share_rocksdb_memory() before the app opens a table")
+        # faust's __init__ has taken "read_only" and "driver" out of self.options (faust/stores/rocksdb.py)
+        self.rocksdb_options = _SharedCacheOptions(**_attribute(self, "options", "shared RocksDB cache"),
+                                                   use_rocksdict=True)  # fmt: skip
+
+
+def share_rocksdb_memory(block_cache_bytes: int, write_buffer_bytes: int) -> str:
+    """Make ``wsrocksdb://`` stores share ``block_cache_bytes`` of block cache and ``write_buffer_bytes`` of
+    memtables across all their databases; returns the store URL."""
+    _Shared.configure(block_cache_bytes, write_buffer_bytes)
+    stores.STORES.aliases[STORE_SCHEME] = f"{__name__}:SharedCacheStore"
+    return f"{STORE_SCHEME}://"
+
+
+def rocksdb_memory_bytes() -> int:
+    """Bytes the shared block cache and memtables hold now (0 before :func:`share_rocksdb_memory`)."""
+    if _Shared.cache is None:
+        return 0
+    return int(_Shared.cache.get_usage()) + int(_Shared.write_buffers.get_usage())
+
+
+# -- one partition's database ---------------------------------------------------------------------------
+def _partition_db(table: TableT, partition: int) -> Any:
+    """The rocksdict database of ``table``'s ``partition`` (None if it is not open here). faust keeps one per
+    partition in ``Store._dbs``; its own iteration walks every open database, standbys included."""
+    store = _attribute(table, "data", "partition database")
+    dbs = getattr(store, "_dbs", None)
+    if dbs is None:
+        if type(store).__name__ == "Store" and hasattr(store, "data"):  # memory:// (tests): no partitions
+            return None
+        raise InternalsChanged("partition database (Store._dbs is missing)")
+    return dbs.get(partition)
+
+
+def partition_items(table: TableT, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of ``table``'s ``partition`` whose key starts with ``prefix``, in key order (stored bytes)."""
+    db = _partition_db(table, partition)
+    if db is None:
+        return
+    for key, value in db.items(from_key=prefix):
+        if not key.startswith(prefix):
+            return
+        yield key, value
+
+
+def estimated_keys(table: TableT, partitions: set[int]) -> int:
+    """RocksDB's estimate of the keys in ``partitions`` (cheap: no scan; deletes count until compaction)."""
+    total = 0
+    for partition in partitions:
+        db = _partition_db(table, partition)
+        if db is not None:
+            total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+    return total
+
+
+def active_partitions(app: AppT, table: TableT) -> set[int]:
+    """The partitions of ``table`` this worker owns now (not its standbys)."""
+    assignor = _attribute(app, "assignor", "active partitions")
+    topic = _attribute(table, "changelog_topic_name", "active partitions")
+    return {tp.partition for tp in assignor.assigned_actives() if tp.topic == topic}
+
+
+def tables_recovered(app: AppT) -> bool:
+    """Whether the tables of the partitions this worker owns are recovered from their changelogs (faust's table
+    manager sets ``actives_ready`` once recovery is done, and clears it when a rebalance starts)."""
+    return bool(_attribute(app.tables, "actives_ready", "table recovery"))
+
+
+# -- the consumer's fetch ---------------------------------------------------------------------------------
+def fetcher_of(app: AppT) -> Any:
+    """The running aiokafka fetcher of faust's consumer (None before it runs). aiokafka reads the fetch wait and
+    minimum size from its fetcher for every request, not from the consumer after it started."""
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    return getattr(consumer, "_fetcher", None)
+
+
+def set_fetch(app: AppT, max_wait_ms: int, min_bytes: int) -> bool:
+    """Change the consumer's fetch wait and minimum size from the next fetch on; False if it is not running."""
+    fetcher = fetcher_of(app)
+    if fetcher is None:
+        return False
+    _attribute(fetcher, "_fetch_max_wait_ms", "fetch settings")
+    _attribute(fetcher, "_fetch_min_bytes", "fetch settings")
+    thread = app.consumer._thread  # type: ignore[attr-defined]  # checked by fetcher_of
+    # The fetcher runs in the consumer's own thread and loop.
+    thread.thread_loop.call_soon_threadsafe(_set_fetch, fetcher, max_wait_ms, min_bytes)
+    return True
+
+
+def _set_fetch(fetcher: Any, max_wait_ms: int, min_bytes: int) -> None:
+    fetcher._fetch_max_wait_ms = max_wait_ms
+    fetcher._fetch_min_bytes = min_bytes
