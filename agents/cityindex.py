@@ -50,6 +50,13 @@ class CityIndex:
                 self.newest[city_id] = newest
                 self.newest_sorted.add(newest)
 
+    def due_again(self, city_id: int, at: float) -> None:
+        """Make a city this worker owns due at ``at`` at the latest (a send for it failed)."""
+        if city_id in self.newest or city_id in self.due:
+            if at < self.due.get(city_id, float("inf")):
+                self.due[city_id] = at
+                heapq.heappush(self.heap, (at, city_id))
+
     def pop_due(self, now: float, retry_after_s: float) -> list[int]:
         """The cities due at ``now``; each is due again ``retry_after_s`` later unless an update says otherwise
         (a tick that is lost or changes nothing must not leave the city without one for ever)."""

@@ -38,7 +38,7 @@ import orjson
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
-from agents.batching import OffsetGuard, WorkerStopping, delivered, joined_batches, run_batch
+from agents.batching import OffsetGuard, WorkerStopping, delivered, event_batches, joined_batches, run_batch
 from agents.cityindex import CityIndex
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
@@ -57,7 +57,7 @@ from weatherstream.core.summary import Sample
 from weatherstream.core.windows import WindowSpec
 from weatherstream.settings import Settings
 from weatherstream.stateadmin import STATE_TABLE
-from weatherstream.transport import AdaptiveFetch
+from weatherstream.transport import CHECK_EVERY_S, AdaptiveFetch
 
 logger = logging.getLogger(__name__)
 
@@ -329,15 +329,21 @@ class Pipeline:
                      or window_state is not changes.state or state is not before.anomaly)  # fmt: skip
         out.record = CityRecord(self.gen, None, latest["observed_at"] if latest else None, window_state, state,
                                 latest)  # fmt: skip
-        out.record.due = self.due_at(out.record, time.time())
+        out.record.due = self.due_at(out.record, time.time(), after_restart=True)
         return out
 
-    def due_at(self, record: CityRecord, now: float) -> float | None:
-        """When the city next needs a tick: a window its silence would close, its silence becoming an alert,
-        or (outputs not confirmed yet) a retry."""
+    def due_at(self, record: CityRecord, now: float, *, after_restart: bool = False) -> float | None:
+        """When the city next needs a tick: a window its silence would close, or its silence becoming an alert.
+
+        ``after_restart``: the time stored with the record, for a worker that rebuilds its index; outputs in the
+        outbox make it due at once then (they may never have been sent). While a worker runs, a send that fails
+        makes the city due again (:meth:`CityIndex.due_again`).
+        """
         times = [self.aggregator.due_at(record.windows), self.engine.due_at(record.anomaly)]
-        if (record.windows is not None and record.windows.outbox) or (record.anomaly and record.anomaly["outbox"]):
-            times.append(now + self.settings.tick_interval_s)
+        if after_restart and (
+            (record.windows is not None and record.windows.outbox) or (record.anomaly and record.anomaly["outbox"])
+        ):
+            times.append(now)
         return min((t for t in times if t is not None), default=None)
 
     def write_city(self, city_id: int, partition: int, out: CityOutput) -> None:
@@ -351,7 +357,7 @@ class Pipeline:
         if changes is not None:
             for start in changes.deletes:
                 self.state.delete_slice(city_id, start)
-        self.cities.update(city_id, partition, out.record.due, out.record.newest)
+        self.cities.update(city_id, partition, self.due_at(out.record, time.time()), out.record.newest)
 
     async def send_outputs(self, city_id: int, out: CityOutput) -> None:
         """Send the city's dead letters, observations and unconfirmed outbox entries."""
@@ -381,6 +387,7 @@ class Pipeline:
         try:
             await asyncio.gather(*sent)
         except Exception:  # noqa: BLE001 - a failed send stays in the outbox; the city is due for a retry
+            self.cities.due_again(city_id, time.time() + self.settings.tick_interval_s)
             return
         delivery = self.awaiting[city_id] = object()
         await asyncio.sleep(CONFIRM_WAIT_S)
@@ -389,14 +396,18 @@ class Pipeline:
         del self.awaiting[city_id]
         if self.stopping():
             return  # the producer is going: the records stay in the outbox and go out again after the restart
-        await send_tick(self.topics, city_id, "no confirmation tick")
+        if not await send_tick(self.topics, city_id, "no confirmation tick"):
+            self.cities.due_again(city_id, time.time() + self.settings.tick_interval_s)
 
 
-async def send_tick(topics: Topics, city_id: int, failure: str) -> None:
+async def send_tick(topics: Topics, city_id: int, failure: str) -> bool:
+    """Send the city a tick; False (logged) if it could not be sent."""
     try:
         await topics.ticks.send(key=city_key(city_id), value=orjson.dumps({"sent_at": time.time()}))
-    except Exception as exc:  # noqa: BLE001 - the city stays due: the next timer run tries again
+    except Exception as exc:  # noqa: BLE001 - the caller makes the city due again
         logger.info("pipeline: %s for city %d (%s: %s)", failure, city_id, type(exc).__name__, exc)
+        return False
+    return True
 
 
 class DueTicks:
@@ -412,7 +423,7 @@ class DueTicks:
     async def run(self) -> None:
         """Send a tick to every city that is due now."""
         for city_id in self.cities.pop_due(time.time(), self.settings.tick_interval_s):
-            await send_tick(self.topics, city_id, "no tick")
+            await send_tick(self.topics, city_id, "no tick")  # if it is lost, pop_due made the city due again
 
     async def rebuild(self) -> None:
         """After recovery: forget the partitions this worker lost, index the ones it gained."""
@@ -456,13 +467,11 @@ def register(app: WeatherStreamApp, settings: Settings, topics: Topics) -> Pipel
                        partitions=settings.partitions)  # fmt: skip
     guard = OffsetGuard(app, "pipeline")
     fetch = AdaptiveFetch(app, settings.consumer_fetch_max_wait_ms, settings.consumer_fetch_min_bytes)
-    app.timer(interval=1.0, name="pipeline.fetch")(fetch.check)
+    app.timer(interval=CHECK_EVERY_S, name="pipeline.fetch")(fetch.check)
 
     async def pipeline_agent(stream: StreamT) -> None:
         """Validate, window and judge every observation; never stops on bad input."""
-        batches = stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT lacks it
-            settings.batch_max_events, within=settings.batch_within_ms / 1000
-        )
+        batches = event_batches(stream, settings.batch_max_events, settings.batch_within_ms / 1000)
         async for batch in joined_batches(app, batches, guard, settings.batch_max_events,
                                           settings.batch_backlog_max_events):  # fmt: skip
             fetch.count(len(batch.events))

@@ -39,7 +39,7 @@ from agents.batching import WorkerStopping
 from agents.deadletters import send_dead_letter
 from agents.resilience import Backoff
 from models import Reason
-from weatherstream import kafka_clients, metrics
+from weatherstream import internals, kafka_clients, metrics
 from weatherstream.app import WeatherStreamApp
 from weatherstream.sinks import rows
 from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite, retryable
@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 YIELD_EVERY_RECORDS = 500
 FETCH_MIN_BYTES = 256 * 1024
+#: after an empty batch: one long poll this long, answered at the first byte (an idle worker rarely wakes)
+QUIET_WAIT_MS = 5000
 OBSERVATION_CITY = rows.OBSERVATIONS.columns.index("city_id")
 OBSERVATION_TIME = rows.OBSERVATIONS.columns.index("observed_at")
 
@@ -121,6 +123,9 @@ def register(app: WeatherStreamApp) -> None:
     }
     progress = SinkProgress()
     letters: list[Awaitable[Any]] = []  # dead-letter sends of the batch being written
+    # The broker holds a fetch until it has FETCH_MIN_BYTES or the batch window is over: without it, a steady
+    # trickle of input is fetched a few records at a time, and each fetch costs CPU the pipeline needs.
+    busy_fetch = (min(settings.sink_batch_within_ms, 5000), FETCH_MIN_BYTES)
 
     async def connect() -> None:
         backoff = Backoff(0.5, settings.sink_retry_max_s)
@@ -219,13 +224,10 @@ def register(app: WeatherStreamApp) -> None:
         the group at its first fetch."""
         backoff = Backoff(0.5, settings.sink_retry_max_s)
         while True:
-            # The broker holds a fetch until it has FETCH_MIN_BYTES or the batch window is over: without it,
-            # a steady trickle of input is fetched a few records at a time, and each fetch costs the worker CPU
-            # the pipeline sharing its event loop needs.
             consumer = kafka_clients.consumer(
                 settings, group_id=settings.sink_group, enable_auto_commit=False,
                 auto_offset_reset="earliest", max_poll_records=settings.sink_batch_max_events,
-                fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=min(settings.sink_batch_within_ms, 5000),
+                fetch_min_bytes=busy_fetch[1], fetch_max_wait_ms=busy_fetch[0],
             )  # fmt: skip
             try:
                 await kafka_clients.start(consumer, settings)
@@ -236,8 +238,16 @@ def register(app: WeatherStreamApp) -> None:
             consumer.subscribe(list(tables_of), listener=SharedPartitions(progress))
             return consumer
 
-    async def next_batch(consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Record]]:
-        """Records of at most ``sink_batch_max_events``, waiting at most ``sink_batch_within_ms`` to fill it."""
+    async def next_batch(consumer: AIOKafkaConsumer, quiet: bool) -> dict[TopicPartition, list[Record]]:
+        """Records of at most ``sink_batch_max_events``, waiting at most ``sink_batch_within_ms`` to fill it.
+
+        ``quiet`` (the last batch came back empty): one long poll of ``QUIET_WAIT_MS``, answered at the first
+        byte, and whatever it brings is the batch: an idle worker rarely wakes, and input after a quiet
+        spell is written at once.
+        """
+        if quiet:
+            got = await consumer.getmany(timeout_ms=QUIET_WAIT_MS, max_records=settings.sink_batch_max_events)
+            return {tp: list(records) for tp, records in got.items() if records}
         limit, taken = settings.sink_batch_max_events, 0
         batch: dict[TopicPartition, list[Record]] = {}
         deadline = time.monotonic() + settings.sink_batch_within_ms / 1000
@@ -281,8 +291,12 @@ def register(app: WeatherStreamApp) -> None:
 
     async def consume(consumer: AIOKafkaConsumer) -> None:
         """Batches until the worker stops: written, then committed."""
+        quiet = False
         while not app.should_stop:
-            batch = await next_batch(consumer)
+            batch = await next_batch(consumer, quiet)
+            if bool(batch) == quiet:  # input came after a quiet spell, or none came: fetch the other way
+                quiet = not quiet
+                internals.set_consumer_fetch(consumer, *((QUIET_WAIT_MS, 1) if quiet else busy_fetch))
             if not batch:
                 continue
             events = [record for records in batch.values() for record in records]

@@ -9,7 +9,7 @@ aiokafka 0.14.0.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import rocksdict
@@ -153,6 +153,30 @@ def tables_recovered(app: AppT) -> bool:
     return bool(_attribute(app.tables, "actives_ready", "table recovery"))
 
 
+# -- a stream's events, handed over as they come -------------------------------------------------------------
+def feed_events(stream: Any, on_event: Callable[[Any], Awaitable[None]]) -> None:
+    """Have ``stream`` hand every event to ``on_event`` as it comes, in a background task, and never acknowledge
+    one itself (the caller acknowledges with ``stream.ack(event)`` once done).
+
+    faust's ``take_events`` works this way (a processor on the stream, consumed passively), but wakes every
+    ``within`` seconds even when nothing comes; the pipeline wants to sleep while idle
+    (:func:`agents.batching.event_batches`). ``Stream.add_processor`` is public; ``_enable_passive`` is not.
+    """
+    enable_passive = _attribute(stream, "_enable_passive", "stream events")
+    _attribute(stream, "current_event", "stream events")
+    stream.enable_acks = False
+
+    async def hand_over(value: Any) -> Any:
+        event = stream.current_event
+        if event is None:
+            raise InternalsChanged("stream events (no current event while a processor runs)")
+        await on_event(event)
+        return value
+
+    stream.add_processor(hand_over)
+    enable_passive(aiter(stream.channel))
+
+
 # -- the consumer's fetch ---------------------------------------------------------------------------------
 def fetcher_of(app: AppT) -> Any:
     """The running aiokafka fetcher of faust's consumer (None before it runs). aiokafka reads the fetch wait and
@@ -178,3 +202,14 @@ def set_fetch(app: AppT, max_wait_ms: int, min_bytes: int) -> bool:
 def _set_fetch(fetcher: Any, max_wait_ms: int, min_bytes: int) -> None:
     fetcher._fetch_max_wait_ms = max_wait_ms
     fetcher._fetch_min_bytes = min_bytes
+
+
+def set_consumer_fetch(consumer: Any, max_wait_ms: int, min_bytes: int) -> bool:
+    """The same for an aiokafka consumer of this event loop (the sink's); False if it has not started."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None:
+        return False
+    _attribute(fetcher, "_fetch_max_wait_ms", "fetch settings")
+    _attribute(fetcher, "_fetch_min_bytes", "fetch settings")
+    _set_fetch(fetcher, max_wait_ms, min_bytes)
+    return True

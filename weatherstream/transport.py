@@ -10,7 +10,7 @@ least a fetch waits for (``WEATHERSTREAM_CONSUMER_FETCH_MIN_BYTES``, default 64 
 64 KiB took about a third off the worker's CPU at 200 events/s (``docs/benchmarks.md``). Those two suit
 steady input; a worker with little or no input would wake for a fetch 50 times a second. So
 :class:`AdaptiveFetch` switches the fetch to a long poll that answers at the first byte while the input rate
-is low (a new message is handed on at once, and an idle worker wakes once a second), and back when it rises.
+is low (a new message is handed on at once, and an idle worker's fetch wakes every 5 s), and back when it rises.
 
 Skipped messages: during a rebalance faust's stream drops messages that were fetched before it (flow
 control suspended, or an older consumer generation) and *acknowledges* them, although no agent handled
@@ -69,32 +69,36 @@ def is_skipped_by_rebalance(message: Message, app: Any) -> bool:
     return bool(not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id)
 
 
+#: how often :class:`AdaptiveFetch` looks at the input rate
+CHECK_EVERY_S = 2.0
+
+
 class AdaptiveFetch:
     """The pipeline consumer's fetch settings, by input rate.
 
     Busy (at least ``1000 / busy_wait_ms`` events a second, the rate at which a fetch per long poll would
     come anyway): ``busy_wait_ms`` and ``busy_min_bytes`` (the settings). Quiet: a long poll of
     ``quiet_wait_ms`` that the broker answers as soon as it has one byte. :meth:`count` is told of every batch;
-    :meth:`check` runs every second.
+    :meth:`check` runs every :data:`CHECK_EVERY_S`.
     """
 
-    def __init__(self, app: Any, busy_wait_ms: int, busy_min_bytes: int, quiet_wait_ms: int = 1000) -> None:
+    def __init__(self, app: Any, busy_wait_ms: int, busy_min_bytes: int, quiet_wait_ms: int = 5000) -> None:
         self.app = app
         self.busy = (busy_wait_ms, busy_min_bytes)
         self.quiet = (quiet_wait_ms, 1)
-        self.busy_rate = 1000.0 / max(busy_wait_ms, 1)
+        self.busy_events = CHECK_EVERY_S * 1000.0 / max(busy_wait_ms, 1)  # per check: the busy rate
         self.events = 0
         self.mode: tuple[int, int] | None = None  # what the fetcher has (None: as the consumer started)
 
     def count(self, events: int) -> None:
         self.events += events
-        if self.mode == self.quiet and self.events >= self.busy_rate:  # input picked up: no need to wait
+        if self.mode == self.quiet and self.events >= self.busy_events:  # input picked up: no need to wait
             self._set(self.busy)
 
     async def check(self) -> None:
-        """Once a second: quiet if fewer events than the busy rate came since the last check."""
-        rate, self.events = self.events, 0
-        self._set(self.busy if rate >= self.busy_rate else self.quiet)
+        """Quiet if the input came at less than the busy rate since the last check."""
+        events, self.events = self.events, 0
+        self._set(self.busy if events >= self.busy_events else self.quiet)
 
     def _set(self, mode: tuple[int, int]) -> None:
         if mode != self.mode and internals.set_fetch(self.app, *mode):

@@ -36,3 +36,13 @@ def test_ages_count_stations_by_their_newest_observation() -> None:
     index.update(0, 0, due=None, newest=now - 20)  # a city's newer observation replaces its older one
     assert index.ages(now, (3600.0, 21600.0, 86400.0)) == [2, 2, 1, 2]
     assert index.oldest_newest() == now - 90_000
+
+
+def test_a_failed_send_makes_a_city_due_again_sooner_never_later() -> None:
+    index = CityIndex()
+    index.update(1, 0, due=None, newest=5.0)
+    index.update(2, 0, due=100.0, newest=5.0)
+    index.due_again(1, 20.0)
+    index.due_again(2, 200.0)
+    index.due_again(3, 20.0)  # not this worker's
+    assert index.pop_due(30.0, 5) == [1] and index.pop_due(150.0, 5) == [1, 2]

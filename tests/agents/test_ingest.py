@@ -27,8 +27,13 @@ class Captured:
 
 
 def run(
-    tmp_path: Path, messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]], expect_sends: int = 0
+    tmp_path: Path,
+    messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    expect_sends: int | None = None,
 ) -> Captured:
+    """Put ``messages`` through the pipeline agent; waits for ``expect_sends`` sends (default: one per message,
+    as every input ends as exactly one observation, dead letter or re-keyed copy)."""
+    expect_sends = len(messages) if expect_sends is None else expect_sends
     app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
