@@ -44,12 +44,14 @@ test: $(STAMP) system-tools
 	exit $$status
 
 # Side-by-side benchmarks (not part of make test): BENCH_ARGS="--events 20000 --repeat 1" for a quick look,
-# LATENCY_ARGS="--rates 200,500 --seconds 30" for a shorter latency sweep. Results: benchmarks/results/.
+# LATENCY_ARGS="--rates 200,500 --seconds 30" for a shorter latency sweep, KEYSCALE_ARGS="--events 20000
+# --stations 50,10000" for a short key-scale run. Results: benchmarks/results/.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/weatherstream stack up
 	$(BIN)/python -m benchmarks.drain $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.latency $(LATENCY_ARGS)
+	$(BIN)/python -m benchmarks.keyscale $(KEYSCALE_ARGS)
 
 # Reliability suite, full form (make test runs it with 3 kills): crash loop with CHAOS_KILLS kill -9s,
 # lost RocksDB folder, Cassandra stopped 60 s and broker restarted, 10,000 fuzzed payloads. Figures printed.

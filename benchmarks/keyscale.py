@@ -16,7 +16,7 @@ Ratios are to the smallest station count of the run. ``--tree DIR`` runs the wor
 (e.g. a ``git worktree`` of an older commit) on the same workload, for a before/after comparison.
 
     .venv/bin/python -m benchmarks.keyscale [--events 200000] [--stations 50,5000,50000,100000] [--idle 60]
-                                            [--tree DIR]
+                                            [--tree DIR] [--profile]
 
 Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
 """
@@ -55,7 +55,9 @@ from benchmarks.drain import (
     preload,
     progress,
     sink_topics,
+    start_profiler,
     stop_process,
+    stop_profiler,
     topic_messages,
     workload,
 )
@@ -83,6 +85,8 @@ class Scale:
     rows: int = 0
     ok: bool = False
     note: str = ""
+    profile: str = ""
+    work: dict[str, float] = field(default_factory=dict)  # the worker's counters at the end of the drain
     timings: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -113,7 +117,8 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> f
     raise RuntimeError(f"not ready after {timeout_s:.0f} s")
 
 
-def run_scale(stations: int, events: int, idle_s: float, timeout_s: float, tree: Path | None = None) -> Scale:
+def run_scale(stations: int, events: int, idle_s: float, timeout_s: float, tree: Path | None = None,
+              profile: bool = False) -> Scale:  # fmt: skip
     pairs = workload(events, stations, anomalies=0)  # plain weather: 2 observations per station leave no room
     tag = uuid.uuid4().hex[:8]
     settings = load_settings(namespace=f"keys{tag}", keyspace=f"keys_{tag}")
@@ -135,9 +140,10 @@ def run_scale(stations: int, events: int, idle_s: float, timeout_s: float, tree:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                     start_new_session=True)  # fmt: skip
             try:
-                _drain(settings, proc, topics, result, timeout_s)
+                _drain(settings, proc, topics, result, timeout_s, profile)
                 if result.note:
                     return result
+                result.work = _work(port)
                 _idle(proc, idle_s, result)
                 _views(port, result)
             finally:
@@ -163,7 +169,17 @@ def run_scale(stations: int, events: int, idle_s: float, timeout_s: float, tree:
 
 
 def _drain(settings: Settings, proc: subprocess.Popen[bytes], topics: list[str], result: Scale,
-           timeout_s: float) -> None:  # fmt: skip
+           timeout_s: float, profile: bool) -> None:  # fmt: skip
+    profiler: list[tuple[subprocess.Popen[bytes], Path] | None] = [None]  # started at the first commit
+    try:
+        _drain_until_done(settings, proc, topics, result, timeout_s, profile, profiler)
+    finally:
+        result.profile = stop_profiler(profiler[0]) or ""
+
+
+def _drain_until_done(settings: Settings, proc: subprocess.Popen[bytes], topics: list[str], result: Scale,
+                      timeout_s: float, profile: bool,
+                      profiler: list[tuple[subprocess.Popen[bytes], Path] | None]) -> None:  # fmt: skip
     started = time.monotonic()
     first: tuple[float, int, float] | None = None
     while True:
@@ -176,6 +192,8 @@ def _drain(settings: Settings, proc: subprocess.Popen[bytes], topics: list[str],
         now = time.monotonic()
         if first is None and done > 0:
             first = (now, done, cpu_s(proc.pid))
+            if profile:
+                profiler[0] = start_profiler(f"keyscale-{result.stations}", uuid.uuid4().hex[:8], proc.pid)
         if first is not None and done >= result.events and at_end:
             handled = result.events - first[1]
             result.seconds = round(now - first[0], 2)
@@ -186,6 +204,27 @@ def _drain(settings: Settings, proc: subprocess.Popen[bytes], topics: list[str],
             result.note = f"not done after {timeout_s:.0f} s ({done} of {result.events} committed)"
             return
         time.sleep(0.2)
+
+
+WORK_COUNTERS = (
+    "weatherstream_events_in_total",
+    "weatherstream_events_out_total",
+    "weatherstream_windows_finalized_total",
+    "weatherstream_sink_rows_total",
+)
+
+
+def _work(port: int) -> dict[str, float]:
+    """What the worker did during the drain: its message, window and row counters, per label set."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=60).text
+    work: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name in WORK_COUNTERS:
+            labels, _, value = rest.rpartition("} ")
+            key = f"{name.removeprefix('weatherstream_').removesuffix('_total')}{{{labels}}}"
+            work[key] = float(value)
+    return work
 
 
 def _idle(proc: subprocess.Popen[bytes], idle_s: float, result: Scale) -> None:
@@ -223,15 +262,20 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=60.0, help="Seconds of idle CPU measured after the drain.")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--tree", type=Path, help="Run the worker of this checkout instead (a before/after run).")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="Sample the worker with py-spy during the drain (slows it; benchmarks/results/profile-*).",
+    )
     args = parser.parse_args()
     scales = [int(s) for s in args.stations.split(",")]
     results: list[Scale] = []
     for stations in scales:
-        r = run_scale(stations, args.events, args.idle, args.timeout, args.tree)
+        r = run_scale(stations, args.events, args.idle, args.timeout, args.tree, args.profile)
         results.append(r)
         print(f"  {stations:>7} stations: {r.cpu_us_per_event:8.1f} us/ev  rss {r.peak_rss_mb:6.1f} MB  idle "
               f"{r.idle_cpu_pct:5.2f} %  /api/cities {r.cities_page_ms} ms (first {r.cities_first_ms})  /metrics "
-              f"{r.metrics_ms} ms  recovery {r.recovery_s} s  {'ok' if r.ok else 'FAILED'} {r.note}",
+              f"{r.metrics_ms} ms  recovery {r.recovery_s} s  {'ok' if r.ok else 'FAILED'} {r.note} {r.profile}",
               file=sys.stderr)  # fmt: skip
     base = results[0]
     for r in results:

@@ -1,10 +1,12 @@
-"""The worker's memory trim: glibc hands freed heap pages back, and the timer does it off the event loop."""
+"""The worker's memory: glibc hands freed heap pages back (the timer does it off the event loop), and the garbage
+collector, tuned, leaves full collections to a timer."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import platform
+import weakref
 
 import pytest
 from prometheus_client import REGISTRY
@@ -69,3 +71,31 @@ def test_timer_follows_the_setting(tmp_path) -> None:  # type: ignore[no-untyped
     assert pin
     released = (REGISTRY.get_sample_value("weatherstream_memory_released_bytes_total") or 0.0) - counted
     assert released >= 10 * 1024 * 1024
+
+
+def test_tuned_collector_leaves_full_collections_to_the_timer() -> None:
+    import gc
+
+    from weatherstream.memory import NEVER, collect_everything, tune_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector(50_000, full_by_timer=True)
+        assert gc.get_threshold() == (50_000, 20, NEVER)
+        assert gc.get_freeze_count() > 0  # what existed at set-up is no longer scanned
+
+        class Cycle:
+            pass
+
+        cycle = Cycle()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        ref = weakref.ref(cycle)
+        del cycle
+        assert ref() is not None  # a cycle: refcounting alone never frees it
+        assert collect_everything() >= 0.0
+        assert ref() is None
+        tune_garbage_collector(1000, full_by_timer=False)
+        assert gc.get_threshold() == (1000, 20, 10)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

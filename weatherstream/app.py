@@ -21,7 +21,7 @@ from weatherstream import metrics
 from weatherstream.diagnostics import consumer_state, waiting_points
 from weatherstream.internals import share_rocksdb_memory
 from weatherstream.kafka_clients import KafkaSecurity
-from weatherstream.memory import MemoryTrimmer
+from weatherstream.memory import MemoryTrimmer, collect_everything
 from weatherstream.redact import install_secret_filter, settings_secrets
 from weatherstream.settings import Settings
 from weatherstream.topics import CHANGELOG_CONFIGS, STATE_MESSAGE_MAX_BYTES
@@ -191,6 +191,7 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
         ),
     )
     app.ws_trim_memory = _trim_memory_every(app, settings.memory_trim_interval_s)
+    _collect_garbage_every(app, settings.gc_full_interval_s)
     if register_agents:
         from agents import register_all
         from weatherstream.web import register as register_web
@@ -217,6 +218,17 @@ def _trim_memory_every(app: WeatherStreamApp, interval_s: float) -> Callable[[],
 
     app.timer(interval=interval_s, name="trim_memory")(trim_memory)
     return trim_memory
+
+
+def _collect_garbage_every(app: WeatherStreamApp, interval_s: float) -> None:
+    """A timer for the worker's full garbage collections (:func:`weatherstream.memory.tune_garbage_collector`)."""
+    if interval_s <= 0:
+        return
+
+    async def collect_garbage() -> None:
+        metrics.GC_FULL_SECONDS.observe(collect_everything())
+
+    app.timer(interval=interval_s, name="collect_garbage")(collect_garbage)
 
 
 class Worker(faust.Worker):

@@ -220,6 +220,7 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     import asyncio
 
     from weatherstream.app import Worker, create_app
+    from weatherstream.memory import tune_garbage_collector
     from weatherstream.stateadmin import check_state_format
     from weatherstream.topics import create_changelog_topics, create_namespace_topics
 
@@ -236,6 +237,7 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
         setup_loop.close()
     if created:
         click.echo(f"created topics: {', '.join(created)}", err=True)
+    tune_garbage_collector(settings.gc_young_objects, full_by_timer=settings.gc_full_interval_s > 0)
     asyncio.set_event_loop(asyncio.new_event_loop())
     Worker(app, loglevel=loglevel).execute_from_commandline()
 

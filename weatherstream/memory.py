@@ -1,4 +1,4 @@
-"""Hand memory the worker has freed back to the operating system.
+"""Hand memory the worker has freed back to the operating system, and keep garbage collection cheap.
 
 Every batch allocates and frees a great deal (decoded records, rows, statements, producer buffers).
 glibc's malloc keeps freed pages inside its heaps for reuse and returns only those at the very top of a
@@ -7,14 +7,23 @@ once and stays there. ``malloc_trim(0)`` gives back every whole free page, where
 the 100k-event, 200-city drain: one call took the worker from 393 to 285 MB resident.
 
 Elsewhere than glibc (musl, macOS) there is no ``malloc_trim``: :class:`MemoryTrimmer` is then a no-op.
+
+Garbage collection (:func:`tune_garbage_collector`). A worker with many stations keeps thousands of decoded
+records and slices in its caches, a few hundred thousand container objects, and replaces them all the time.
+Python's collector then runs a full collection (every object) each time a quarter of that number has
+survived two young collections: at 10,000 stations about once per 1,000 events, 0.25 s each, a sixth of
+the worker's CPU. Tuned, young collections are rarer and larger (most of a batch's objects are gone by
+then), full ones run on a timer, and what exists once the worker is set up is never scanned again.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,3 +73,21 @@ class MemoryTrimmer:
         self._trim(0)
         after = process_rss_bytes(os.getpid())
         return max(0, before - after) if before is not None and after is not None else 0
+
+
+NEVER = 2**31 - 1  # a generation threshold that is never reached
+
+
+def tune_garbage_collector(young_objects: int, full_by_timer: bool) -> None:
+    """Collect the young generation every ``young_objects`` new containers; with ``full_by_timer`` leave full
+    collections to :func:`collect_everything`. Objects alive now (modules, classes, the app) are frozen: no
+    collection scans them again."""
+    gc.freeze()
+    gc.set_threshold(young_objects, 20, NEVER if full_by_timer else 10)
+
+
+def collect_everything() -> float:
+    """A full collection; returns the seconds it took."""
+    started = time.perf_counter()
+    gc.collect()
+    return time.perf_counter() - started

@@ -63,3 +63,8 @@ MEMORY_RELEASED = Counter(
     "weatherstream_memory_released_bytes_total",
     "About how many resident bytes the worker's periodic malloc_trim gave back to the operating system.",
 )
+GC_FULL_SECONDS = Histogram(
+    "weatherstream_gc_full_seconds",
+    "Duration of the worker's timed full garbage collections (WEATHERSTREAM_GC_FULL_INTERVAL_S).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)

@@ -135,6 +135,18 @@ class Settings(BaseSettings):
         description="How often the worker hands freed memory back to the OS (glibc malloc_trim); 0: never, "
         "else at least 1 s.",
     )
+    gc_young_objects: int = Field(
+        default=50_000,
+        ge=100,
+        description="New container objects between two young garbage collections of a worker (Python's default: "
+        "700); larger: fewer collections, a little more memory held by garbage cycles meanwhile.",
+    )
+    gc_full_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A worker collects all its garbage on this timer instead of Python's own trigger, which with many "
+        "cached stations ran every few seconds; 0: Python's trigger.",
+    )
     web_bind: str = Field(default="127.0.0.1", description="Address the worker's web server binds to.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor of created topics.")
     consumer_fetch_max_wait_ms: int = Field(
@@ -180,6 +192,16 @@ class Settings(BaseSettings):
     sink_max_in_flight: int = Field(
         default=64, ge=1, le=4096, description="Most Cassandra writes the sink has outstanding at once."
     )
+    sink_batch_partitions: int = Field(
+        default=10, ge=1, le=1000,
+        description="Most partitions the sink packs into one unlogged batch (1: a batch holds one partition's "
+        "rows only); Cassandra warns above unlogged_batch_across_partitions_warn_threshold (10).",
+    )  # fmt: skip
+    sink_batch_kib: int = Field(
+        default=4, ge=1, le=1024,
+        description="Most KiB of values in a batch across partitions; Cassandra warns above batch_size_warn_threshold "
+        "(5 KiB) and refuses above batch_size_fail_threshold (50 KiB).",
+    )  # fmt: skip
     sink_batch_max_events: int = Field(
         default=5000, ge=1, le=100_000, description="Most records the sink writes in one batch."
     )

@@ -46,3 +46,50 @@ def test_unbindable_row_fails_alone_and_its_neighbours_are_written(cassandra_ses
     )
     temps = sorted(r.temp_c for r in stored)
     assert temps == [float(i) for i in range(90)]
+
+
+def test_small_partitions_share_requests_within_the_limits(cassandra_session, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """100 stations with one observation each: packed into batches across partitions (at most
+    ``sink_batch_partitions`` each), every row written, and a refused row still fails alone."""
+    cities = list(range(7_000_000, 7_000_100))
+    writes = [
+        RowWrite(
+            rows.OBSERVATIONS,
+            rows.row(rows.OBSERVATIONS, {"city_id": c, "observed_at": T0, "temp_c": float(c % 100)}),
+            ref=c,
+        )
+        for c in cities
+    ]
+    values = list(rows.row(rows.OBSERVATIONS, {"city_id": 7_000_500, "observed_at": T0, "temp_c": 0.0}))
+    values[TEMP] = "warm"
+    packed = settings.model_copy(update={"sink_batch_partitions": 10, "sink_batch_kib": 64})
+    writer = CassandraWriter(packed)
+    writer.open()
+    writer.latencies_s = []  # one entry per request
+    try:
+        with pytest.raises(RowsFailed) as failed:
+            asyncio.run(
+                writer.write([*writes[:50], RowWrite(rows.OBSERVATIONS, tuple(values), ref="bad"), *writes[50:]])
+            )
+        assert [w.ref for w, _ in failed.value.errors] == ["bad"]
+        assert len(writer.latencies_s) == 10  # 100 partitions, 10 per request
+        one_by_one = CassandraWriter(settings.model_copy(update={"sink_batch_partitions": 1}))
+        one_by_one.open()
+        one_by_one.latencies_s = []
+        try:
+            asyncio.run(one_by_one.write(writes[:5]))
+        finally:
+            one_by_one.close()
+        assert len(one_by_one.latencies_s) == 5
+    finally:
+        writer.close()
+    found = {
+        r.city_id: r.temp_c
+        for c in cities
+        for r in cassandra_session.execute(
+            f"SELECT city_id, temp_c FROM {settings.keyspace}.observations_by_city_day WHERE city_id = %s AND day = %s",
+            (c, dt.date(2023, 11, 14)),
+            timeout=30,
+        )
+    }
+    assert found == {c: float(c % 100) for c in cities}

@@ -2,7 +2,8 @@
 
 :class:`CassandraWriter` is what the sink agent uses: ``open()`` connects and applies the migrations,
 ``write()`` sends a list of rows with at most ``WEATHERSTREAM_SINK_MAX_IN_FLIGHT`` requests outstanding,
-putting rows of one partition (and only of one partition) into an unlogged batch. It raises on the
+putting rows of one partition into an unlogged batch, and a few small partitions that share a replica into
+one unlogged batch too (within Cassandra's warning thresholds). It raises on the
 first failure after every request has finished; :func:`retryable` says whether trying again can help.
 """
 
@@ -12,8 +13,10 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from cassandra import (
@@ -85,22 +88,76 @@ class RowsFailed(Exception):
         return all(retryable(exc) for _, exc in self.errors)
 
 
-def _asyncio_future(response: ResponseFuture, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
-    fut: asyncio.Future[Any] = loop.create_future()
+class InFlight:
+    """Requests to Cassandra in flight, at most ``limit`` at once, settled on the event loop in bulk.
 
-    def settle(result: Any = None, error: BaseException | None = None) -> None:
-        if fut.done():
+    The driver completes requests on its own I/O thread. Handing each completion to the event loop on its own
+    (``call_soon_threadsafe`` per request) wakes the loop once per row; here completions queue up and the loop
+    is woken once for all that arrived meanwhile. No task or future per request either: with one row per
+    partition (many stations, few observations each), those were most of the sink's cost.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, latencies_s: list[float] | None) -> None:
+        self.loop, self.limit, self.latencies_s = loop, limit, latencies_s
+        self.running = 0
+        self.done: deque[tuple[list[RowWrite], float, BaseException | None]] = deque()  # filled by the I/O thread
+        self.woken = False  # a drain is scheduled on the loop
+        self.errors: list[tuple[RowWrite, BaseException]] = []
+        self.changed: asyncio.Future[None] | None = None  # set when requests finish
+
+    async def start(self, chunk: list[RowWrite], send: Callable[[], ResponseFuture]) -> None:
+        """Send one request (waiting first while ``limit`` are in flight)."""
+        while self.running >= self.limit:
+            await self._wait()
+        started = time.perf_counter()
+        try:
+            response = send()
+        except Exception as exc:  # noqa: BLE001 - e.g. no connection: collected with the others
+            self.errors.extend((w, exc) for w in chunk)
             return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
+        self.running += 1
+        response.add_callbacks(self._succeeded, self._failed, callback_args=(chunk, started),
+                               errback_args=(chunk, started))  # fmt: skip
 
-    response.add_callbacks(
-        lambda result: loop.call_soon_threadsafe(settle, result, None),
-        lambda exc: loop.call_soon_threadsafe(settle, None, exc),
-    )
-    return fut
+    async def finish(self) -> list[tuple[RowWrite, BaseException]]:
+        """Wait for every request; the writes that failed, with their exceptions."""
+        while self.running:
+            await self._wait()
+        return self.errors
+
+    # The driver calls these on its I/O thread (or on this one, for a request that was over at once).
+    def _succeeded(self, _rows: Any, chunk: list[RowWrite], started: float) -> None:
+        self._queue(chunk, started, None)
+
+    def _failed(self, error: BaseException, chunk: list[RowWrite], started: float) -> None:
+        self._queue(chunk, started, error)
+
+    def _queue(self, chunk: list[RowWrite], started: float, error: BaseException | None) -> None:
+        self.done.append((chunk, time.perf_counter() - started, error))
+        if not self.woken:
+            self.woken = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self.woken = False  # before taking: a completion queued from now on schedules another drain
+        done = self.done
+        while done:
+            chunk, took, error = done.popleft()
+            self.running -= 1
+            if error is not None:
+                self.errors.extend((w, error) for w in chunk)
+                continue
+            table = chunk[0].table.name
+            metrics.SINK_WRITE_SECONDS.labels(table).observe(took)
+            metrics.SINK_ROWS.labels(table).inc(len(chunk))
+            if self.latencies_s is not None:
+                self.latencies_s.append(took)
+        if self.changed is not None and not self.changed.done():
+            self.changed.set_result(None)
+
+    async def _wait(self) -> None:
+        self.changed = self.loop.create_future()
+        await self.changed
 
 
 class CassandraWriter:
@@ -164,37 +221,19 @@ class CassandraWriter:
         if self.session is None:
             raise CassandraUnavailableError(f"the sink is not connected to Cassandra at {self.where}")
         session = self.session
-        loop = asyncio.get_running_loop()
-        limit = asyncio.Semaphore(self.settings.sink_max_in_flight)
-        errors: list[tuple[RowWrite, BaseException]] = []
-
-        async def run(chunk: list[RowWrite], statement: Any) -> None:
-            async with limit:
-                started = time.perf_counter()
-                try:
-                    await _asyncio_future(session.execute_async(statement), loop)
-                except Exception as exc:  # noqa: BLE001 - collected and raised together below
-                    errors.extend((w, exc) for w in chunk)
-                    return
-                table, took = chunk[0].table.name, time.perf_counter() - started
-                metrics.SINK_WRITE_SECONDS.labels(table).observe(took)
-                if self.latencies_s is not None:
-                    self.latencies_s.append(took)
-                metrics.SINK_ROWS.labels(table).inc(len(chunk))
-
+        requests = InFlight(asyncio.get_running_loop(), self.settings.sink_max_in_flight, self.latencies_s)
         bound: list[tuple[RowWrite, Any]] = []
         for i, w in enumerate(writes):
             if i and not i % YIELD_EVERY_ROWS:
                 await asyncio.sleep(0)  # binding is CPU work: let the agents that share the loop run
             bound.append((w, self._bind(w)))
-        tasks = []
+        refused: list[tuple[RowWrite, BaseException]] = []
         for chunk, statement_or_error in self._grouped(bound):
             if isinstance(statement_or_error, BaseException):
-                errors.extend((w, statement_or_error) for w in chunk)
+                refused.extend((w, statement_or_error) for w in chunk)
             else:
-                tasks.append(asyncio.ensure_future(run(chunk, statement_or_error)))
-        if tasks:
-            await asyncio.gather(*tasks)
+                await requests.start(chunk, partial(session.execute_async, statement_or_error))
+        errors = refused + await requests.finish()
         if errors:
             raise RowsFailed(errors)
 
@@ -210,11 +249,15 @@ class CassandraWriter:
         except Exception as exc:  # noqa: BLE001 - this row only
             return exc
 
-    @staticmethod
-    def _grouped(bound: Sequence[tuple[RowWrite, Any]]) -> Iterator[tuple[list[RowWrite], Any]]:
-        """(writes, statement) pairs: one bound statement, or one unlogged batch of rows of one partition.
+    def _grouped(self, bound: Sequence[tuple[RowWrite, Any]]) -> Iterator[tuple[list[RowWrite], Any]]:
+        """(writes, statement) pairs: a bound statement, an unlogged batch of one partition's rows, or an unlogged
+        batch of a few small partitions that share their first replica.
 
-        A row that could not be bound comes alone, with its exception.
+        With many stations a batch holds one or two rows per partition; a request per partition then costs the
+        worker more than the rows do. Small partitions are packed together, at most
+        ``sink_batch_partitions`` of them and ``sink_batch_kib`` in all (by default under Cassandra's
+        warning thresholds for batches across partitions). A row that could not be bound comes alone, with
+        its exception.
         """
         by_partition: dict[tuple[str, tuple[Any, ...]], list[tuple[RowWrite, Any]]] = {}
         for w, statement in bound:
@@ -222,16 +265,51 @@ class CassandraWriter:
                 yield [w], statement
                 continue
             by_partition.setdefault((w.table.name, rows.partition_of(w.table, w.values)), []).append((w, statement))
+        most_partitions, most_bytes = self.settings.sink_batch_partitions, self.settings.sink_batch_kib * 1024
+        packing: dict[Any, tuple[list[list[tuple[RowWrite, Any]]], int]] = {}  # replica -> (partitions, bytes)
         for group in by_partition.values():
             for i in range(0, len(group), MAX_BATCH_ROWS):
                 chunk = group[i : i + MAX_BATCH_ROWS]
-                if len(chunk) == 1:
-                    yield [chunk[0][0]], chunk[0][1]
+                size = sum(_statement_bytes(statement) for _, statement in chunk)
+                if most_partitions < 2 or size > most_bytes // 2:
+                    yield _batch([chunk])
                     continue
-                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                for _, statement in chunk:
-                    batch.add(statement)
-                yield [w for w, _ in chunk], batch
+                replica = self._first_replica(chunk[0][1])
+                held, held_bytes = packing.get(replica, ([], 0))
+                if held and (len(held) >= most_partitions or held_bytes + size > most_bytes):
+                    yield _batch(held)
+                    held, held_bytes = [], 0
+                held.append(chunk)
+                packing[replica] = (held, held_bytes + size)
+        for held, _ in packing.values():
+            yield _batch(held)
+
+    def _first_replica(self, statement: Any) -> Any:
+        """The node that owns the statement's partition first (None: unknown), as the driver routes it."""
+        try:
+            replicas = self.cluster.metadata.get_replicas(self.settings.keyspace, statement.routing_key)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - no token map yet: pack regardless (any node coordinates)
+            return None
+        return replicas[0] if replicas else None
+
+
+def _statement_bytes(statement: Any) -> int:
+    """Serialized size of a bound statement's values."""
+    return sum(len(v) for v in statement.values if isinstance(v, bytes))
+
+
+def _batch(partitions: list[list[tuple[RowWrite, Any]]]) -> tuple[list[RowWrite], Any]:
+    """One request for the rows of ``partitions``: the statement itself if it is a single row."""
+    if len(partitions) == 1 and len(partitions[0]) == 1:
+        w, statement = partitions[0][0]
+        return [w], statement
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    writes = []
+    for chunk in partitions:
+        for w, statement in chunk:
+            batch.add(statement)
+            writes.append(w)
+    return writes, batch
 
 
 # --- reading back ----------------------------------------------------------------------------------
