@@ -150,6 +150,23 @@ class CityOutput:
     observations: list[Observation] = field(default_factory=list)
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
 
+    def to_send(self) -> CitySends:
+        """What is left to send once the record is written (the record itself may then be freed: a batch of
+        thousands of stations holds this for each of them until its sends)."""
+        windows_outbox = self.record.windows.outbox if self.record.windows is not None else []
+        alerts_outbox = self.record.anomaly["outbox"] if self.record.anomaly is not None else []
+        return CitySends(self.observations, self.dead_letters, windows_outbox, alerts_outbox)
+
+
+@dataclass
+class CitySends:
+    """One city's sends of a batch: its dead letters, observations and unconfirmed outbox entries."""
+
+    observations: list[Observation]
+    dead_letters: list[DeadLetterOut]
+    aggregates: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+
 
 class Pipeline:
     """The pipeline's steps, with their dependencies: settings, topics, the state table and the city index."""
@@ -186,11 +203,11 @@ class Pipeline:
         """Handle a batch, until the broker has its table writes (only then may its offsets be committed)."""
         try:
             by_city = await self.group_by_city(events)
-            applied: list[tuple[int, list[EventT], CityOutput]] = []
+            applied: list[tuple[int, list[EventT], CitySends]] = []
             for city_id, items in by_city.items():
                 city_events = [event for event, _ in items]
 
-                async def step(city_id: int = city_id, items: list[Any] = items) -> CityOutput:
+                async def step(city_id: int = city_id, items: list[Any] = items) -> CitySends:
                     if self.tables_closing():
                         # A stopping worker closes its tables before it cancels its agents: a table read now
                         # could come back empty and the write would lose state.
@@ -199,7 +216,7 @@ class Pipeline:
                         with acting_for(items[-1][0]):  # no await inside
                             out = self.apply_city(city_id, items)
                             self.write_city(city_id, items[-1][0].message.partition, out)
-                            return out
+                            return out.to_send()
                     except BaseException:
                         self.new_generation()  # a retry must not take what this attempt wrote for durable
                         raise
@@ -209,7 +226,7 @@ class Pipeline:
                     applied.append((city_id, city_events, out))
             for city_id, city_events, out in applied:
 
-                async def send(city_id: int = city_id, out: CityOutput = out) -> None:
+                async def send(city_id: int = city_id, out: CitySends = out) -> None:
                     await self.send_outputs(city_id, out)
 
                 # The state is written: its outputs must go out. Retried until they do (never dead-lettered,
@@ -359,18 +376,15 @@ class Pipeline:
                 self.state.delete_slice(city_id, start)
         self.cities.update(city_id, partition, self.due_at(out.record, time.time()), out.record.newest)
 
-    async def send_outputs(self, city_id: int, out: CityOutput) -> None:
+    async def send_outputs(self, city_id: int, out: CitySends) -> None:
         """Send the city's dead letters, observations and unconfirmed outbox entries."""
         for letter in out.dead_letters:
             await send_dead_letter(self.topics.deadletter, letter.event, letter.reason, letter.message, letter.source)
         for obs in out.observations:
             await self.topics.observations.send(key=obs.city_id, value=obs)
         metrics.EVENTS_OUT.labels("observations").inc(len(out.observations))
-        sent = []
-        if out.record.windows is not None:
-            sent += await self.aggregates_out.send(city_id, out.record.windows.outbox)
-        if out.record.anomaly is not None:
-            sent += await self.alerts_out.send(city_id, out.record.anomaly["outbox"])
+        sent = await self.aggregates_out.send(city_id, out.aggregates)
+        sent += await self.alerts_out.send(city_id, out.alerts)
         if sent:
             task = asyncio.ensure_future(self.confirm_when_delivered(city_id, sent))
             self.confirming.add(task)

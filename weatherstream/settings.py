@@ -199,8 +199,8 @@ class Settings(BaseSettings):
     )  # fmt: skip
     sink_batch_kib: int = Field(
         default=4, ge=1, le=1024,
-        description="Most KiB of values in a batch across partitions; Cassandra warns above batch_size_warn_threshold "
-        "(5 KiB) and refuses above batch_size_fail_threshold (50 KiB).",
+        description="Most KiB in a batch across partitions, as Cassandra counts them (estimated); Cassandra warns "
+        "above batch_size_warn_threshold (5 KiB) and refuses above batch_size_fail_threshold (50 KiB).",
     )  # fmt: skip
     sink_batch_max_events: int = Field(
         default=5000, ge=1, le=100_000, description="Most records the sink writes in one batch."
