@@ -113,3 +113,28 @@ def test_a_failed_reload_keeps_the_previous_snapshot() -> None:
         assert await catalog.current() is first
 
     asyncio.run(scenario())
+
+
+def test_search_finds_what_a_scan_of_every_station_finds_in_the_same_order() -> None:
+    """The joined-text search against the plain rule, on awkward names (newlines, repeats, case, digits)."""
+    import random
+
+    rng = random.Random(3)
+    odd = ["Ber\nlin", "BERLIN berlin", "Kraków", "ß-Straße", "11th Street", "", "de", "München 11"]
+    data = [
+        {"city_id": rng.randrange(1, 3_000_000), "city_name": rng.choice(odd) + rng.choice(["", " Nord", "11"]),
+         "country": rng.choice(["DE", "US", "PL", ""]), "observed_at": None}
+        for _ in range(500)
+    ]  # fmt: skip
+    snap = Snapshot.of(data, loaded_at=0.0)
+    for query in ("ber", "berlin", "11", "1", "de", "pl", "ß", "straße", "n\nx", "München", "2", "zzz"):
+        text = query.strip().casefold()
+        for sort, descending in (("name", False), ("id", True), ("age", False), ("temp", True)):
+            order = snap.order(sort)
+            scan = [
+                i for i in (order[::-1] if descending else order)
+                if text in snap.lowered[i] or snap.countries[i] == text.upper() or str(snap.ids[i]).startswith(text)
+            ]  # fmt: skip
+            page = snap.page(query, sort, descending, 0, 500, now=0)
+            assert page["total"] == len(scan), (query, sort)
+            assert [r["city_id"] for r in page["cities"]] == [snap.ids[i] for i in scan], (query, sort)

@@ -20,7 +20,8 @@ import logging
 import math
 import time
 from array import array
-from collections.abc import Awaitable, Callable, Sequence
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class Snapshot:
                                                       "wind_speed_ms")}  # fmt: skip
         self.conditions: list[tuple[str | None, str | None]] = []
         self.orders: dict[str, array[int]] = {}
+        self.ranks: dict[str, array[int]] = {}  # sort -> each station's place in its order
+        self.search: SearchIndex | None = None
 
     @classmethod
     def of(cls, rows: Sequence[dict[str, Any]], loaded_at: float) -> Snapshot:
@@ -93,15 +96,28 @@ class Snapshot:
             found = self.orders[sort] = array("l", sorted(range(len(ids)), key=keys[sort]))
         return found
 
+    def rank(self, sort: str) -> array[int]:
+        """Each station's place in :meth:`order` (computed once per snapshot)."""
+        found = self.ranks.get(sort)
+        if found is None:
+            order = self.order(sort)
+            found = array("l", bytes(order.itemsize * len(order)))
+            for place, i in enumerate(order):
+                found[i] = place
+            self.ranks[sort] = found
+        return found
+
     def page(self, query: str, sort: str, descending: bool, offset: int, limit: int, *, now: float) -> dict[str, Any]:
         """One page of the stations that match ``query`` (in the name, as a prefix of the id, or the country code)."""
-        order = self.order(sort)
-        indexes: Sequence[int] = order[::-1] if descending else order
         text = query.strip().casefold()
+        indexes: Sequence[int]
         if text:
-            lowered, countries, ids = self.lowered, self.countries, self.ids
-            code = text.upper()
-            indexes = [i for i in indexes if text in lowered[i] or countries[i] == code or str(ids[i]).startswith(text)]
+            if self.search is None:
+                self.search = SearchIndex(self.lowered, self.ids, self.countries)
+            indexes = sorted(self.search.matches(text), key=self.rank(sort).__getitem__, reverse=descending)
+        else:
+            order = self.order(sort)
+            indexes = order[::-1] if descending else order
         total = len(indexes)
         rows = [self.row(i, now) for i in indexes[offset : offset + limit]]
         return {"cities": rows, "total": total, "offset": offset, "limit": limit, "as_of": self.loaded_at}
@@ -119,6 +135,47 @@ class Snapshot:
             value = self.numbers[column][i]
             out[column] = None if math.isnan(value) else value
         return out
+
+
+class SearchIndex:
+    """Finds the stations whose name contains a text, whose id starts with it, or whose country code it is.
+
+    Names and ids are joined into one string each and searched with ``str.find``: a search costs the number of
+    matches, not a Python step per station (at 100,000 stations a scan of every name took about 0.1 s).
+    """
+
+    def __init__(self, lowered: Sequence[str], ids: Sequence[int], countries: Sequence[str]) -> None:
+        self.names, self.name_starts = self._joined(name.replace("\n", " ") for name in lowered)
+        self.ids, self.id_starts = self._joined(str(i) for i in ids)
+        self.by_country: dict[str, list[int]] = {}
+        for i, country in enumerate(countries):
+            self.by_country.setdefault(country, []).append(i)
+
+    @staticmethod
+    def _joined(texts: Iterable[str]) -> tuple[str, array[int]]:
+        """The texts, each after a newline, and where each starts."""
+        starts, parts, at = array("q"), [], 0
+        for text in texts:
+            starts.append(at)
+            parts.append("\n" + text)
+            at += len(text) + 1
+        return "".join(parts), starts
+
+    def matches(self, text: str) -> set[int]:
+        """The stations that match ``text`` (already case-folded, not empty)."""
+        found = set(self.by_country.get(text.upper(), ()))
+        if "\n" not in text:
+            found.update(self._find(self.names, self.name_starts, text))
+            found.update(self._find(self.ids, self.id_starts, "\n" + text))
+        return found
+
+    @staticmethod
+    def _find(joined: str, starts: array[int], text: str) -> Iterator[int]:
+        at = joined.find(text)
+        while at >= 0:
+            i = bisect_right(starts, at) - 1  # the station whose text holds the match
+            yield i
+            at = joined.find(text, starts[i + 1] if i + 1 < len(starts) else len(joined))  # one hit per station
 
 
 def _missing_last(value: float) -> tuple[bool, float]:
