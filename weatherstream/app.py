@@ -226,7 +226,9 @@ def _collect_garbage_every(app: WeatherStreamApp, interval_s: float) -> None:
         return
 
     async def collect_garbage() -> None:
-        metrics.GC_FULL_SECONDS.observe(collect_everything())
+        took = collect_everything(if_allocating=True)
+        if took is not None:
+            metrics.GC_FULL_SECONDS.observe(took)
 
     app.timer(interval=interval_s, name="collect_garbage")(collect_garbage)
 

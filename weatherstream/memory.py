@@ -86,8 +86,11 @@ def tune_garbage_collector(young_objects: int, full_by_timer: bool) -> None:
     gc.set_threshold(young_objects, 20, NEVER if full_by_timer else 10)
 
 
-def collect_everything() -> float:
-    """A full collection; returns the seconds it took."""
+def collect_everything(*, if_allocating: bool = False) -> float | None:
+    """A full collection; returns the seconds it took. ``if_allocating``: only if older objects may have become
+    garbage since the last one (a middle-generation collection ran since), else None: an idle worker skips it."""
+    if if_allocating and gc.get_count()[2] == 0:
+        return None
     started = time.perf_counter()
     gc.collect()
     return time.perf_counter() - started
