@@ -98,6 +98,8 @@ def test_tuned_collector_leaves_full_collections_to_the_timer() -> None:
         assert gc.get_count()[2] == 0 and collect_everything(if_allocating=True) is None  # nothing new: skipped
         tune_garbage_collector(1000, full_by_timer=False)
         assert gc.get_threshold() == (1000, 20, 10)
+        gc.collect(1)  # a middle-generation collection: older objects may be garbage now
+        assert collect_everything(if_allocating=True) is None  # Python's own trigger does full collections
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)

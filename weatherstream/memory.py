@@ -87,9 +87,10 @@ def tune_garbage_collector(young_objects: int, full_by_timer: bool) -> None:
 
 
 def collect_everything(*, if_allocating: bool = False) -> float | None:
-    """A full collection; returns the seconds it took. ``if_allocating``: only if older objects may have become
-    garbage since the last one (a middle-generation collection ran since), else None: an idle worker skips it."""
-    if if_allocating and gc.get_count()[2] == 0:
+    """A full collection; returns the seconds it took. ``if_allocating``: only if full collections were left to
+    this timer (:func:`tune_garbage_collector`) and older objects may have become garbage since the last one (a
+    middle-generation collection ran since), else None: an idle or untuned process skips it."""
+    if if_allocating and (gc.get_threshold()[2] != NEVER or gc.get_count()[2] == 0):
         return None
     started = time.perf_counter()
     gc.collect()
