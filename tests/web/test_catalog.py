@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from weatherstream.web.catalog import Snapshot, StationCatalog
+from weatherstream.web.catalog import LOAD_SHARE, Snapshot, StationCatalog
 
 UTC = dt.timezone.utc
 
@@ -76,18 +76,33 @@ def test_the_catalog_loads_once_and_reloads_in_the_background_when_stale() -> No
 
     async def load() -> list[dict[str, object]]:
         loads.append(time.time())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.001)
         return rows(10 + len(loads))
 
     async def scenario() -> None:
         catalog = StationCatalog(load, refresh_s=0.05)
         first = await catalog.current()
         assert len(first) == 11 and await catalog.current() is first
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(max(0.06, catalog.keep_s + 0.01))
         assert await catalog.current() is first  # stale: served while a reload runs
         assert catalog.loading is not None
         await catalog.loading
         assert len(await catalog.current()) == 12 and len(loads) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_snapshot_that_was_slow_to_load_is_kept_longer() -> None:
+    async def load() -> list[dict[str, object]]:
+        await asyncio.sleep(0.02)
+        return rows(5)
+
+    async def scenario() -> None:
+        catalog = StationCatalog(load, refresh_s=0.01)
+        first = await catalog.current()
+        assert 0.02 * LOAD_SHARE <= catalog.keep_s < 0.2 * LOAD_SHARE
+        await asyncio.sleep(0.03)  # older than refresh_s, younger than LOAD_SHARE load times
+        assert await catalog.current() is first and catalog.loading is None
 
     asyncio.run(scenario())
 

@@ -4,8 +4,10 @@ Every station's newest observation is one row of Cassandra's ``latest_by_city`` 
 every worker). A :class:`StationCatalog` keeps a snapshot of it in columns (about 100 bytes per station) and
 answers each request from the snapshot, so a page costs O(page) after sorting once per snapshot and a
 search O(stations) string comparisons: no Cassandra read, no per-request scan of every city's state. The
-snapshot is loaded when first asked for and again, in the background, when a request finds it older than
-``refresh_s`` (a worker nobody asks never loads it).
+snapshot is loaded when first asked for and again, in the background, when a request finds it stale (a worker
+nobody asks never loads it). Stale means older than ``refresh_s`` (2 s) or, on a big network, older than
+:data:`LOAD_SHARE` times the last load took (at 100,000 stations a load takes about 3 s, so a snapshot is
+kept about 30 s): the listing is as fresh as the loads' cost allows, at most a tenth of the time loading.
 
 Example:
     >>> snap = Snapshot.of([{"city_id": 2, "city_name": "Berlin", "country": "DE", "observed_at": None}], 0.0)
@@ -27,6 +29,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 SORTS = ("name", "id", "country", "age", "temp")
+#: a snapshot is kept at least this many times as long as it took to load
+LOAD_SHARE = 10.0
 #: the columns a page carries per station (besides ``age_s``)
 FIELDS = ("city_id", "city_name", "country", "observed_at", "temp_c", "humidity_pct", "pressure_hpa",
           "wind_speed_ms", "condition_main", "condition_description")  # fmt: skip
@@ -185,9 +189,10 @@ def _missing_last(value: float) -> tuple[bool, float]:
 class StationCatalog:
     """A :class:`Snapshot` kept fresh on demand; ``load`` reads every station's newest observation."""
 
-    def __init__(self, load: Callable[[], Awaitable[list[dict[str, Any]]]], refresh_s: float = 30.0) -> None:
+    def __init__(self, load: Callable[[], Awaitable[list[dict[str, Any]]]], refresh_s: float = 2.0) -> None:
         self.load = load
         self.refresh_s = refresh_s
+        self.load_s = 0.0  # how long the last load took
         self.snapshot: Snapshot | None = None
         self.loading: asyncio.Task[Snapshot] | None = None
 
@@ -195,17 +200,23 @@ class StationCatalog:
         """The snapshot (waiting only for the first); a stale one starts a reload in the background."""
         if self.snapshot is None:
             self.snapshot = await self._reload()
-        elif time.time() - self.snapshot.loaded_at > self.refresh_s and self.loading is None:
+        elif time.time() - self.snapshot.loaded_at > self.keep_s and self.loading is None:
             self.loading = asyncio.ensure_future(self._reload())
             self.loading.add_done_callback(self._loaded)
         return self.snapshot
+
+    @property
+    def keep_s(self) -> float:
+        """How old a snapshot may get before a request starts a reload."""
+        return max(self.refresh_s, LOAD_SHARE * self.load_s)
 
     async def _reload(self) -> Snapshot:
         started = time.monotonic()
         rows = await self.load()
         snap = Snapshot.of(rows, time.time())
         snap.order("name")  # the default sort, ready before the first page is asked for
-        logger.info("station catalog: %d stations loaded in %.2f s", len(snap), time.monotonic() - started)
+        self.load_s = time.monotonic() - started
+        logger.info("station catalog: %d stations loaded in %.2f s", len(snap), self.load_s)
         return snap
 
     def _loaded(self, task: asyncio.Task[Snapshot]) -> None:
