@@ -1,9 +1,10 @@
-"""The faust-streaming, rocksdict and aiokafka internals the state design relies on, in one guarded place.
+"""The faust-streaming, rocksdict, aiokafka and cassandra-driver internals this project relies on, in one guarded
+place.
 
 Each function says which private attribute it uses and why no public API does. Each checks that the
 attribute is there and raises :class:`InternalsChanged` (saying which version was checked) rather than
-misbehaving silently after an upgrade. Checked against faust-streaming 0.15.3, rocksdict 0.3.29 and
-aiokafka 0.14.0.
+misbehaving silently after an upgrade. Checked against faust-streaming 0.15.3, rocksdict 0.3.29,
+aiokafka 0.14.0 and cassandra-driver 3.30.1.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from weatherstream.errors import WeatherStreamError
 
 logger = logging.getLogger(__name__)
 
-CHECKED_WITH = "faust-streaming 0.15.3, rocksdict 0.3.29, aiokafka 0.14.0"
+CHECKED_WITH = "faust-streaming 0.15.3, rocksdict 0.3.29, aiokafka 0.14.0, cassandra-driver 3.30.1"
 #: the store URL scheme of :class:`SharedCacheStore`
 STORE_SCHEME = "wsrocksdb"
 
@@ -30,8 +31,8 @@ class InternalsChanged(WeatherStreamError):
     """An installed library no longer has an internal this project relies on."""
 
     def __init__(self, what: str) -> None:
-        super().__init__(f"{what}: the installed faust-streaming/rocksdict/aiokafka differ from the versions "
-                         f"weatherstream was checked with ({CHECKED_WITH}); install versions within the "
+        super().__init__(f"{what}: the installed faust-streaming/rocksdict/aiokafka/cassandra-driver differ from "
+                         f"the versions weatherstream was checked with ({CHECKED_WITH}); install versions within the "
                          "bounds setup.cfg gives")  # fmt: skip
 
 
@@ -213,3 +214,20 @@ def set_consumer_fetch(consumer: Any, max_wait_ms: int, min_bytes: int) -> bool:
     _attribute(fetcher, "_fetch_min_bytes", "fetch settings")
     _set_fetch(fetcher, max_wait_ms, min_bytes)
     return True
+
+
+# -- cassandra-driver requests -------------------------------------------------------------------------------
+def release_response(response: Any) -> None:
+    """Let a finished cassandra-driver request be freed at once rather than by the next full garbage collection.
+
+    A ``ResponseFuture`` keeps its (cancelled) timeout timer in ``_timer``, and the timer's ``callback`` is a
+    bound method of the response: a reference cycle, which holds the statement, its values and the callbacks'
+    arguments (the rows written) until the cyclic collector runs (every 60 s in a worker, see
+    weatherstream.memory). The driver's timer queue also keeps a cancelled timer until its deadline. No public
+    API ends a finished request; call this only once its callbacks have run.
+    """
+    timer = _attribute(response, "_timer", "releasing a finished Cassandra request")
+    if timer is not None:  # cancelled when the result came, or fired: either way it will not call again
+        _attribute(timer, "callback", "releasing a finished Cassandra request")
+        timer.callback = None
+        response._timer = None

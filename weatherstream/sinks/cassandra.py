@@ -34,6 +34,7 @@ from cassandra.util import Date
 
 from weatherstream import metrics
 from weatherstream.db import connect_settings
+from weatherstream.internals import release_response
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
 from weatherstream.sinks.errors import CassandraUnavailableError
@@ -94,13 +95,16 @@ class InFlight:
     The driver completes requests on its own I/O thread. Handing each completion to the event loop on its own
     (``call_soon_threadsafe`` per request) wakes the loop once per row; here completions queue up and the loop
     is woken once for all that arrived meanwhile. No task or future per request either: with one row per
-    partition (many stations, few observations each), those were most of the sink's cost.
+    partition (many stations, few observations each), those were most of the sink's cost. Each finished
+    request is released (:func:`weatherstream.internals.release_response`) so that its rows are freed at once.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, latencies_s: list[float] | None) -> None:
         self.loop, self.limit, self.latencies_s = loop, limit, latencies_s
         self.running = 0
-        self.done: deque[tuple[list[RowWrite], float, BaseException | None]] = deque()  # filled by the I/O thread
+        self.done: deque[tuple[int, list[RowWrite], float, BaseException | None]] = deque()  # by the I/O thread
+        self.responses: dict[int, ResponseFuture] = {}  # by request number, until released
+        self.sent = 0  # requests numbered so far
         self.woken = False  # a drain is scheduled on the loop
         self.errors: list[tuple[RowWrite, BaseException]] = []
         self.changed: asyncio.Future[None] | None = None  # set when requests finish
@@ -116,8 +120,10 @@ class InFlight:
             self.errors.extend((w, exc) for w in chunk)
             return
         self.running += 1
-        response.add_callbacks(self._succeeded, self._failed, callback_args=(chunk, started),
-                               errback_args=(chunk, started))  # fmt: skip
+        self.sent += 1
+        self.responses[self.sent] = response  # before the callbacks: a request may be over at once
+        response.add_callbacks(self._succeeded, self._failed, callback_args=(self.sent, chunk, started),
+                               errback_args=(self.sent, chunk, started))  # fmt: skip
 
     async def finish(self) -> list[tuple[RowWrite, BaseException]]:
         """Wait for every request; the writes that failed, with their exceptions."""
@@ -126,14 +132,14 @@ class InFlight:
         return self.errors
 
     # The driver calls these on its I/O thread (or on this one, for a request that was over at once).
-    def _succeeded(self, _rows: Any, chunk: list[RowWrite], started: float) -> None:
-        self._queue(chunk, started, None)
+    def _succeeded(self, _rows: Any, number: int, chunk: list[RowWrite], started: float) -> None:
+        self._queue(number, chunk, started, None)
 
-    def _failed(self, error: BaseException, chunk: list[RowWrite], started: float) -> None:
-        self._queue(chunk, started, error)
+    def _failed(self, error: BaseException, number: int, chunk: list[RowWrite], started: float) -> None:
+        self._queue(number, chunk, started, error)
 
-    def _queue(self, chunk: list[RowWrite], started: float, error: BaseException | None) -> None:
-        self.done.append((chunk, time.perf_counter() - started, error))
+    def _queue(self, number: int, chunk: list[RowWrite], started: float, error: BaseException | None) -> None:
+        self.done.append((number, chunk, time.perf_counter() - started, error))
         if not self.woken:
             self.woken = True
             self.loop.call_soon_threadsafe(self._drain)
@@ -141,9 +147,11 @@ class InFlight:
     def _drain(self) -> None:
         self.woken = False  # before taking: a completion queued from now on schedules another drain
         done = self.done
+        responses = self.responses
         while done:
-            chunk, took, error = done.popleft()
+            number, chunk, took, error = done.popleft()
             self.running -= 1
+            release_response(responses.pop(number))
             if error is not None:
                 self.errors.extend((w, error) for w in chunk)
                 continue
