@@ -188,7 +188,7 @@ class Pipeline:
             topics.alerts, lambda a: Alert(**{k: v for k, v in a.items() if k in ALERT_FIELDS}), anomaly.outbox_id,
             "alerts",
         )  # fmt: skip
-        self.confirming: set[asyncio.Future[None]] = set()
+        self.confirming: set[asyncio.Future[None]] = set()  # one task per batch with outbox sends
         self.awaiting: dict[int, object] = {}  # city -> the latest delivery no batch has applied the city since
         self.raw_in, self.ticks_in = metrics.EVENTS_IN.labels("raw"), metrics.EVENTS_IN.labels("ticks")
 
@@ -224,15 +224,22 @@ class Pipeline:
                 out = await with_retries("pipeline", city_events, step, self.topics.deadletter)
                 if out is not None:  # None: never applied, dead-lettered as internal_error (kept for a replay)
                     applied.append((city_id, city_events, out))
+            deliveries: list[tuple[int, list[Any]]] = []
             for city_id, city_events, out in applied:
 
-                async def send(city_id: int = city_id, out: CitySends = out) -> None:
-                    await self.send_outputs(city_id, out)
+                async def send(city_id: int = city_id, out: CitySends = out) -> list[Any]:
+                    return await self.send_outputs(city_id, out)
 
                 # The state is written: its outputs must go out. Retried until they do (never dead-lettered,
                 # which would leave state that no replay could repeat).
-                await with_retries("pipeline", city_events, send, self.topics.deadletter, forever=True,
-                                   stopping=self.stopping)  # fmt: skip
+                sent = await with_retries("pipeline", city_events, send, self.topics.deadletter, forever=True,
+                                          stopping=self.stopping)  # fmt: skip
+                if sent:
+                    deliveries.append((city_id, sent))
+            if deliveries:
+                task = asyncio.ensure_future(self.confirm_when_delivered(deliveries))
+                self.confirming.add(task)
+                task.add_done_callback(self.confirming.discard)
             await delivered(self.app, await self.state.send_changelog())
         except BaseException:
             self.new_generation()  # what this batch wrote may never reach the changelog
@@ -376,8 +383,8 @@ class Pipeline:
                 self.state.delete_slice(city_id, start)
         self.cities.update(city_id, partition, self.due_at(out.record, time.time()), out.record.newest)
 
-    async def send_outputs(self, city_id: int, out: CitySends) -> None:
-        """Send the city's dead letters, observations and unconfirmed outbox entries."""
+    async def send_outputs(self, city_id: int, out: CitySends) -> list[Any]:
+        """Send the city's dead letters, observations and unconfirmed outbox entries; the outbox entries' sends."""
         for letter in out.dead_letters:
             await send_dead_letter(self.topics.deadletter, letter.event, letter.reason, letter.message, letter.source)
         for obs in out.observations:
@@ -385,33 +392,35 @@ class Pipeline:
         metrics.EVENTS_OUT.labels("observations").inc(len(out.observations))
         sent = await self.aggregates_out.send(city_id, out.aggregates)
         sent += await self.alerts_out.send(city_id, out.alerts)
-        if sent:
-            task = asyncio.ensure_future(self.confirm_when_delivered(city_id, sent))
-            self.confirming.add(task)
-            task.add_done_callback(self.confirming.discard)
+        return sent
 
-    async def confirm_when_delivered(self, city_id: int, sent: list[Any]) -> None:
-        """Once the broker has the records, make sure the city's state drops them from the outbox.
+    async def confirm_when_delivered(self, deliveries: list[tuple[int, list[Any]]]) -> None:
+        """Once the broker has a batch's outbox records, make sure the cities' states drop them from the outbox.
 
         Without this they would stay in the outbox until the city's next input, and a restart in between
         would send them again (harmless, same ids, but subscribers would see them twice). A city whose next
         input comes within ``CONFIRM_WAIT_S`` confirms them in that batch; only a city that stays quiet gets a
-        tick (under steady input, a tick per city and batch was one more message for every six inputs).
+        tick (under steady input, a tick per city and batch was one more message for every six inputs). A city
+        whose send failed is due for a retry instead. One task per batch, not per city.
         """
-        try:
-            await asyncio.gather(*sent)
-        except Exception:  # noqa: BLE001 - a failed send stays in the outbox; the city is due for a retry
-            self.cities.due_again(city_id, time.time() + self.settings.tick_interval_s)
-            return
-        delivery = self.awaiting[city_id] = object()
+        await asyncio.wait([f for _, sent in deliveries for f in sent])
+        now = time.time()
+        waiting: list[tuple[int, object]] = []
+        for city_id, sent in deliveries:
+            if [f for f in sent if f.cancelled() or f.exception() is not None]:  # (each one's exception read)
+                self.cities.due_again(city_id, now + self.settings.tick_interval_s)
+                continue
+            delivery = self.awaiting[city_id] = object()
+            waiting.append((city_id, delivery))
         await asyncio.sleep(CONFIRM_WAIT_S)
-        if self.awaiting.get(city_id) is not delivery:
-            return  # a batch applied the city since (it confirmed the records), or a later delivery waits
-        del self.awaiting[city_id]
-        if self.stopping():
-            return  # the producer is going: the records stay in the outbox and go out again after the restart
-        if not await send_tick(self.topics, city_id, "no confirmation tick"):
-            self.cities.due_again(city_id, time.time() + self.settings.tick_interval_s)
+        for city_id, delivery in waiting:
+            if self.awaiting.get(city_id) is not delivery:
+                continue  # a batch applied the city since (it confirmed the records), or a later delivery waits
+            del self.awaiting[city_id]
+            if self.stopping():
+                continue  # the producer is going: the records stay in the outbox and go out again after a restart
+            if not await send_tick(self.topics, city_id, "no confirmation tick"):
+                self.cities.due_again(city_id, time.time() + self.settings.tick_interval_s)
 
 
 async def send_tick(topics: Topics, city_id: int, failure: str) -> bool:
