@@ -120,7 +120,7 @@ class Settings(BaseSettings):
 
     store: str = Field(default="rocksdb://", description="faust table store URL (rocksdb:// or memory://).")
     rocksdb_block_cache_bytes: int = Field(
-        default=64 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         ge=1024 * 1024,
         description="RocksDB block cache of the worker, bytes, shared by all its table partitions.",
     )
