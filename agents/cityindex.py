@@ -3,7 +3,7 @@
 Per city of the worker's active partitions: when it is next *due* (an idle tick would close a window, its
 silence would become an alert, or its outbox waits for a retry) and the time of its newest observation.
 Due times sit in a heap, so a timer run costs O(cities due), not O(cities); newest observation times sit
-in a sorted list, so the freshness metrics cost O(log cities) per scrape. About 250 bytes per city.
+in a sorted list, so the freshness metrics cost O(log cities) per scrape. About 300 bytes per city.
 
 The index is rebuilt from the table's records (their ``due`` and ``newest`` fields, read without decoding
 the rest) for the partitions a worker gains once their recovery is complete, and forgets the partitions it

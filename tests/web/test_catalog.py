@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from weatherstream.web.catalog import LOAD_SHARE, Snapshot, StationCatalog
+from weatherstream.web.catalog import LOAD_SHARE, Snapshot, StationCatalog, snapshot_of
 
 UTC = dt.timezone.utc
 
@@ -74,10 +74,10 @@ def test_a_page_of_100000_stations_is_fast() -> None:
 def test_the_catalog_loads_once_and_reloads_in_the_background_when_stale() -> None:
     loads: list[float] = []
 
-    async def load() -> list[dict[str, object]]:
+    async def load() -> Snapshot:
         loads.append(time.time())
         await asyncio.sleep(0.001)
-        return rows(10 + len(loads))
+        return snapshot_of(rows(10 + len(loads)))
 
     async def scenario() -> None:
         catalog = StationCatalog(load, refresh_s=0.05)
@@ -93,9 +93,9 @@ def test_the_catalog_loads_once_and_reloads_in_the_background_when_stale() -> No
 
 
 def test_a_snapshot_that_was_slow_to_load_is_kept_longer() -> None:
-    async def load() -> list[dict[str, object]]:
+    async def load() -> Snapshot:
         await asyncio.sleep(0.02)
-        return rows(5)
+        return snapshot_of(rows(5))
 
     async def scenario() -> None:
         catalog = StationCatalog(load, refresh_s=0.01)
@@ -110,12 +110,12 @@ def test_a_snapshot_that_was_slow_to_load_is_kept_longer() -> None:
 def test_a_failed_reload_keeps_the_previous_snapshot() -> None:
     calls = 0
 
-    async def load() -> list[dict[str, object]]:
+    async def load() -> Snapshot:
         nonlocal calls
         calls += 1
         if calls > 1:
             raise ConnectionError("Cassandra is down")
-        return rows(3)
+        return snapshot_of(rows(3))
 
     async def scenario() -> None:
         catalog = StationCatalog(load, refresh_s=0.0)

@@ -384,13 +384,12 @@ def read_aggregates(session: Session, keyspace: str, city_id: int, kinds: Sequen
     return out
 
 
-def read_latest(session: Session, keyspace: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The newest observation of every city, by city id (only ``columns``, if given)."""
+def read_latest(session: Session, keyspace: str, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The newest observation of every city, by city id (only ``columns``, if given), read a page at a time: a
+    caller that keeps only some of each row never holds them all."""
     what = ", ".join(columns) if columns else "*"
-    return [
-        _aware(row._asdict())
-        for row in session.execute(f"SELECT {what} FROM {keyspace}.latest_by_city WHERE bucket = 0")
-    ]
+    for row in session.execute(f"SELECT {what} FROM {keyspace}.latest_by_city WHERE bucket = 0"):
+        yield _aware(row._asdict())
 
 
 def read_alerts(session: Session, keyspace: str, city_id: int, start: dt.datetime,

@@ -29,7 +29,7 @@ from weatherstream.settings import Settings
 from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_latest
 from weatherstream.times import parse_utc
 from weatherstream.web.catalog import FIELDS as CATALOG_COLUMNS
-from weatherstream.web.catalog import MAX_LIMIT, SORTS, StationCatalog
+from weatherstream.web.catalog import MAX_LIMIT, SORTS, Snapshot, StationCatalog, snapshot_of
 
 if TYPE_CHECKING:
     from agents.pipeline import PipelineParts
@@ -90,6 +90,11 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def load_catalog(session: Any, keyspace: str) -> Snapshot:
+    """The station list's snapshot, read and built in the thread that runs the query (not on the event loop)."""
+    return snapshot_of(read_latest(session, keyspace, CATALOG_COLUMNS))
 
 
 def respond(view: View, body: Any, status: int = 200) -> Response:
@@ -213,7 +218,7 @@ def register_city_views(app: WeatherStreamApp, db: CassandraReader, pipeline: Pi
             return problem(self, 404, "no such file")
         return page(self, name)
 
-    catalog = StationCatalog(lambda: db.run(read_latest, CATALOG_COLUMNS))
+    catalog = StationCatalog(lambda: db.run(load_catalog))
 
     @app.page("/api/cities")
     async def cities(self: View, request: Request) -> Response:
