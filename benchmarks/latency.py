@@ -171,7 +171,7 @@ LAYOUTS = {
 
 
 def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float, profile: bool = False,
-             layout: str = "all") -> dict[str, Any]:  # fmt: skip
+             layout: str = "all", tree: Path | None = None) -> dict[str, Any]:  # fmt: skip
     tag = uuid.uuid4().hex[:8]
     settings = load_settings(namespace=f"lat{tag}", keyspace=f"lat_{tag}")
     cluster, session = connect_settings(settings)
@@ -185,9 +185,12 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float, pro
         for name, system in LAYOUTS[layout]:
             port = free_port()
             argv, env, _ = command(system, settings, settings.app_id, 0, WORK / f"data-{tag}-{name}", port)
+            cwd = ROOT
+            if tree is not None:  # python -m finds the package in the working directory first
+                cwd, env = tree, {**env, "PYTHONPATH": str(tree)}
             log_path = WORK / f"latency-{tag}-{name}.log"
             with log_path.open("wb") as log:
-                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                         start_new_session=True)  # fmt: skip
             workers.append((proc, port, log_path))
         ready_by = time.monotonic() + 120
@@ -283,6 +286,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="Sample the worker with py-spy while the input is sent "
                              "(benchmarks/results/profile-latency-*.txt).")  # fmt: skip
+    parser.add_argument("--tree", type=Path, help="Run the worker of this checkout instead (a before/after run).")
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="all",
                         help="all: one `worker --role all` process (default); split: a pipeline and a sink "
                              "worker; two: two `--role all` workers sharing the partitions.")  # fmt: skip
@@ -290,7 +294,7 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     steps = []
     for rate in [float(r) for r in args.rates.split(",")]:
-        r = run_rate(rate, args.seconds, args.warmup, args.target_ms, args.profile, args.layout)
+        r = run_rate(rate, args.seconds, args.warmup, args.target_ms, args.profile, args.layout, args.tree)
         steps.append(r)
         print(f"  {rate:7.0f} ev/s: {r['measured_alerts']:4d} alerts  p50 {r.get('p50_ms', '-')} ms  p95 "
               f"{r.get('p95_ms', '-')} ms  p99 {r.get('p99_ms', '-')} ms  p50 first/last third "
@@ -298,7 +302,7 @@ def main() -> None:
               f"{'sustainable' if r['sustainable'] else 'NOT sustainable'}", file=sys.stderr)  # fmt: skip
     sustainable = [r["rate"] for r in steps if r["sustainable"]]
     out = {
-        "benchmark": "latency", "system": "weatherstream", "layout": args.layout,
+        "benchmark": "latency", "system": "weatherstream", "layout": args.layout, "tree": str(args.tree or ROOT),
         "at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "machine": {"python": platform.python_version(), "cpus": len(__import__("os").sched_getaffinity(0)),
                     "platform": platform.platform()},
