@@ -34,7 +34,7 @@ from cassandra.util import Date
 
 from weatherstream import metrics
 from weatherstream.db import connect_settings
-from weatherstream.internals import release_response
+from weatherstream.internals import InternalsChanged, release_response
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
 from weatherstream.sinks.errors import CassandraUnavailableError
@@ -99,6 +99,8 @@ class InFlight:
     request is released (:func:`weatherstream.internals.release_response`) so that its rows are freed at once.
     """
 
+    releasing = True  # cleared for good when the driver's internals turn out to differ
+
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, latencies_s: list[float] | None) -> None:
         self.loop, self.limit, self.latencies_s = loop, limit, latencies_s
         self.running = 0
@@ -151,7 +153,7 @@ class InFlight:
         while done:
             number, chunk, took, error = done.popleft()
             self.running -= 1
-            release_response(responses.pop(number))
+            self._release(responses.pop(number))
             if error is not None:
                 self.errors.extend((w, error) for w in chunk)
                 continue
@@ -166,6 +168,17 @@ class InFlight:
     async def _wait(self) -> None:
         self.changed = self.loop.create_future()
         await self.changed
+
+    @classmethod
+    def _release(cls, response: ResponseFuture) -> None:
+        """Free a finished request now; if the driver's internals changed, say so once and leave it to the
+        garbage collector (memory, not data, is at stake: the rows are accounted for either way)."""
+        if cls.releasing:
+            try:
+                release_response(response)
+            except InternalsChanged as exc:
+                cls.releasing = False
+                logger.error("sink: %s; finished requests are now freed by the garbage collector only", exc)
 
 
 class CassandraWriter:
