@@ -407,7 +407,8 @@ class Pipeline:
         now = time.time()
         waiting: list[tuple[int, object]] = []
         for city_id, sent in deliveries:
-            if [f for f in sent if f.cancelled() or f.exception() is not None]:  # (each one's exception read)
+            failed = [f for f in sent if f.cancelled() or f.exception() is not None]  # every exception read
+            if failed:
                 self.cities.due_again(city_id, now + self.settings.tick_interval_s)
                 continue
             delivery = self.awaiting[city_id] = object()

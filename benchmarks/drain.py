@@ -35,6 +35,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
+from cassandra.query import SimpleStatement
 
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings, load_settings
@@ -174,6 +175,14 @@ def sink_topics(settings: Settings) -> list[str]:
     return [settings.topic_observations, settings.topic_aggregates, settings.topic_alerts]
 
 
+def in_tree(env: dict[str, str], tree: Path | None) -> tuple[Path, dict[str, str]]:
+    """The working directory and environment that run the worker of checkout ``tree`` (None: this one), for a
+    before/after comparison: ``python -m`` finds the package in the working directory first."""
+    if tree is None:
+        return ROOT, env
+    return tree, {**env, "PYTHONPATH": str(tree)}
+
+
 def command(
     system: str, settings: Settings, group: str, events: int, data_dir: Path, port: int
 ) -> tuple[list[str], dict[str, str], list[str]]:
@@ -275,12 +284,10 @@ def check_aggregates(settings: Settings, system: str, expected: dict[tuple[int, 
 def count_rows(settings: Settings) -> int:
     """Rows of ``observations_by_city_day``, counted page by page (a ``COUNT(*)`` over 100,000 partitions is one
     request, which overran the node's 10 s range-read timeout)."""
-    from cassandra.query import SimpleStatement
-
     cluster, session = connect_settings(settings)
     try:
-        query = SimpleStatement(f"SELECT city_id FROM {settings.keyspace}.observations_by_city_day", fetch_size=5000)  # noqa: S608
-        return sum(1 for _ in session.execute(query, timeout=60))
+        query = f"SELECT city_id FROM {settings.keyspace}.observations_by_city_day"  # noqa: S608
+        return sum(1 for _ in session.execute(SimpleStatement(query, fetch_size=5000), timeout=60))
     finally:
         cluster.shutdown()
 

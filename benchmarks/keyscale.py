@@ -51,6 +51,7 @@ from benchmarks.drain import (
     count_rows,
     cpu_s,
     free_port,
+    in_tree,
     peak_rss_mb,
     preload,
     progress,
@@ -131,9 +132,7 @@ def run_scale(stations: int, events: int, idle_s: float, timeout_s: float, tree:
     asyncio.run(preload(settings, pairs))
     data_dir, port = WORK / f"data-{tag}", free_port()
     argv, env, topics = command("weatherstream", settings, settings.app_id, len(pairs), data_dir, port)
-    cwd = ROOT
-    if tree is not None:  # python -m finds the package in the working directory first
-        cwd, env = tree, {**env, "PYTHONPATH": str(tree)}
+    cwd, env = in_tree(env, tree)
     log_path = WORK / f"keyscale-{stations}-{tag}.log"
     try:
         with log_path.open("wb") as log:

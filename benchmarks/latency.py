@@ -41,7 +41,18 @@ import requests
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.drain import RESULTS, ROOT, WORK, clean_up, command, free_port, progress, start_profiler, stop_profiler
+from benchmarks.drain import (
+    RESULTS,
+    ROOT,
+    WORK,
+    clean_up,
+    command,
+    free_port,
+    in_tree,
+    progress,
+    start_profiler,
+    stop_profiler,
+)
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings, load_settings
 from weatherstream.sinks.schema import migrate
@@ -185,9 +196,7 @@ def run_rate(rate: float, seconds: float, warmup_s: float, target_ms: float, pro
         for name, system in LAYOUTS[layout]:
             port = free_port()
             argv, env, _ = command(system, settings, settings.app_id, 0, WORK / f"data-{tag}-{name}", port)
-            cwd = ROOT
-            if tree is not None:  # python -m finds the package in the working directory first
-                cwd, env = tree, {**env, "PYTHONPATH": str(tree)}
+            cwd, env = in_tree(env, tree)
             log_path = WORK / f"latency-{tag}-{name}.log"
             with log_path.open("wb") as log:
                 proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
