@@ -167,14 +167,21 @@ async def event_batches(stream: Any, max_events: int, within_s: float) -> AsyncI
                 await stream.ack(event)
 
 
-def backlog(app: AppT, events: Sequence[EventT]) -> int:
-    """Messages waiting in the partitions of ``events`` after the last of them (from the fetched high waters)."""
-    last: dict[TP, int] = {}
+def newest_offsets(events: Sequence[EventT], into: dict[TP, int] | None = None) -> dict[TP, int]:
+    """The newest offset per partition among ``events`` (added to ``into``, which is returned)."""
+    last = {} if into is None else into
     for event in events:
-        tp = event.message.tp
-        last[tp] = max(last.get(tp, -1), event.message.offset)
+        message = event.message
+        tp, offset = message.tp, message.offset
+        if offset > last.get(tp, -1):
+            last[tp] = offset
+    return last
+
+
+def backlog(app: AppT, newest: dict[TP, int]) -> int:
+    """Messages waiting in the partitions of ``newest`` after its offsets (from the fetched high waters)."""
     waiting = 0
-    for tp, offset in last.items():
+    for tp, offset in newest.items():
         try:
             highwater = app.consumer.highwater(tp)
         except ConsumerNotStarted:  # no Kafka consumer (faust's test context): nothing is known to wait
@@ -238,12 +245,13 @@ async def joined_batches(
                     return
                 batch = HeldBatch(await guard.admit(events))
             per_key = Counter(event.message.key for event in batch.events)
-            while len(batch.events) < max_events and batch.events and backlog(app, batch.events) >= join_below:
+            newest = newest_offsets(batch.events)  # kept up to date as batches join (not recounted each time)
+            while len(batch.events) < max_events and batch.events and backlog(app, newest) >= join_below:
                 came, events = await take(join_wait_s)
                 if not came:
                     logger.warning("batch: no input came within %.1f s although the consumer's high waters say %d "
                                    "messages wait; handling the %d events held", join_wait_s,
-                                   backlog(app, batch.events), len(batch.events))  # fmt: skip
+                                   backlog(app, newest), len(batch.events))  # fmt: skip
                     break
                 if events is None:
                     break
@@ -254,6 +262,7 @@ async def joined_batches(
                     break
                 batch.add(more)
                 per_key.update(more_per_key)
+                newest_offsets(more, newest)
             yield batch
     finally:
         if taking is not None:

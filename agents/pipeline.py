@@ -113,6 +113,16 @@ def sample_of(obs: Observation, offset: int) -> Sample:
     )  # fmt: skip
 
 
+def aggregate_record(entry: dict[str, Any]) -> Aggregate:
+    """The aggregate record of a window state's outbox entry."""
+    return internals.new_record(Aggregate, {k: v for k, v in entry.items() if k in AGGREGATE_FIELDS})
+
+
+def alert_record(entry: dict[str, Any]) -> Alert:
+    """The alert record of an anomaly state's outbox entry."""
+    return internals.new_record(Alert, {k: v for k, v in entry.items() if k in ALERT_FIELDS})
+
+
 def headers_of(event: EventT) -> dict[str, bytes]:
     raw: Any = event.headers or event.message.headers or {}
     items = raw.items() if isinstance(raw, Mapping) else raw
@@ -180,14 +190,8 @@ class Pipeline:
         # failed batch starts a new generation, so nothing it may have left half-sent counts as durable.
         self.gen = 0
         self.new_generation()
-        self.aggregates_out = OutboxSender(
-            topics.aggregates, lambda e: Aggregate(**{k: v for k, v in e.items() if k in AGGREGATE_FIELDS}),
-            lambda e: e["eid"], "aggregates",
-        )  # fmt: skip
-        self.alerts_out = OutboxSender(
-            topics.alerts, lambda a: Alert(**{k: v for k, v in a.items() if k in ALERT_FIELDS}), anomaly.outbox_id,
-            "alerts",
-        )  # fmt: skip
+        self.aggregates_out = OutboxSender(topics.aggregates, aggregate_record, lambda e: e["eid"], "aggregates")
+        self.alerts_out = OutboxSender(topics.alerts, alert_record, anomaly.outbox_id, "alerts")
         self.confirming: set[asyncio.Future[None]] = set()  # one task per batch with outbox sends
         self.awaiting: dict[int, object] = {}  # city -> the latest delivery no batch has applied the city since
         self.raw_in, self.ticks_in = metrics.EVENTS_IN.labels("raw"), metrics.EVENTS_IN.labels("ticks")

@@ -231,3 +231,53 @@ def release_response(response: Any) -> None:
         _attribute(timer, "callback", "releasing a finished Cassandra request")
         timer.callback = None
         response._timer = None
+
+
+# -- faust records made in bulk ------------------------------------------------------------------------------
+class _RecordLayout:
+    """What :func:`new_record` needs of one record class: its fields, the required ones, and the defaults."""
+
+    def __init__(self, cls: type) -> None:
+        options = _attribute(cls, "_options", f"building {cls.__name__} records")
+        descriptors = _attribute(options, "descriptors", f"building {cls.__name__} records")
+        self.fields = frozenset(_attribute(options, "fields", f"building {cls.__name__} records"))
+        self.required = frozenset(name for name, d in descriptors.items() if d.required)
+        self.defaults = {name: d.default for name, d in descriptors.items() if not d.required}
+        # The shortcut stores values as given: only for classes whose fields neither convert nor check them.
+        plain = all(not getattr(d, "coerce", False) and getattr(d, "tag", None) is None for d in descriptors.values())
+        self.plain = plain and not options.validation and not hasattr(cls, "__post_init__")
+        self.checked = False  # the first record is built both ways and compared
+
+
+_LAYOUTS: dict[type, _RecordLayout] = {}
+
+
+def new_record(cls: Any, values: dict[str, Any]) -> Any:
+    """``cls(**values)`` for a faust record, about six times faster for a record of 30 fields.
+
+    faust's generated ``__init__`` passes each value through the field's descriptor (``__set__``,
+    ``prepare_value``, ``should_coerce``): 18 us for an :class:`~models.Observation`, a third of what turning a
+    payload into one costs. For a class whose fields neither coerce nor tag nor validate, the descriptors store
+    the value unchanged in the instance's ``__dict__``, which is what this does directly. The first record of
+    each class is also built by its ``__init__``, and if the two differ the class is built the normal way from
+    then on (logged once). Missing or unknown fields go the normal way too, for faust's own error.
+    """
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = _RecordLayout(cls)
+    if not layout.plain or not (layout.required <= values.keys() <= layout.fields):
+        return cls(**values)
+    record = object.__new__(cls)
+    state = record.__dict__
+    state["__evaluated_fields__"] = set()
+    state.update(layout.defaults)
+    state.update(values)
+    if not layout.checked:
+        layout.checked = True
+        expected = cls(**values)
+        if expected.__dict__ != state:
+            layout.plain = False
+            logger.warning("faust builds %s records differently from what weatherstream expects (%s); building them "
+                           "the slower, normal way", cls.__name__, CHECKED_WITH)  # fmt: skip
+            return expected
+    return record

@@ -12,19 +12,22 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
 from models import Observation, Reason
 from weatherstream.errors import WeatherStreamError
+from weatherstream.internals import new_record
 
 MAX_PAYLOAD_BYTES = 32 * 1024
 FUTURE_TOLERANCE_S = 15 * 60  # clocks disagree a little; more than this is a wrong timestamp
 MAX_NAME_CHARS = 200
 UNITS = ("metric", "standard", "imperial")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class InvalidPayload(WeatherStreamError):
@@ -94,6 +97,12 @@ FIELDS = (
     ("timezone_offset_s", "", "timezone", "seconds"),
 )
 
+#: FIELDS with each value's path in the payload (for messages) and its bounds, worked out once
+_RULES = tuple(
+    (field, section, key, f"{section}.{key}" if section else key, convert, RANGES[field])
+    for field, section, key, convert in FIELDS
+)
+
 MEASUREMENTS = (
     "temp_c", "feels_like_c", "pressure_hpa", "humidity_pct", "wind_speed_ms", "wind_gust_ms",
     "clouds_pct", "rain_1h_mm", "snow_1h_mm", "visibility_m",
@@ -127,9 +136,12 @@ def _section(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 def _number(section: Mapping[str, Any], key: str, path: str) -> float | None:
     value = section.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return None if value is None else _finite(value, path)
+
+
+def _finite(value: Any, path: str) -> float:
+    """``value`` as a finite float, or :class:`InvalidPayload`."""
+    if value.__class__ is not float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise InvalidPayload(Reason.BAD_TYPE, f"'{path}' must be a number, got {_type_name(value)}")
     number = float(value)
     if not math.isfinite(number):
@@ -145,20 +157,16 @@ def _text(section: Mapping[str, Any], key: str, path: str, max_chars: int = MAX_
         raise InvalidPayload(Reason.BAD_TYPE, f"'{path}' must be a string, got {_type_name(value)}")
     if len(value) > max_chars:
         raise InvalidPayload(Reason.BAD_VALUE, f"'{path}' is {len(value)} characters long (at most {max_chars})")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _CONTROL.search(value):
         raise InvalidPayload(Reason.BAD_VALUE, f"'{path}' contains control characters")
     return value or None
 
 
-def _check_range(field: str, value: float | None, path: str) -> None:
-    if value is None:
-        return
-    bounds = RANGES[field]
-    if not bounds.low <= value <= bounds.high:
-        raise InvalidPayload(
-            Reason.OUT_OF_RANGE,
-            f"'{path}' = {value:g} {bounds.unit} is outside {bounds.low:g}..{bounds.high:g} {bounds.unit}",
-        )
+def _out_of_range(bounds: Range, value: float, path: str) -> NoReturn:
+    raise InvalidPayload(
+        Reason.OUT_OF_RANGE,
+        f"'{path}' = {value:g} {bounds.unit} is outside {bounds.low:g}..{bounds.high:g} {bounds.unit}",
+    )
 
 
 def _city_id(doc: Mapping[str, Any]) -> int:
@@ -246,22 +254,27 @@ def normalize(
 
     sections = {"main": main, "wind": wind, "coord": coord, "clouds": clouds, "rain": rain, "snow": snow, "": doc}
     values: dict[str, Any] = {}
-    for field, section, key, convert in FIELDS:
-        path = f"{section}.{key}" if section else key
-        raw = _number(sections[section], key, path)
-        if raw is not None and convert == "temperature":
-            if units == "metric" and 173.0 <= raw <= 343.0:
-                raise InvalidPayload(
-                    Reason.SUSPECT_UNITS,
-                    f"'{path}' = {raw:g} looks like Kelvin but the payload is marked metric; "
-                    "send it with units=standard",
-                )
-            raw = _temp_to_c(raw, units)
-        elif raw is not None and convert == "speed":
-            raw = _speed_to_ms(raw, units)
-        elif raw is not None and convert == "seconds":
-            raw = int(raw)
-        _check_range(field, raw, path)
+    for field, section, key, path, convert, bounds in _RULES:
+        raw = sections[section].get(key)
+        if raw is None:
+            values[field] = None
+            continue
+        raw = _finite(raw, path)
+        if convert is not None:
+            if convert == "temperature":
+                if units == "metric" and 173.0 <= raw <= 343.0:
+                    raise InvalidPayload(
+                        Reason.SUSPECT_UNITS,
+                        f"'{path}' = {raw:g} looks like Kelvin but the payload is marked metric; "
+                        "send it with units=standard",
+                    )
+                raw = _temp_to_c(raw, units)
+            elif convert == "speed":
+                raw = _speed_to_ms(raw, units)
+            else:
+                raw = int(raw)
+        if not bounds.low <= raw <= bounds.high:
+            _out_of_range(bounds, raw, path)
         values[field] = raw
     if all(values[m] is None for m in MEASUREMENTS):
         raise InvalidPayload(Reason.MISSING_FIELD, "no measurement at all (temperature, pressure, wind, ...)")
@@ -276,7 +289,7 @@ def normalize(
 
     sunrise, sunset = _number(sys_, "sunrise", "sys.sunrise"), _number(sys_, "sunset", "sys.sunset")
     country = _text(sys_, "country", "sys.country", max_chars=8)
-    return Observation(
+    values.update(
         city_id=city_id,
         observed_at=observed_at,
         city_name=_text(doc, "name", "name"),
@@ -289,5 +302,5 @@ def normalize(
         source=source,
         ingested_at=now,
         payload_json=payload.decode("utf-8"),
-        **values,
     )
+    return new_record(Observation, values)

@@ -26,9 +26,8 @@ import bisect
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 from weatherstream.core.exact import SCALE_BITS, rounded, sample_std
 
@@ -38,9 +37,11 @@ TEMP, FEELS, HUMIDITY, PRESSURE, WIND, RAIN, SNOW = range(len(QUANTITIES))
 _INF = math.inf
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One observation as summaries take it: time (UTC epoch s), input offset, UTC offset (s) and values."""
+class Sample(NamedTuple):
+    """One observation as summaries take it: time (UTC epoch s), input offset, UTC offset (s) and values.
+
+    A named tuple: one is made per input event, and a frozen dataclass of these fields costs three times as much.
+    """
 
     t: float
     offset: int

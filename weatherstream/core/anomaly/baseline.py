@@ -11,7 +11,7 @@ Example:
     >>> for x in (10.0, 11.0, 9.0, 10.0):
     ...     state = b.update(state, hour=14, x=x)
     >>> round(b.score(state, 14, 16.0), 1)
-    7.7
+    4.0
 """
 
 from __future__ import annotations

@@ -8,18 +8,23 @@ value hovering around a threshold does not open and resolve incidents over and o
 
 from __future__ import annotations
 
+import bisect
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from models import Observation
 from weatherstream.core.anomaly.baseline import HourlyBaseline
 
 NONE, INFO, WARNING, CRITICAL = 0, 1, 2, 3
 SEVERITY_NAMES = {INFO: "info", WARNING: "warning", CRITICAL: "critical"}
+_time = operator.itemgetter(0)  # of a history entry [t, temp_c, pressure_hpa]
 
 
-@dataclass(frozen=True)
-class Signal:
+class Signal(NamedTuple):
+    """A detector's judgement of one kind (a named tuple: a dozen are made per observation)."""
+
     kind: str
     level: int
     value: float | None = None
@@ -49,12 +54,10 @@ class Threshold:
         value = getattr(obs, self.field)
         if value is None:
             return Signal(self.kind, NONE)
-
-        def beyond(limit: float) -> bool:
-            return value >= limit if self.above else value <= limit
-
-        level = CRITICAL if beyond(self.critical) else WARNING if beyond(self.warning) else NONE
-        if level == NONE and active and beyond(self.clear):
+        signed = value if self.above else -value  # how far to the dangerous side, compared as if above
+        sign = 1.0 if self.above else -1.0
+        level = CRITICAL if signed >= sign * self.critical else WARNING if signed >= sign * self.warning else NONE
+        if level == NONE and active and signed >= sign * self.clear:
             level = INFO  # still inside the hysteresis band: the incident stays open
         return Signal(self.kind, level, value, self.warning, None, self.unit)
 
@@ -107,11 +110,13 @@ class RateDetector:
 
     def judge(self, history: Sequence[Sequence[float | None]], obs: Observation,
               active: dict[str, bool]) -> list[Signal]:  # fmt: skip
-        """``history``: earlier ``[t, temp_c, pressure_hpa]`` of this city, oldest first."""
+        """``history``: ``[t, temp_c, pressure_hpa]`` of this city, oldest first (sorted by time)."""
         t = obs.observed_at
         out = []
+        before = bisect.bisect_left(history, t, key=_time)  # history[:before] is earlier than t
         if obs.pressure_hpa is not None:
-            earlier = [p for (ht, _, p) in history if p is not None and t - 3 * 3600 <= ht < t]  # type: ignore[operator]
+            since = bisect.bisect_left(history, t - 3 * 3600, hi=before, key=_time)
+            earlier = [p for (_, _, p) in history[since:before] if p is not None]
             fall = (max(earlier) - obs.pressure_hpa) if earlier else 0.0
             level = (
                 CRITICAL
@@ -125,7 +130,8 @@ class RateDetector:
             out.append(Signal("pressure_drop", level, obs.pressure_hpa, max(earlier) if earlier else None,
                               round(fall, 3), "hPa"))  # fmt: skip
         if obs.temp_c is not None:
-            earlier_t = [x for (ht, x, _) in history if x is not None and t - 3600 <= ht < t]  # type: ignore[operator]
+            since = bisect.bisect_left(history, t - 3600, hi=before, key=_time)
+            earlier_t = [x for (_, x, _) in history[since:before] if x is not None]
             change = max((abs(obs.temp_c - x) for x in earlier_t), default=0.0)
             level = (
                 CRITICAL if change >= self.temp_change_critical_c else WARNING if change >= self.temp_change_c else NONE

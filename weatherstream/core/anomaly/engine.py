@@ -15,7 +15,9 @@ confirmed sent, like the window state.
 
 from __future__ import annotations
 
+import bisect
 import enum
+import operator
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,7 @@ from weatherstream.core.anomaly.detectors import (
 
 State = dict[str, Any]
 HISTORY_S = 3 * 3600
+_time = operator.itemgetter(0)  # of a history entry [t, temp_c, pressure_hpa]
 MAX_GAPS = 20
 
 
@@ -108,7 +111,9 @@ class AnomalyEngine:
             return Outcome(Verdict.REDELIVERED, s)
         s["last_offset"] = offset
         t = obs.observed_at
-        if any(h[0] == t for h in s["history"]) or t == s["last_t"]:
+        history = s["history"]  # sorted by time
+        at = bisect.bisect_left(history, t, key=_time)
+        if (at < len(history) and history[at][0] == t) or t == s["last_t"]:
             return Outcome(Verdict.DUPLICATE, s)
         s["name"] = obs.city_name or s["name"]
         out = Outcome(Verdict.APPLIED, s)
@@ -140,11 +145,15 @@ class AnomalyEngine:
             s["last_t"] = t
         s["last_wall"] = wall_now
 
+        incidents = s["incidents"]
         for signal in signals:
-            self._lifecycle(s, out, obs.city_id, signal, t, wall_now)
+            if signal.level >= WARNING or signal.kind in incidents:  # otherwise there is nothing to open or clear
+                self._lifecycle(s, out, obs.city_id, signal, t, wall_now)
         if obs.temp_c is not None:
             s["baseline"] = cfg.statistical.baseline.update(s["baseline"], hour, obs.temp_c)
-        s["history"] = sorted([*[h for h in s["history"] if h[0] >= t - HISTORY_S], [t, obs.temp_c, obs.pressure_hpa]])
+        kept = history[bisect.bisect_left(history, t - HISTORY_S, key=_time) :]
+        bisect.insort(kept, [t, obs.temp_c, obs.pressure_hpa], key=_time)  # no other entry has time t
+        s["history"] = kept
         s["outbox"].extend(out.alerts)
         return out
 
