@@ -262,26 +262,42 @@ class Pipeline:
                 self.ticks_in.inc()
                 by_city.setdefault(int(msg.key or b"0"), []).append((event, None))
                 continue
+            self.raw_in.inc()
+            obs = self.accepted(event)
+            if obs is None:  # anything but a valid observation keyed by its city: the careful way, with retries
 
-            async def validate(event: EventT = event) -> Observation | None:
-                return await self.validate(event)
+                async def validate(event: EventT = event) -> Observation | None:
+                    return await self.validate(event)
 
-            obs = await with_retries("pipeline", [event], validate, self.topics.deadletter)
+                obs = await with_retries("pipeline", [event], validate, self.topics.deadletter)
             if obs is not None:
                 by_city.setdefault(obs.city_id, []).append((event, obs))
         return by_city
 
-    async def validate(self, event: EventT) -> Observation | None:
-        """One raw message -> an observation, or a dead letter or a re-keyed copy (None)."""
-        self.raw_in.inc()
-        headers = headers_of(event)
-        source = headers.get("source", b"").decode("utf-8", "replace") or None
+    def accepted(self, event: EventT) -> Observation | None:
+        """The event's observation if it is valid and keyed by its city; None for anything else (even a bug in
+        normalize), which :meth:`validate` then handles. Most input takes this way, without retries and sends."""
+        try:
+            obs = self.observation_of(event, headers_of(event))
+        except Exception:  # noqa: BLE001 - validate() meets it again, and dead-letters it
+            return None
+        return obs if event.message.key == city_key(obs.city_id) else None
+
+    def observation_of(self, event: EventT, headers: dict[str, bytes]) -> Observation:
+        """The event's observation (raises :class:`InvalidPayload`)."""
+        source = headers.get("source", b"").decode("utf-8", "replace") or "unknown"
         units = headers.get("units", b"metric").decode("utf-8", "replace") or "metric"
         payload = event.value if isinstance(event.value, bytes) else b""
+        return normalize(payload, now=time.time(), units=units, source=source,
+                         max_bytes=self.settings.max_payload_bytes)  # fmt: skip
+
+    async def validate(self, event: EventT) -> Observation | None:
+        """One raw message -> an observation, or a dead letter or a re-keyed copy (None)."""
+        headers = headers_of(event)
         try:
-            obs = normalize(payload, now=time.time(), units=units, source=source or "unknown",
-                            max_bytes=self.settings.max_payload_bytes)  # fmt: skip
+            obs = self.observation_of(event, headers)
         except InvalidPayload as exc:
+            source = headers.get("source", b"").decode("utf-8", "replace") or None
             await send_dead_letter(self.topics.deadletter, event, exc.reason, exc.message, source)
             return None
         key = city_key(obs.city_id)
@@ -289,7 +305,7 @@ class Pipeline:
             # Re-key through the same topic: the city's state must sit in the city's partition.
             rekey_headers = [(k, v) for k, v in headers.items() if k != REKEY_HEADER]
             rekey_headers.append((REKEY_HEADER, repr(event.message.key).encode()[:200]))
-            await self.topics.raw.send(key=key, value=payload, headers=rekey_headers)
+            await self.topics.raw.send(key=key, value=event.value, headers=rekey_headers)
             metrics.REKEYED.inc()
             return None
         return obs
@@ -305,6 +321,7 @@ class Pipeline:
         durable = before.gen == self.gen or (first is not None and first > last_offset)
         city = self.aggregator.begin(city_id, before.windows, lambda start: self.state.slice(city_id, start))
         state, latest = before.anomaly, before.latest
+        newest: Observation | None = None  # the batch's newest observation (kept if at least as new as ``latest``)
         out = CityOutput(before, write=bool(first is not None))
         heal = False  # after a re-delivery: its batch may never have reached the changelog (written again)
         for event, obs in items:
@@ -336,8 +353,8 @@ class Pipeline:
             # APPLIED, or REDELIVERED after a crash: the first send may never have left the producer. A second
             # copy is harmless: the sinks overwrite by (city, time).
             out.observations.append(obs)
-            if latest is None or obs.observed_at >= latest["observed_at"]:
-                latest = {name: getattr(obs, name) for name in LATEST_FIELDS}
+            if newest is None or obs.observed_at >= newest.observed_at:
+                newest = obs
             heal = heal or verdict is windows.Verdict.REDELIVERED
             outcome = self.engine.apply(state, obs, offset, wall_now=now)
             heal = heal or outcome.verdict is anomaly.Verdict.REDELIVERED
@@ -355,6 +372,8 @@ class Pipeline:
         out.write = (out.write or heal or changes.rewrite or bool(city.emissions) or bool(changes.cold_writes)
                      or bool(changes.deletes) or window_state.wm != (before.windows.wm if before.windows else None)
                      or window_state is not changes.state or state is not before.anomaly)  # fmt: skip
+        if newest is not None and (latest is None or newest.observed_at >= latest["observed_at"]):
+            latest = {name: getattr(newest, name) for name in LATEST_FIELDS}
         out.record = CityRecord(self.gen, None, latest["observed_at"] if latest else None, window_state, state,
                                 latest)  # fmt: skip
         out.record.due = self.due_at(out.record, time.time(), after_restart=True)

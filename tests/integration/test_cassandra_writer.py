@@ -124,9 +124,13 @@ def test_finished_requests_leave_no_garbage_for_the_cyclic_collector(cassandra_s
         asyncio.run(writer.write(writes(300)))
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
+        # The driver's control connection rebuilds its schema metadata in its own thread whenever a schema
+        # changes (other tests create tables): that garbage (cassandra.metadata and the maps it reads) has
+        # nothing to do with requests.
         left = [
             type(o).__qualname__ for o in gc.garbage
             if type(o).__module__.startswith(("cassandra", "weatherstream")) and not isinstance(o, type)
+            and not type(o).__module__.startswith(("cassandra.metadata", "cassandra.util"))
         ]  # fmt: skip
     finally:
         gc.set_debug(0)
