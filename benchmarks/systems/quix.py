@@ -17,7 +17,6 @@ period is dropped by Quix (no corrected revisions, no duplicate detection).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import time
 from datetime import timedelta
@@ -102,7 +101,7 @@ def main() -> None:
         except InvalidPayload as exc:
             return {"dead": exc.reason.value, "message": exc.message}
         # Quix's window state keeps each value as JSON: the observation as a list of the Sample's fields
-        return {"obs": obs, "row": list(dataclasses.astuple(sample_of(obs, message_context().offset)))}
+        return {"obs": obs, "row": list(sample_of(obs, message_context().offset))}
 
     sdf = app.dataframe(raw).apply(validate)
     sdf[sdf.apply(lambda v: "dead" in v)].to_topic(deadletter)
