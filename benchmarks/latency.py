@@ -16,7 +16,7 @@ record, record -> arrival; how late the producer itself sent; the worker's CPU s
 messages it consumed and its batch sizes (from its ``/metrics``).
 
     .venv/bin/python -m benchmarks.latency [--rates 200,500,1000] [--seconds 60] [--warmup 10]
-        [--layout all|split|two] [--profile]
+        [--layout all|split|two] [--tree DIR] [--profile]
 
 Needs the local stack (`weatherstream stack up`). Results: benchmarks/results/latency-*.json.
 """

@@ -19,7 +19,8 @@ from weatherstream.core.anomaly.baseline import HourlyBaseline
 
 NONE, INFO, WARNING, CRITICAL = 0, 1, 2, 3
 SEVERITY_NAMES = {INFO: "info", WARNING: "warning", CRITICAL: "critical"}
-_time = operator.itemgetter(0)  # of a history entry [t, temp_c, pressure_hpa]
+#: the time of a history entry ``[t, temp_c, pressure_hpa]`` (histories are sorted by it)
+entry_time = operator.itemgetter(0)
 
 
 class Signal(NamedTuple):
@@ -113,9 +114,9 @@ class RateDetector:
         """``history``: ``[t, temp_c, pressure_hpa]`` of this city, oldest first (sorted by time)."""
         t = obs.observed_at
         out = []
-        before = bisect.bisect_left(history, t, key=_time)  # history[:before] is earlier than t
+        before = bisect.bisect_left(history, t, key=entry_time)  # history[:before] is earlier than t
         if obs.pressure_hpa is not None:
-            since = bisect.bisect_left(history, t - 3 * 3600, hi=before, key=_time)
+            since = bisect.bisect_left(history, t - 3 * 3600, hi=before, key=entry_time)
             earlier = [p for (_, _, p) in history[since:before] if p is not None]
             fall = (max(earlier) - obs.pressure_hpa) if earlier else 0.0
             level = (
@@ -130,7 +131,7 @@ class RateDetector:
             out.append(Signal("pressure_drop", level, obs.pressure_hpa, max(earlier) if earlier else None,
                               round(fall, 3), "hPa"))  # fmt: skip
         if obs.temp_c is not None:
-            since = bisect.bisect_left(history, t - 3600, hi=before, key=_time)
+            since = bisect.bisect_left(history, t - 3600, hi=before, key=entry_time)
             earlier_t = [x for (_, x, _) in history[since:before] if x is not None]
             change = max((abs(obs.temp_c - x) for x in earlier_t), default=0.0)
             level = (

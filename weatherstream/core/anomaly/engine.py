@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import enum
-import operator
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,12 +33,12 @@ from weatherstream.core.anomaly.detectors import (
     Signal,
     StatisticalDetector,
     Threshold,
+    entry_time,
     reading,
 )
 
 State = dict[str, Any]
 HISTORY_S = 3 * 3600
-_time = operator.itemgetter(0)  # of a history entry [t, temp_c, pressure_hpa]
 MAX_GAPS = 20
 
 
@@ -112,7 +111,7 @@ class AnomalyEngine:
         s["last_offset"] = offset
         t = obs.observed_at
         history = s["history"]  # sorted by time
-        at = bisect.bisect_left(history, t, key=_time)
+        at = bisect.bisect_left(history, t, key=entry_time)
         if (at < len(history) and history[at][0] == t) or t == s["last_t"]:
             return Outcome(Verdict.DUPLICATE, s)
         s["name"] = obs.city_name or s["name"]
@@ -151,8 +150,8 @@ class AnomalyEngine:
                 self._lifecycle(s, out, obs.city_id, signal, t, wall_now)
         if obs.temp_c is not None:
             s["baseline"] = cfg.statistical.baseline.update(s["baseline"], hour, obs.temp_c)
-        kept = history[bisect.bisect_left(history, t - HISTORY_S, key=_time) :]
-        bisect.insort(kept, [t, obs.temp_c, obs.pressure_hpa], key=_time)  # no other entry has time t
+        kept = history[bisect.bisect_left(history, t - HISTORY_S, key=entry_time) :]
+        bisect.insort(kept, [t, obs.temp_c, obs.pressure_hpa], key=entry_time)  # no other entry has time t
         s["history"] = kept
         s["outbox"].extend(out.alerts)
         return out
