@@ -14,6 +14,7 @@ from faust.types import TopicT
 
 from models import city_key
 from weatherstream import metrics
+from weatherstream.outgoing import RecordBatches
 
 
 class OutboxSender:
@@ -54,15 +55,16 @@ class OutboxSender:
                 return True
         return False
 
-    async def send(self, city_id: int, entries: Iterable[dict[str, Any]]) -> list[Any]:
-        """Send every entry that is not in flight (or whose earlier send failed); returns the new sends' futures."""
+    def send(self, city_id: int, entries: Iterable[dict[str, Any]], outgoing: RecordBatches) -> list[Any]:
+        """Add every entry that is not in flight (or whose earlier send failed) to ``outgoing``; returns the new
+        sends' futures (done once ``outgoing`` has sent them and the broker has them)."""
         futures = []
         for entry in entries:
             eid = self.entry_id(entry)
             fut = self.inflight.get(eid)
             if fut is not None and not (fut.done() and (fut.cancelled() or fut.exception() is not None)):
                 continue
-            self.inflight[eid] = await self.topic.send(key=city_key(city_id), value=self.make_record(entry))
+            self.inflight[eid] = outgoing.add(self.topic, city_key(city_id), self.make_record(entry), track=True)
             futures.append(self.inflight[eid])
             metrics.EVENTS_OUT.labels(self.label).inc()
         return futures

@@ -13,8 +13,9 @@ works on a copy).
 It also sends the table's changelog records itself. faust sends one per write through its producer buffer,
 each wrapped in a pending-message future with sensor and offset callbacks, which cost more than the write.
 Here a write only notes its partition, key and value; :meth:`StateTable.send_changelog` hands them to the
-producer (raw bytes, as faust would send them) and records the table's persisted offset (what a restarted
-worker reads the changelog from) once per partition instead of once per record. Records a failed send or a
+producer (raw bytes, as faust would send them) as one batch per partition (:mod:`weatherstream.outgoing`) and
+records the table's persisted offset (what a restarted worker reads the changelog from) once per partition
+instead of once per record. Records a failed send or a
 failed batch left behind go out with the next call, or, at a rebalance, before the partitions go.
 
 A batch's input offsets may be committed only once the table changes it made are in the changelog, so
@@ -26,6 +27,7 @@ for every copy rebuilt from the changelog, while their input was never delivered
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -47,6 +49,7 @@ from weatherstream.core.codec import (
     slice_key,
 )
 from weatherstream.core.slices import Slice
+from weatherstream.outgoing import RecordBatches, SentBatch
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +106,12 @@ class StateTable:
         self.records: LRUCache[int, CityRecord] = LRUCache(record_entries)
         self.slices: LRUCache[tuple[int, int], Slice] = LRUCache(slice_entries)
         self.pending: list[tuple[int | None, Any, Any]] = []  # (partition, key, value or _DELETED)
+        self.waiting_bytes = 0  # of the values in pending
+        self.outgoing = RecordBatches(app, f"table {table.name} changelog")
 
         def on_key_set(key: Any, value: Any) -> None:  # replaces faust's, which sends a record per write
             self.pending.append((table.partition_for_key(key), key, value))
+            self.waiting_bytes += len(value) if isinstance(value, bytes) else 0
 
         def on_key_del(key: Any) -> None:
             self.pending.append((table.partition_for_key(key), key, _DELETED))
@@ -171,42 +177,43 @@ class StateTable:
         self.slices.clear()
 
     async def send_changelog(self) -> list[Any]:
-        """Send the changelog records of the writes since the last call, in write order; returns their
-        futures (done once the broker has them, raising if it never does).
+        """Send the changelog records of the writes since the last call, in write order, one producer batch per
+        partition (:mod:`weatherstream.outgoing`); returns their futures (done once the broker has them, raising
+        if it never does).
 
         Records whose send raises stay for the next call (or the next rebalance). Without a running producer
         (faust's agent test context never produces) nothing is sent.
         """
-        producer = self.app.producer
-        if not self.pending or not producer.started:
+        if not self.app.producer.started:
             return []
-        pending, self.pending = self.pending, []
         table: Any = self.table  # faust's TableT and ChannelT declare less than Table and Topic have
         topic: Any = table.changelog_topic
         name = topic.get_topic_name()
-        sends = []
-        last: dict[int | None, Any] = {}  # never None: the constructor refuses partitioner tables
-        for i, (partition, key, value) in enumerate(pending):
-            try:
-                key_bytes, headers = topic.prepare_key(key, table.key_serializer, None, {})
-                if value is _DELETED:  # a tombstone, as faust's on_key_del sends it (a JSON null is a value)
-                    value_bytes, headers = topic.prepare_value(None, "raw", None, headers)
-                else:
-                    value_bytes, headers = topic.prepare_value(value, table.value_serializer, None, headers)
-                sent = await producer.send(name, key_bytes, value_bytes, partition, None, headers)
-            except BaseException:
-                self.pending[:0] = pending[i:]  # kept in order, ahead of any written since
-                raise
-            sends.append(sent)
-            last[partition] = sent
-        for sent in last.values():
-            sent.add_done_callback(self._persisted)
-        return sends
+        records = []
+        for partition, key, value in self.pending:
+            key_bytes, headers = topic.prepare_key(key, table.key_serializer, None, {})
+            if value is _DELETED:  # a tombstone, as faust's on_key_del sends it (a JSON null is a value)
+                value_bytes, headers = topic.prepare_value(None, "raw", None, headers)
+            else:
+                value_bytes, headers = topic.prepare_value(value, table.value_serializer, None, headers)
+            records.append((partition, key_bytes, value_bytes, headers))
+        self.pending.clear()
+        self.waiting_bytes = 0
+        for partition, key_bytes, value_bytes, headers in records:
+            self.outgoing.add(name, key_bytes, value_bytes, partition=partition, headers=headers)
+        batches = await self.outgoing.send()  # what it cannot send stays in it for the next call
+        last: dict[int, SentBatch] = {}
+        for batch in batches:
+            last[batch.partition] = batch
+        for batch in last.values():
+            batch.future.add_done_callback(functools.partial(self._persisted, batch))
+        return [batch.future for batch in batches]
 
-    def _persisted(self, sent: Any) -> None:
-        """The broker has the partition's newest record of a batch: a restarted worker whose RocksDB has it
-        need not read the changelog up to it (faust reads the offset back at recovery)."""
+    def _persisted(self, batch: SentBatch, _: Any = None) -> None:
+        """The broker has the partition's newest records of a batch: a restarted worker whose RocksDB has them
+        need not read the changelog up to them (faust reads the offset back at recovery)."""
+        sent = batch.future
         if sent.cancelled() or sent.exception() is not None:
             return  # the batch fails and is handled again; the offset stays where it was
-        metadata = sent.result()
-        self.table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)  # type: ignore[attr-defined]
+        tp = sent.result().topic_partition
+        self.table.data.set_persisted_offset(tp, batch.last_offset())  # type: ignore[attr-defined]

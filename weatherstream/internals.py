@@ -216,6 +216,27 @@ def set_consumer_fetch(consumer: Any, max_wait_ms: int, min_bytes: int) -> bool:
     return True
 
 
+# -- the producer's batch API ----------------------------------------------------------------------------------
+def kafka_producer(app: AppT) -> Any:
+    """The running aiokafka producer of faust's (None while it has not started).
+
+    aiokafka's batch API (``create_batch``, ``send_batch``; public) needs the aiokafka producer itself, which
+    faust keeps in ``_producer`` (``_ensure_producer`` is private too). Used by :mod:`weatherstream.outgoing`.
+    """
+    producer = app.producer
+    if not producer.started:
+        return None
+    return _attribute(producer, "_producer", "sending records in batches")
+
+
+def default_partition(producer: Any, topic: str, key: bytes | None) -> int:
+    """The partition ``producer.send(topic, key=key)`` would give a record: its configured partitioner over the
+    topic's partitions in its metadata (known: call ``await producer.partitions_for(topic)`` first). aiokafka
+    chooses in the private ``_partition``; the batch API leaves the choice to the caller."""
+    choose = _attribute(producer, "_partition", "choosing a record's partition")
+    return int(choose(topic, None, None, None, key, None))
+
+
 # -- cassandra-driver requests -------------------------------------------------------------------------------
 def release_response(response: Any) -> None:
     """Let a finished cassandra-driver request be freed at once rather than by the next full garbage collection.

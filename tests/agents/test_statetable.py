@@ -8,43 +8,35 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from faust.types import TP
+from aiokafka.errors import KafkaTimeoutError
 
 from agents.statetable import StateTable
+from tests.fake_kafka import FakeFaustProducer, FakeKafkaProducer
 from weatherstream.app import create_app
 from weatherstream.settings import load_settings
 
 
-class Producer:
-    """Takes records until told to fail; a record it takes is delivered at once."""
-
-    started = True
+class PersistedOffsets:
+    """Stands in for the table's store: keeps the persisted offsets it is told."""
 
     def __init__(self) -> None:
-        self.records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
-        self.fail_at: int | None = None
+        self.offsets: dict[Any, int] = {}
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
-                   timestamp: float | None, headers: Any) -> asyncio.Future[Any]:  # fmt: skip
-        if self.fail_at is not None and len(self.records) >= self.fail_at:
-            raise RuntimeError("the broker is unreachable")
-        self.records.append((topic, key, value, partition))
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.set_result(SimpleNamespace(topic_partition=TP(topic, partition or 0), offset=len(self.records) - 1))
-        return done
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        self.offsets[tp] = offset
 
 
-def cached_table(tmp_path: Path) -> tuple[StateTable, Producer]:
+def cached_table(tmp_path: Path, partitions: int = 4) -> tuple[StateTable, FakeFaustProducer, FakeKafkaProducer]:
     app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
-    producer = Producer()
+    kafka = FakeKafkaProducer(partitions)
+    producer = FakeFaustProducer(kafka)
     app.producer = producer  # type: ignore[assignment]
-    table = app.Table("probe", default=None, key_type=str, partitions=4)
+    table = app.Table("probe", default=None, key_type=str, partitions=partitions)
     cached = StateTable(app, table, record_entries=10, slice_entries=10)
-    return cached, producer
+    return cached, producer, kafka
 
 
 def written(cached: StateTable, *keys: str) -> None:
@@ -56,30 +48,52 @@ def written(cached: StateTable, *keys: str) -> None:
             cached.table.on_key_set(key, [key])  # type: ignore[attr-defined]
 
 
+def test_records_go_in_write_order_one_batch_per_partition_and_set_the_persisted_offset(tmp_path: Path) -> None:
+    cached, _, kafka = cached_table(tmp_path)
+    cached.table.partition_for_key = lambda key: 2 if key in ("a", "b", "c") else 3  # type: ignore[method-assign]
+    store = PersistedOffsets()
+    cached.table.data.set_persisted_offset = store.set_persisted_offset  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        written(cached, "a", "x", "b", "-c")
+        sends = await cached.send_changelog()
+        await asyncio.gather(*sends)
+        written(cached, "y")
+        await asyncio.gather(*await cached.send_changelog())
+
+    asyncio.run(scenario())
+    name = cached.table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
+    assert [(partition, [(k, v) for k, v, _ in records]) for _, partition, records in kafka.batches] == [
+        (2, [(b'"a"', b'["a"]'), (b'"b"', b'["b"]'), (b'"c"', None)]),
+        (3, [(b'"x"', b'["x"]')]),
+        (3, [(b'"y"', b'["y"]')]),
+    ]  # fmt: skip
+    assert {(tp.topic, tp.partition): offset for tp, offset in store.offsets.items()} == {(name, 2): 2, (name, 3): 1}
+
+
 def test_records_a_failed_send_left_are_kept_in_order_for_the_next_call(tmp_path: Path) -> None:
-    cached, producer = cached_table(tmp_path)
-    cached.table.partition_for_key = lambda key: 2  # type: ignore[method-assign]
+    cached, _, kafka = cached_table(tmp_path)
+    cached.table.partition_for_key = lambda key: 2 if key != "b" else 1  # type: ignore[method-assign]
 
     async def scenario() -> None:
         written(cached, "a", "b", "-c")
-        producer.fail_at = 1
-        with pytest.raises(RuntimeError, match="unreachable"):
+        kafka.fail_at = 1
+        with pytest.raises(KafkaTimeoutError, match="unreachable"):
             await cached.send_changelog()
-        assert [key for _, key, _ in cached.pending] == ["b", "c"]  # "a" went out; "b" failed; "c" waits
+        assert len(cached.outgoing) == 1  # partition 2's batch went out; partition 1's waits
         written(cached, "d")
-        producer.fail_at = None
+        kafka.fail_at = None
         sends = await cached.send_changelog()
-        assert len(sends) == 3 and cached.pending == []
+        assert len(sends) == 2 and cached.pending == [] and len(cached.outgoing) == 0
 
     asyncio.run(scenario())
-    assert [(key, value) for _, key, value, _ in producer.records] == [
-        (b'"a"', b'["a"]'), (b'"b"', b'["b"]'), (b'"c"', None), (b'"d"', b'["d"]'),
+    assert [(partition, key, value) for _, partition, key, value in kafka.sent()] == [
+        (2, b'"a"', b'["a"]'), (2, b'"c"', None), (1, b'"b"', b'["b"]'), (2, b'"d"', b'["d"]'),
     ]  # fmt: skip
-    assert {partition for *_, partition in producer.records} == {2}
 
 
 def test_a_rebalance_sends_what_is_left_before_the_partitions_go(tmp_path: Path) -> None:
-    cached, producer = cached_table(tmp_path)
+    cached, _, kafka = cached_table(tmp_path)
     cached.table.partition_for_key = lambda key: 1  # type: ignore[method-assign]
 
     async def scenario() -> None:
@@ -90,16 +104,16 @@ def test_a_rebalance_sends_what_is_left_before_the_partitions_go(tmp_path: Path)
         assert cached.pending == [] and len(cached.records) == len(cached.slices) == 0
 
     asyncio.run(scenario())
-    assert [key for _, key, _, _ in producer.records] == [b'"a"']
+    assert [key for _, _, key, _ in kafka.sent()] == [b'"a"']
 
 
 def test_without_a_running_producer_nothing_is_sent_or_dropped(tmp_path: Path) -> None:
-    cached, producer = cached_table(tmp_path)
+    cached, producer, kafka = cached_table(tmp_path)
     cached.table.partition_for_key = lambda key: 0  # type: ignore[method-assign]
     producer.started = False
     written(cached, "a")
     assert asyncio.run(cached.send_changelog()) == []
-    assert len(cached.pending) == 1 and producer.records == []
+    assert len(cached.pending) == 1 and kafka.batches == []
 
 
 def test_a_table_partitioned_by_the_producer_is_refused(tmp_path: Path) -> None:

@@ -126,3 +126,32 @@ def test_scoring_per_incident() -> None:
     result = score(labels, alerts)
     assert (result.incidents, result.found, result.alert_incidents, result.correct_alerts) == (2, 1, 3, 2)
     assert result.recall == 0.5 and result.precision == 2 / 3
+
+
+def test_an_owned_state_changed_in_place_gives_what_copies_give() -> None:
+    """A batch copies the state it read once (``owned``) instead of once per observation: same outcomes, and the
+    state it read is never changed."""
+    import copy
+    import random
+
+    rng = random.Random(5)
+    observations = []
+    for i in range(300):  # storms, frost, pressure falls, repeats and late arrivals
+        t = T0 + i * 600 + (rng.choice([0, 0, 0, -1800]) if i > 3 else 0)
+        observations.append(Observation(city_id=7, city_name="Testville", observed_at=t,
+                                        temp_c=rng.choice([5.0, 5.0, 41.0, -30.0, 12.5]),
+                                        pressure_hpa=rng.choice([1012.0, 1001.0, 990.0]),
+                                        wind_speed_ms=rng.choice([3.0, 22.0, 30.0])))  # fmt: skip
+    engine = AnomalyEngine()
+    copying: dict[str, Any] | None = None
+    in_place: dict[str, Any] | None = None
+    for start in range(0, len(observations), 25):  # batches of 25
+        read, as_read = in_place, copy.deepcopy(in_place)
+        owned = False
+        for offset, obs in enumerate(observations[start : start + 25], start=start + 1):
+            a = engine.apply(copying, obs, offset, wall_now=T0 + 10**6)
+            b = engine.apply(in_place, obs, offset, wall_now=T0 + 10**6, owned=owned)
+            assert (a.verdict, a.alerts) == (b.verdict, b.alerts)
+            copying, in_place, owned = a.state, b.state, True
+        assert copying == in_place
+        assert read == as_read  # the state the batch read (shared with the cache) was left as it was

@@ -103,9 +103,16 @@ class AnomalyEngine:
             return None
         return float(state["last_wall"]) + self.config.quality.silent_factor * self.cadence_s(state) + 1.0
 
-    def apply(self, state: State | None, obs: Observation, offset: int, *, wall_now: float) -> Outcome:
+    def apply(self, state: State | None, obs: Observation, offset: int, *, wall_now: float,
+              owned: bool = False) -> Outcome:  # fmt: skip
+        """Judge one observation. The outcome's state is a new one, unless ``owned``: ``state`` is the caller's own
+        (the outcome of an earlier call, not shared with anything), and is changed in place (a batch of a city's
+        observations copies the state it read once, not once per observation)."""
         cfg = self.config
-        s = _copy(state) if state else new_state(cfg.statistical.baseline)
+        if owned and state:
+            s = state
+        else:
+            s = _copy(state) if state else new_state(cfg.statistical.baseline)
         if offset <= s["last_offset"]:
             return Outcome(Verdict.REDELIVERED, s)
         s["last_offset"] = offset
