@@ -127,3 +127,33 @@ def test_exact_sums_round_like_fsum_and_stdev(values: list[float]) -> None:
     squares = sum(scaled_square(v, bits) for v in values)
     assert rounded(total, bits) == math.fsum(values)
     assert sample_std(len(values), total, squares, bits) == statistics.stdev(values)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([0.0, -0.0, 1.5, -2.25, None]), st.sampled_from([0, 3600, -16200])),
+             min_size=1, max_size=30),
+    st.randoms(use_true_random=False),
+    st.integers(1, 8),
+)  # fmt: skip
+def test_merged_equals_summarising_all_at_once_signed_zeros_included(
+    values: list[tuple[float | None, int]], rng: random.Random, groups: int
+) -> None:
+    """However the observations are grouped and ordered, merging gives the summary of all of them, down to the
+    sign of a zero minimum or maximum and the UTC offsets of the first and the last."""
+    data = [Sample(600.0 * i, i, tz, temp_c=v, rain_1h_mm=v, wind_speed_ms=None if v is None else abs(v),
+                   pressure_hpa=v, condition="Rain" if v else None) for i, (v, tz) in enumerate(values)]  # fmt: skip
+    order = list(range(len(data)))
+    rng.shuffle(order)
+    parts = [Summary() for _ in range(groups)]
+    for k, i in enumerate(order):
+        parts[rng.randrange(groups) if k >= groups else k].add(data[i])
+    rng.shuffle(parts)
+    merged, whole = Summary.merged(parts), summary_of(data)
+    whole.offsets = []
+
+    def signs(xs: list[float]) -> list[float]:
+        return [math.copysign(1.0, x) for x in xs]
+
+    assert merged == whole
+    assert signs(merged.lows) == signs(whole.lows) and signs(merged.highs) == signs(whole.highs)
+    assert (merged.tz_first, merged.tz_last) == (whole.tz_first, whole.tz_last)

@@ -26,7 +26,7 @@ import bisect
 import math
 import operator
 from collections.abc import Sequence
-from itertools import pairwise
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from weatherstream.core.exact import SCALE_BITS, rounded, sample_std
@@ -35,6 +35,7 @@ from weatherstream.core.exact import SCALE_BITS, rounded, sample_std
 QUANTITIES = ("temp_c", "feels_like_c", "humidity_pct", "pressure_hpa", "wind_speed_ms", "rain_1h_mm", "snow_1h_mm")
 TEMP, FEELS, HUMIDITY, PRESSURE, WIND, RAIN, SNOW = range(len(QUANTITIES))
 _INF = math.inf
+_ONES = repeat(1.0)  # math.copysign(1.0, x) over a column: the signs of its values (map stops at the column's end)
 
 
 class Sample(NamedTuple):
@@ -194,7 +195,11 @@ class Summary:
 
     @classmethod
     def merged(cls, parts: Sequence[Summary]) -> Summary:
-        """One summary of all of ``parts`` (they hold different times; any order). Offsets are left out."""
+        """One summary of all of ``parts`` (they hold different times; any order). Offsets are left out.
+
+        It runs for every window that closes (a day's hopping window merges 24 slices), so the columns are
+        reduced by ``map`` over ``zip`` (in C) rather than by loops.
+        """
         parts = [p for p in parts if p.times]
         out = cls()
         if not parts:
@@ -204,34 +209,37 @@ class Summary:
             only.offsets = []
             return only
         times = [t for p in parts for t in p.times]
-        if any(a[-1] > b[0] for a, b in pairwise(p.times for p in parts)):
-            times.sort()
+        times.sort()  # usually in order already (slices come in time order): a linear pass then
         out.times = times
-        first = min(parts, key=lambda p: p.times[0])
-        last = max(parts, key=lambda p: p.times[-1])
-        out.tz_first, out.tz_last = first.tz_first, last.tz_last
+        firsts = [p.times[0] for p in parts]
+        lasts = [p.times[-1] for p in parts]
+        out.tz_first = parts[firsts.index(times[0])].tz_first
+        out.tz_last = parts[lasts.index(times[-1])].tz_last
         bits = max(p.bits for p in parts)
         if any(p.bits != bits for p in parts):
             parts = [p if p.bits == bits else _rescaled(p, bits) for p in parts]
         out.bits = bits
-        # Column by column (zip transposes in C: this runs for every window that closes).
-        out.n = [sum(column) for column in zip(*[p.n for p in parts], strict=True)]
-        out.sums = [sum(column) for column in zip(*[p.sums for p in parts], strict=True)]
-        lows = out.lows = [min(column) for column in zip(*[p.lows for p in parts], strict=True)]
-        highs = out.highs = [max(column) for column in zip(*[p.highs for p in parts], strict=True)]
-        if 0.0 in lows or 0.0 in highs:  # min/max keep the first of equal values: -0.0 and 0.0 need a rule
-            for q in range(len(QUANTITIES)):
-                if lows[q] == 0.0 and any(_negative_zero(p.lows[q]) for p in parts):
-                    lows[q] = -0.0
-                if highs[q] == 0.0 and any(p.highs[q] == 0.0 and not _negative_zero(p.highs[q]) for p in parts):
-                    highs[q] = 0.0
+        out.n = list(map(sum, zip(*[p.n for p in parts], strict=True)))
+        out.sums = list(map(sum, zip(*[p.sums for p in parts], strict=True)))
+        low_columns = list(zip(*[p.lows for p in parts], strict=True))
+        high_columns = list(zip(*[p.highs for p in parts], strict=True))
+        lows = out.lows = list(map(min, low_columns))
+        highs = out.highs = list(map(max, high_columns))
+        # min and max keep the first of equal values, and -0.0 == 0.0: a zero minimum is -0.0 if any part's is,
+        # a zero maximum 0.0 if any part's is (the signs of the zeros decide, all other values being >= or <= 0).
+        for q, low in enumerate(lows):
+            if low == 0.0:
+                lows[q] = -0.0 if min(map(math.copysign, _ONES, low_columns[q])) < 0 else 0.0
+        for q, high in enumerate(highs):
+            if high == 0.0:
+                highs[q] = 0.0 if max(map(math.copysign, _ONES, high_columns[q])) > 0 else -0.0
         out.temp_squares = sum(p.temp_squares for p in parts)
         gusts = [p.gust_max for p in parts if p.gust_max is not None]
         out.gust_max = max(gusts) if gusts else None
-        firsts = [p.pressure_first for p in parts if p.pressure_first is not None]
-        lasts = [p.pressure_last for p in parts if p.pressure_last is not None]
-        out.pressure_first = min(firsts) if firsts else None
-        out.pressure_last = max(lasts) if lasts else None
+        pressure_firsts = [p.pressure_first for p in parts if p.pressure_first is not None]
+        pressure_lasts = [p.pressure_last for p in parts if p.pressure_last is not None]
+        out.pressure_first = min(pressure_firsts) if pressure_firsts else None
+        out.pressure_last = max(pressure_lasts) if pressure_lasts else None
         conditions: dict[str, int] = {}
         for p in parts:
             for name, k in p.conditions.items():
