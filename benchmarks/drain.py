@@ -6,8 +6,10 @@ consumer group's committed offsets (sampled every 0.2 s) between the first commi
 input topic of the system is committed to its end, so start-up is not counted for anyone.
 
     .venv/bin/python -m benchmarks.drain [--events 100000] [--cities 50] [--repeat 3] [--systems A,B,...]
+                                         [--baseline DIR] [--profile]
 
-``--systems`` defaults to every one of :data:`SYSTEMS`, in that order.
+``--systems`` defaults to every one of :data:`SYSTEMS`, in that order. ``--baseline DIR`` also runs each
+weatherstream system from another checkout (``<system>@baseline``), interleaved with this one's.
 
 Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
 """
@@ -180,7 +182,7 @@ def in_tree(env: dict[str, str], tree: Path | None) -> tuple[Path, dict[str, str
     before/after comparison: ``python -m`` finds the package in the working directory first."""
     if tree is None:
         return ROOT, env
-    return tree, {**env, "PYTHONPATH": str(tree)}
+    return tree, {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH", "")) if p)}
 
 
 def command(
@@ -317,11 +319,18 @@ def stop_profiler(profiler: tuple[subprocess.Popen[bytes], Path] | None) -> str:
 
 
 def run_one(
-    system: str, repetition: int, pairs: list[tuple[bytes, bytes]], timeout_s: float, profile: bool = False
+    name: str,
+    repetition: int,
+    pairs: list[tuple[bytes, bytes]],
+    timeout_s: float,
+    profile: bool = False,
+    baseline: Path | None = None,
 ) -> Run:
+    """One drain of ``name``: a system, or ``<system>@baseline`` for the same system run from ``baseline``'s tree."""
+    system, _, variant = name.partition("@")
     tag = uuid.uuid4().hex[:8]
     settings = load_settings(namespace=f"bench{tag}", keyspace=f"bench_{tag}")
-    result = Run(system, repetition, len(pairs))
+    result = Run(name, repetition, len(pairs))
     cluster, session = connect_settings(settings)
     try:
         migrate(session, settings)
@@ -331,10 +340,11 @@ def run_one(
     group = settings.app_id if system.startswith("weatherstream") else f"{settings.namespace}.{system}"
     data_dir = WORK / f"data-{tag}"
     argv, env, topics = command(system, settings, group, len(pairs), data_dir, free_port())
+    cwd, env = in_tree(env, baseline if variant == "baseline" else None)
     log = (WORK / f"{system}-{tag}.log").open("wb")
     servers = server_pids()
-    server_before = {name: cpu_s(pid) for name, pid in servers.items()}
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    server_before = {server: cpu_s(pid) for server, pid in servers.items()}
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
     started = time.monotonic()
     if system == "limit":  # it measures itself: it drains faster than committed offsets can be sampled
         try:
@@ -366,7 +376,7 @@ def run_one(
             now = time.monotonic()
             if first is None and done > 0:
                 first = (now, done, cpu_s(proc.pid))
-                server_before = {name: cpu_s(pid) for name, pid in servers.items()}
+                server_before = {server: cpu_s(pid) for server, pid in servers.items()}
                 if profile:
                     profiler = start_profiler(system, tag, proc.pid)
             if first is not None and done >= len(pairs) and at_end:
@@ -377,7 +387,7 @@ def run_one(
                 result.cpu_us_per_event = cpu / max(1, handled) * 1e6
                 result.peak_rss_mb = peak_rss_mb(proc.pid)
                 result.server_cpu_s = {
-                    name: round(cpu_s(pid) - server_before[name], 2) for name, pid in servers.items()
+                    server: round(cpu_s(pid) - server_before[server], 2) for server, pid in servers.items()
                 }
                 break
             if now - started > timeout_s:
@@ -406,7 +416,7 @@ def run_one(
     try:
         counts = asyncio.run(namespace_topic_counts(settings))
         result.topic_messages = {
-            name.removeprefix(f"{settings.namespace}."): c["messages"] for name, c in counts.items()
+            topic.removeprefix(f"{settings.namespace}."): c["messages"] for topic, c in counts.items()
         }
     finally:
         clean_up(settings)
@@ -469,14 +479,22 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="Sample each system with py-spy from its first commit to the end (slows it down; "
                              "flame-graph input in benchmarks/results/profile-*.txt).")  # fmt: skip
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="Also run each weatherstream system from this checkout (e.g. a `git worktree` of an older commit), "
+        "interleaved, as <system>@baseline: a before/after in one run.",
+    )
     args = parser.parse_args()
     systems = args.systems.split(",")
+    if args.baseline is not None:
+        systems = [v for s in systems for v in ((s, f"{s}@baseline") if s.startswith("weatherstream") else (s,))]
     pairs = workload(args.events, args.cities)
     print(f"workload: {len(pairs):,} events, {args.cities} cities", file=sys.stderr)
     runs: list[Run] = []
     for repetition in range(1, args.repeat + 1):
         for system in systems:  # interleaved: A B C A B C ...
-            r = run_one(system, repetition, pairs, args.timeout, args.profile)
+            r = run_one(system, repetition, pairs, args.timeout, args.profile, args.baseline)
             runs.append(r)
             print(f"  {system:22} rep {repetition}: {r.events_per_s:9.1f} ev/s  {r.cpu_us_per_event:8.1f} us/ev  "
                   f"rss {r.peak_rss_mb:6.1f} MB  servers {r.server_cpu_s}  {'ok' if r.ok else 'FAILED'} {r.note}",
