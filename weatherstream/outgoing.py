@@ -1,12 +1,13 @@
 """Records the worker sends, handed to the producer as one batch per topic partition.
 
-aiokafka's ``send`` costs about 19 us of CPU per record (a future per record, the partitioner in Python, the
-accumulator) and faust's path to it more; its batch API (``create_batch``, ``send_batch``) about 2 us (50,000
-records of 450 bytes to the local broker each way, one process). The pipeline sends an observation for every
-input event and a changelog record for every city a batch changes, so it gathers them here during a batch and
-sends them at its end: :meth:`RecordBatches.add` serializes a record into the open producer batch of its
-partition, :meth:`RecordBatches.send` hands every partition's batch to the producer (more than one if the
-records pass its batch size) and returns them.
+aiokafka's ``send`` makes a future per record and runs its partitioner (in Python) and accumulator for each;
+its batch API (``create_batch``, ``send_batch``) does that once per batch: about 19 against 2 us of CPU per
+record in a one-off measurement (50,000 records of 450 bytes to the local broker, one process); a drain of the
+pipeline went from 474 to 415 us per event with this and two smaller changes (docs/benchmarks.md). The
+pipeline sends an observation for every input event and a changelog record for every city a batch changes, so
+it gathers them here and sends them in batches: :meth:`RecordBatches.add` serializes a record into the open
+producer batch of its partition, :meth:`RecordBatches.send` hands every partition's batch to the producer
+(more than one if the records pass its batch size) and returns them.
 
 A record goes to the partition ``producer.send`` would give it (the producer's partitioner, remembered per key
 for at most :data:`REMEMBERED_KEYS` keys; the topic's partition count in the producer's metadata is looked up
