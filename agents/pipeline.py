@@ -236,7 +236,7 @@ class Pipeline:
                 out = await with_retries("pipeline", city_events, step, self.topics.deadletter)
                 if out is not None:  # None: never applied, dead-lettered as internal_error (kept for a replay)
                     applied.append((city_id, city_events, out))
-                if self.state.waiting_bytes >= SEND_EVERY_BYTES:  # a batch of many stations writes megabytes
+                if self.state.outgoing.waiting_bytes >= SEND_EVERY_BYTES:  # a batch of many stations writes megabytes
                     changelog += await self.state.send_changelog()
                     await asyncio.sleep(0)
             # The state is written: its outputs must go out. Retried until they do (never dead-lettered, which

@@ -12,11 +12,11 @@ works on a copy).
 
 It also sends the table's changelog records itself. faust sends one per write through its producer buffer,
 each wrapped in a pending-message future with sensor and offset callbacks, which cost more than the write.
-Here a write only notes its partition, key and value; :meth:`StateTable.send_changelog` hands them to the
-producer (raw bytes, as faust would send them) as one batch per partition (:mod:`weatherstream.outgoing`) and
-records the table's persisted offset (what a restarted worker reads the changelog from) once per partition
-instead of once per record. Records a failed send or a
-failed batch left behind go out with the next call, or, at a rebalance, before the partitions go.
+Here a write only adds its record (the bytes faust would send) to the table's outgoing records
+(:mod:`weatherstream.outgoing`); :meth:`StateTable.send_changelog` hands them to the producer as one batch per
+partition and records the table's persisted offset (what a restarted worker reads the changelog from) once per
+partition instead of once per record. Records a failed send or a failed batch left behind go out with the next
+call, or, at a rebalance, before the partitions go.
 
 A batch's input offsets may be committed only once the table changes it made are in the changelog, so
 the caller waits for the futures :meth:`StateTable.send_changelog` returns. (faust commits after a
@@ -54,7 +54,6 @@ from weatherstream.outgoing import RecordBatches, SentBatch
 logger = logging.getLogger(__name__)
 
 _MISSING = object()
-_DELETED = object()
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -105,16 +104,13 @@ class StateTable:
         self.app = app
         self.records: LRUCache[int, CityRecord] = LRUCache(record_entries)
         self.slices: LRUCache[tuple[int, int], Slice] = LRUCache(slice_entries)
-        self.pending: list[tuple[int | None, Any, Any]] = []  # (partition, key, value or _DELETED)
-        self.waiting_bytes = 0  # of the values in pending
-        self.outgoing = RecordBatches(app, f"table {table.name} changelog")
+        self.outgoing = RecordBatches(app, f"table {table.name} changelog")  # the writes' records, until sent
 
         def on_key_set(key: Any, value: Any) -> None:  # replaces faust's, which sends a record per write
-            self.pending.append((table.partition_for_key(key), key, value))
-            self.waiting_bytes += len(value) if isinstance(value, bytes) else 0
+            self._changed(key, value, self.table.value_serializer)  # type: ignore[attr-defined]
 
-        def on_key_del(key: Any) -> None:
-            self.pending.append((table.partition_for_key(key), key, _DELETED))
+        def on_key_del(key: Any) -> None:  # a tombstone, as faust's on_key_del sends it (a JSON null is a value)
+            self._changed(key, None, "raw")
 
         table.on_key_set = on_key_set  # type: ignore[method-assign]
         table.on_key_del = on_key_del  # type: ignore[method-assign]
@@ -176,32 +172,24 @@ class StateTable:
         self.records.clear()
         self.slices.clear()
 
+    def _changed(self, key: Any, value: Any, value_serializer: Any) -> None:
+        """Note the changelog record of a write, serialized as faust would send it, in write order."""
+        table: Any = self.table  # faust's TableT and ChannelT declare less than Table and Topic have
+        topic: Any = table.changelog_topic
+        key_bytes, headers = topic.prepare_key(key, table.key_serializer, None, {})
+        value_bytes, headers = topic.prepare_value(value, value_serializer, None, headers)
+        self.outgoing.add(topic.get_topic_name(), key_bytes, value_bytes, partition=table.partition_for_key(key),
+                          headers=headers)  # fmt: skip
+
     async def send_changelog(self) -> list[Any]:
         """Send the changelog records of the writes since the last call, in write order, one producer batch per
         partition (:mod:`weatherstream.outgoing`); returns their futures (done once the broker has them, raising
         if it never does).
 
         Records whose send raises stay for the next call (or the next rebalance). Without a running producer
-        (faust's agent test context never produces) nothing is sent.
+        (faust's agent test context never produces) nothing is sent, and nothing dropped.
         """
-        if not self.app.producer.started:
-            return []
-        table: Any = self.table  # faust's TableT and ChannelT declare less than Table and Topic have
-        topic: Any = table.changelog_topic
-        name = topic.get_topic_name()
-        records = []
-        for partition, key, value in self.pending:
-            key_bytes, headers = topic.prepare_key(key, table.key_serializer, None, {})
-            if value is _DELETED:  # a tombstone, as faust's on_key_del sends it (a JSON null is a value)
-                value_bytes, headers = topic.prepare_value(None, "raw", None, headers)
-            else:
-                value_bytes, headers = topic.prepare_value(value, table.value_serializer, None, headers)
-            records.append((partition, key_bytes, value_bytes, headers))
-        self.pending.clear()
-        self.waiting_bytes = 0
-        for partition, key_bytes, value_bytes, headers in records:
-            self.outgoing.add(name, key_bytes, value_bytes, partition=partition, headers=headers)
-        batches = await self.outgoing.send()  # what it cannot send stays in it for the next call
+        batches = await self.outgoing.send()
         last: dict[int, SentBatch] = {}
         for batch in batches:
             last[batch.partition] = batch

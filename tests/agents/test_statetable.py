@@ -84,7 +84,7 @@ def test_records_a_failed_send_left_are_kept_in_order_for_the_next_call(tmp_path
         written(cached, "d")
         kafka.fail_at = None
         sends = await cached.send_changelog()
-        assert len(sends) == 2 and cached.pending == [] and len(cached.outgoing) == 0
+        assert len(sends) == 2 and len(cached.outgoing) == 0
 
     asyncio.run(scenario())
     assert [(partition, key, value) for _, partition, key, value in kafka.sent()] == [
@@ -101,7 +101,7 @@ def test_a_rebalance_sends_what_is_left_before_the_partitions_go(tmp_path: Path)
         cached.records.put(1, None)
         cached.slices.put((1, 3600), None)
         await cached.app.on_partitions_revoked.send(set())  # as faust's rebalance does, after its own flush
-        assert cached.pending == [] and len(cached.records) == len(cached.slices) == 0
+        assert len(cached.outgoing) == 0 and len(cached.records) == len(cached.slices) == 0
 
     asyncio.run(scenario())
     assert [key for _, _, key, _ in kafka.sent()] == [b'"a"']
@@ -113,7 +113,7 @@ def test_without_a_running_producer_nothing_is_sent_or_dropped(tmp_path: Path) -
     producer.started = False
     written(cached, "a")
     assert asyncio.run(cached.send_changelog()) == []
-    assert len(cached.pending) == 1 and kafka.batches == []
+    assert len(cached.outgoing) == 1 and kafka.batches == []
 
 
 def test_a_table_partitioned_by_the_producer_is_refused(tmp_path: Path) -> None:
