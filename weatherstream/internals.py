@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import rocksdict
+from cassandra.query import BoundStatement
 from faust import stores
 from faust.stores import rocksdb as faust_rocksdb
 from faust.types import AppT, TableT
@@ -252,6 +253,21 @@ def release_response(response: Any) -> None:
         _attribute(timer, "callback", "releasing a finished Cassandra request")
         timer.callback = None
         response._timer = None
+
+
+def bound_statement(prepared: Any, raw_values: Any, serialized: list[Any]) -> Any:
+    """A ``BoundStatement`` of ``prepared`` carrying values already serialized (by
+    :class:`weatherstream.sinks.binding.Binder`), as ``prepared.bind(raw_values)`` would return it.
+
+    ``bind`` is the only public way to set a bound statement's values, and it costs more than the write (see
+    weatherstream.sinks.binding). The statement keeps the bytes in ``values`` and what was bound in
+    ``raw_values``; the request and the routing key are made from ``values``.
+    """
+    statement = BoundStatement(prepared)
+    _attribute(statement, "values", "binding a Cassandra row")
+    statement.raw_values = raw_values
+    statement.values = serialized
+    return statement
 
 
 # -- faust records made in bulk ------------------------------------------------------------------------------

@@ -138,3 +138,48 @@ def test_finished_requests_leave_no_garbage_for_the_cyclic_collector(cassandra_s
         gc.enable()
         writer.close()
     assert left == [], f"{len(left)} objects freed only by the cyclic collector, e.g. {sorted(set(left))[:8]}"
+
+
+def test_rows_bound_without_the_drivers_bind_read_back_exactly(cassandra_session, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """The statements the real node prepared: each table's rows serialized by the sink's Binder equal the driver's
+    bind, no table fell back to it, and the values read back are those written (times to the millisecond)."""
+    observed = T0 + 0.4567  # sub-millisecond part: truncated, as the driver truncates it
+    record = {"city_id": CITY + 1, "observed_at": observed, "city_name": "Zürich", "country": "CH", "temp_c": -0.0,
+              "humidity_pct": 81, "condition_id": 500, "sunrise": T0 - 3600, "ingested_at": observed + 1}  # fmt: skip
+    alert = {"city_id": CITY + 1, "observed_at": observed, "alert_id": "a1", "seq": 0, "kind": "spike",
+             "severity": "warning", "historical": False, "score": 3.25}  # fmt: skip
+    aggregate = {"city_id": CITY + 1, "kind": "tumbling-1h", "window_start": T0, "revision": 0, "count": 3,
+                 "late": True, "temp_mean_c": 1 / 3}  # fmt: skip
+    writes = [RowWrite(rows.OBSERVATIONS, rows.row(rows.OBSERVATIONS, record)),
+              RowWrite(rows.LATEST, rows.row(rows.LATEST, record)),
+              RowWrite(rows.AGGREGATES, rows.row(rows.AGGREGATES, aggregate)),
+              RowWrite(rows.ALERTS_BY_CITY, rows.row(rows.ALERTS_BY_CITY, alert)),
+              RowWrite(rows.ALERTS_BY_DAY, rows.row(rows.ALERTS_BY_DAY, alert))]  # fmt: skip
+    writer = CassandraWriter(settings)
+    writer.open()
+    try:
+        assert set(writer.binders) == {table.name for table in CassandraWriter.TABLES}
+        asyncio.run(writer.write(writes))
+        assert writer.binders_checked == {table.name for table in CassandraWriter.TABLES}  # none fell back
+        assert set(writer.binders) == writer.binders_checked
+    finally:
+        writer.close()
+    ks = settings.keyspace
+    row = cassandra_session.execute(
+        f"SELECT observed_at, city_name, temp_c, humidity_pct, condition_id, sunrise, ingested_at FROM "
+        f"{ks}.observations_by_city_day WHERE city_id = %s AND day = %s", (CITY + 1, dt.date(2023, 11, 14)), timeout=30
+    ).one()  # fmt: skip
+    utc = dt.timezone.utc
+    assert row.observed_at.replace(tzinfo=utc) == dt.datetime(2023, 11, 14, 22, 13, 20, 456_000, tzinfo=utc)
+    assert (row.city_name, row.humidity_pct, row.condition_id) == ("Zürich", 81.0, 500)
+    assert str(row.temp_c) == "-0.0"
+    assert row.sunrise.replace(tzinfo=utc) == dt.datetime(2023, 11, 14, 21, 13, 20, tzinfo=utc)
+    latest = cassandra_session.execute(f"SELECT observed_at, WRITETIME(city_name) AS wt FROM {ks}.latest_by_city "
+                                       "WHERE bucket = 0 AND city_id = %s", (CITY + 1,), timeout=30).one()  # fmt: skip
+    assert latest.wt == int(observed * 1_000_000)  # USING TIMESTAMP: the observation's time in microseconds
+    agg = cassandra_session.execute(f"SELECT count, late, temp_mean_c FROM {ks}.aggregates_by_city WHERE city_id = %s "
+                                    "AND kind = 'tumbling-1h'", (CITY + 1,), timeout=30).one()  # fmt: skip
+    assert (agg.count, agg.late, agg.temp_mean_c) == (3, True, 1 / 3)
+    by_day = cassandra_session.execute(f"SELECT alert_id, score, historical FROM {ks}.alerts_by_day WHERE day = %s",
+                                       (dt.date(2023, 11, 14),), timeout=30).all()  # fmt: skip
+    assert [(r.alert_id, r.score, r.historical) for r in by_day] == [("a1", 3.25, False)]

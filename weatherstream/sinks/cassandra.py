@@ -34,9 +34,10 @@ from cassandra.util import Date
 
 from weatherstream import metrics
 from weatherstream.db import connect_settings
-from weatherstream.internals import InternalsChanged, release_response
+from weatherstream.internals import CHECKED_WITH, InternalsChanged, bound_statement, release_response
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
+from weatherstream.sinks.binding import Binder
 from weatherstream.sinks.errors import CassandraUnavailableError
 from weatherstream.sinks.schema import migrate
 
@@ -191,6 +192,8 @@ class CassandraWriter:
         self.cluster: Cluster | None = None
         self.session: Session | None = None
         self.prepared: dict[str, PreparedStatement] = {}
+        self.binders: dict[str, Binder] = {}  # by table: rows serialized without the driver's bind
+        self.binders_checked: set[str] = set()  # tables whose first row was bound both ways, alike
         self.latencies_s: list[float] | None = None  # set to a list to record every request's latency
         self.ttl_s = {
             rows.OBSERVATIONS.name: settings.observations_ttl_s,
@@ -222,7 +225,11 @@ class CassandraWriter:
         try:
             migrate(self.session, self.settings)
             for table in self.TABLES:
-                self.prepared[table.name] = self.session.prepare(table.insert_cql(self.settings.keyspace))
+                prepared = self.session.prepare(table.insert_cql(self.settings.keyspace))
+                self.prepared[table.name] = prepared
+                if getattr(prepared, "column_encryption_policy", None) is None:  # encrypted columns: bind() only
+                    self.binders[table.name] = Binder(prepared.column_metadata, prepared.routing_key_indexes,
+                                                      prepared.protocol_version)  # fmt: skip
         except Exception:
             self.close()
             raise
@@ -231,7 +238,8 @@ class CassandraWriter:
         if self.cluster is not None:
             self.cluster.shutdown()
         self.cluster = self.session = None
-        self.prepared = {}
+        self.prepared, self.binders = {}, {}
+        self.binders_checked.clear()
 
     async def write(self, writes: Sequence[RowWrite]) -> None:
         """Write every row; at most ``sink_max_in_flight`` requests at once.
@@ -260,15 +268,38 @@ class CassandraWriter:
 
     def _bind(self, w: RowWrite) -> Any:
         """The bound statement of one row, or the exception binding raised (a value of the wrong type)."""
+        table = w.table
         try:
             # An absent value is left unset, not written as null: a null is a tombstone, and tombstones
             # slow down every read of the partition.
             # (Not for a newest-wins row: there a missing value must replace the older observation's.)
-            values = w.values if w.table.newest_wins else tuple(UNSET_VALUE if v is None else v for v in w.values)
-            using = w.table.using_value(w.values, self.ttl_s[w.table.name])
-            return self.prepared[w.table.name].bind((*values, using))
+            row = (*w.values, table.using_value(w.values, self.ttl_s[table.name]))
+            prepared = self.prepared[table.name]
+            binder = self.binders.get(table.name)
+            if binder is None:
+                return prepared.bind(row if table.newest_wins else _unset_nulls(row))
+            try:
+                statement = bound_statement(prepared, row, binder.serialize(row, nulls_unset=not table.newest_wins))
+            except Exception:  # noqa: BLE001 - let the driver say what is wrong with the row, in its words
+                return prepared.bind(row if table.newest_wins else _unset_nulls(row))
+            if table.name not in self.binders_checked:
+                return self._check_binder(table, prepared, row, statement)
+            return statement
         except Exception as exc:  # noqa: BLE001 - this row only
             return exc
+
+    def _check_binder(self, table: rows.Table, prepared: PreparedStatement, row: tuple[Any, ...],
+                      statement: Any) -> Any:  # fmt: skip
+        """Compare a table's first row bound by its :class:`Binder` with the driver's ``bind`` of it; if they
+        differ, bind that table's rows with the driver's ``bind`` from now on (logged once)."""
+        expected = prepared.bind(row if table.newest_wins else _unset_nulls(row))
+        if expected.values == statement.values and expected.routing_key == statement.routing_key:
+            self.binders_checked.add(table.name)
+            return statement
+        del self.binders[table.name]
+        logger.warning("sink: %s rows serialize differently from what weatherstream expects of cassandra-driver "
+                       "(%s); binding them the slower, driver's way", table.name, CHECKED_WITH)  # fmt: skip
+        return expected
 
     def _grouped(self, bound: Sequence[tuple[RowWrite, Any]]) -> Iterator[tuple[list[RowWrite], Any]]:
         """(writes, statement) pairs: a bound statement, an unlogged batch of one partition's rows, or an unlogged
@@ -316,6 +347,10 @@ class CassandraWriter:
 
 
 CELL_BYTES = 12  # what Cassandra counts per value beyond its bytes (measured: 4 KiB of values, 6.1 KiB batches)
+
+
+def _unset_nulls(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(UNSET_VALUE if v is None else v for v in row)
 
 
 def _statement_bytes(statement: Any) -> int:
