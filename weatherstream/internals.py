@@ -257,14 +257,15 @@ def release_response(response: Any) -> None:
 
 def bound_statement(prepared: Any, raw_values: Any, serialized: list[Any]) -> Any:
     """A ``BoundStatement`` of ``prepared`` carrying values already serialized (by
-    :class:`weatherstream.sinks.binding.Binder`), as ``prepared.bind(raw_values)`` would return it.
+    :class:`weatherstream.sinks.binding.Binder`).
 
     ``bind`` is the only public way to set a bound statement's values, and it costs more than the write (see
-    weatherstream.sinks.binding). The statement keeps the bytes in ``values`` and what was bound in
-    ``raw_values``; the request and the routing key are made from ``values``.
+    weatherstream.sinks.binding). The driver makes the request and the routing key from ``values`` (the bytes);
+    ``raw_values`` (the row as given, nulls that were sent unset included) only shows in the statement's str.
+    Whether the result equals ``bind``'s is checked by the caller (``CassandraWriter`` compares each table's
+    first row), since no attribute here could tell.
     """
     statement = BoundStatement(prepared)
-    _attribute(statement, "values", "binding a Cassandra row")
     statement.raw_values = raw_values
     statement.values = serialized
     return statement

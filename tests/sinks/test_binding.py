@@ -1,7 +1,7 @@
 """Rows serialized by weatherstream's Binder are byte for byte what cassandra-driver's bind makes of them.
 
 The prepared statements here are built offline from the sink tables' real column types (read from the
-migrations), so every column type the sink writes is covered; tests/integration/test_sink_binding.py checks
+migrations), so every column type the sink writes is covered; tests/integration/test_cassandra_writer.py checks
 the same against statements prepared by the real server.
 """
 
@@ -115,13 +115,22 @@ def test_binder_bytes_equal_the_drivers_for_every_sink_table(case: tuple[rows.Ta
         dt.datetime(1, 1, 1, tzinfo=UTC),
         dt.datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
         dt.datetime(2024, 3, 1, 12, 0, 0, 500, tzinfo=dt.timezone(dt.timedelta(hours=-5))),  # aware, not UTC
+        dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5))),  # before year 1 in UTC: refused by both
+        # where milliseconds computed from total_seconds() would differ by one from the driver's arithmetic
+        dt.datetime(391, 5, 10, 22, 27, 1, 475_003, tzinfo=UTC),
+        dt.datetime(2038, 12, 24, 4, 58, 1, 904_000, tzinfo=UTC),
     ],
 )
 def test_timestamps_at_the_edges_serialize_as_the_drivers(when: dt.datetime) -> None:
+    """UTC times: the driver's bytes. Other offsets (rows never hold them) are left to the driver's bind."""
     prepared = prepared_insert(rows.ALERTS_BY_CITY)
     row = list(driver_row(rows.ALERTS_BY_CITY))
     row[rows.ALERTS_BY_CITY.columns.index("observed_at")] = when
     binder = Binder(prepared.column_metadata, prepared.routing_key_indexes, PROTOCOL)
+    if when.tzinfo is not UTC:
+        with pytest.raises(TypeError):
+            binder.serialize(tuple(row))
+        return
     assert binder.serialize(tuple(row)) == prepared.bind(tuple(row)).values
 
 
@@ -140,6 +149,7 @@ def driver_row(table: rows.Table) -> tuple[Any, ...]:
         ("observed_value", True),
         ("observed_at", 1_700_000_000_000),  # a number in a timestamp column: milliseconds, as the driver reads it
         ("message", b"raw"),
+        ("message", "lone \ud800 surrogate"),  # not UTF-8: refused by both
     ],
 )
 def test_other_python_types_give_the_drivers_bytes_or_fail_as_it_does(column: str, value: Any) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 from cassandra.marshal import double_pack, int8_pack, int32_pack, int64_pack, uint32_pack
 from cassandra.query import UNSET_VALUE
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _DATE_OFFSET = 2**31  # CQL dates are unsigned days with the epoch in the middle of the range
 
@@ -30,6 +31,8 @@ def _timestamp(v: Any) -> bytes:
     """An aware datetime as CQL timestamp milliseconds: ``int(seconds * 1e3 + microsecond / 1e3)`` with the
     driver's float arithmetic, the seconds as ``calendar.timegm(v.utctimetuple())`` counts them (whole seconds
     since the epoch, rounded down)."""
+    if v.tzinfo is not _UTC:  # another offset: the driver's way (it refuses what would leave years 1-9999)
+        raise TypeError("not a UTC datetime")
     since = v - _EPOCH
     return int64_pack(int((since.days * 86400 + since.seconds) * 1e3 + v.microsecond / 1e3))
 
@@ -52,7 +55,7 @@ _FAST: dict[str, dict[type, Callable[[Any], bytes]]] = {
     "boolean": {bool: int8_pack},
     "varchar": {str: _text},
     "text": {str: _text},
-    "timestamp": {dt.datetime: _timestamp},  # a naive datetime raises TypeError: the row is bound by the driver
+    "timestamp": {dt.datetime: _timestamp},  # not UTC: TypeError, and the row is bound by the driver
     "date": {dt.date: _date},
 }
 
