@@ -214,8 +214,8 @@ class Pipeline:
         """Handle a batch, until the broker has its table writes (only then may its offsets be committed)."""
         try:
             by_city = await self.group_by_city(events)
-            applied: list[tuple[int, list[EventT], CitySends]] = []
             changelog: list[Any] = []  # the sends of the state's changelog records
+            deliveries: list[tuple[int, list[Any]]] = []
             for city_id, items in by_city.items():
                 city_events = [event for event, _ in items]
 
@@ -234,15 +234,10 @@ class Pipeline:
                         raise
 
                 out = await with_retries("pipeline", city_events, step, self.topics.deadletter)
-                if out is not None:  # None: never applied, dead-lettered as internal_error (kept for a replay)
-                    applied.append((city_id, city_events, out))
-                if self.state.outgoing.waiting_bytes >= SEND_EVERY_BYTES:  # a batch of many stations writes megabytes
-                    changelog += await self.state.send_changelog()
-                    await asyncio.sleep(0)
-            # The state is written: its outputs must go out. Retried until they do (never dead-lettered, which
-            # would leave state that no replay could repeat).
-            deliveries: list[tuple[int, list[Any]]] = []
-            for city_id, city_events, out in applied:
+                if out is None:  # never applied, dead-lettered as internal_error (kept for a replay)
+                    continue
+                # The city's state is written: its outputs must go out. Retried until they do (never
+                # dead-lettered, which would leave state that no replay could repeat).
                 if out.dead_letters:
 
                     async def send_letters(out: CitySends = out) -> None:
@@ -253,8 +248,13 @@ class Pipeline:
                 sent = self.queue_outputs(city_id, out)
                 if sent:
                     deliveries.append((city_id, sent))
-                if self.outgoing.waiting_bytes >= SEND_EVERY_BYTES:
+                # An alert goes out at once (with what was queued before it), not behind the rest of the batch;
+                # a batch of many stations writes megabytes: what waits beyond SEND_EVERY_BYTES goes out too.
+                if out.alerts or self.outgoing.waiting_bytes >= SEND_EVERY_BYTES:
                     await self.send_outputs(events)
+                if self.state.outgoing.waiting_bytes >= SEND_EVERY_BYTES:
+                    changelog += await self.state.send_changelog()
+                    await asyncio.sleep(0)
             await self.send_outputs(events)
             if deliveries:
                 task = asyncio.ensure_future(self.confirm_when_delivered(deliveries))
