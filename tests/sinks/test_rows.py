@@ -3,6 +3,8 @@
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models import Aggregate, Alert, Observation
 from weatherstream.sinks import rows
@@ -111,3 +113,39 @@ def test_latest_row_is_written_with_the_observation_time_so_the_newest_wins() ->
     assert rows.LATEST.using_value(values, ttl_s=0) == 1_700_000_000_500_000
     assert rows.LATEST.insert_cql("ks").endswith("USING TIMESTAMP ?")
     assert rows.OBSERVATIONS.using_value(rows.row(rows.OBSERVATIONS, record), ttl_s=60) == 60
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(rows.OBSERVATIONS.columns + rows.AGGREGATES.columns),
+        st.integers(0, 2**40) | st.text(max_size=5) | st.none(),
+    ),
+    st.sampled_from([rows.OBSERVATIONS, rows.LATEST, rows.AGGREGATES, rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY]),
+)
+def test_each_column_is_the_records_value_times_in_utc_and_the_observations_day(
+    extra: dict[str, object], table: rows.Table
+) -> None:
+    record = {**extra, "city_id": 7, "observed_at": 1_700_000_000.5, "kind": "k", "window_start": 1_700_000_000,
+              "revision": 1, "alert_id": "a", "seq": 0}  # fmt: skip
+    for name in table.times:
+        value = record.get(name)
+        if value is not None:  # times must be numbers within the datetime's years: others are refused (above)
+            record[name] = value % 2**31 if isinstance(value, int) else 1_700_000_000
+    values = dict(zip(table.columns, rows.row(table, record), strict=True))
+    for column, value in values.items():
+        if column == "day":
+            assert value == dt.date(2023, 11, 14)
+        elif column == "bucket":
+            assert value == 0
+        elif column in table.times:
+            assert value == (None if record.get(column) is None else rows.utc(record[column]))
+        else:
+            assert value == record.get(column)
+
+
+def test_the_first_bad_time_in_column_order_is_reported() -> None:
+    record = {"city_id": 1, "observed_at": float("nan"), "sunrise": "dawn"}
+    with pytest.raises(rows.RowError, match=r"observations_by_city_day\.observed_at"):
+        rows.row(rows.OBSERVATIONS, record)
+    with pytest.raises(rows.RowError, match=r"observations_by_city_day\.sunrise"):
+        rows.row(rows.OBSERVATIONS, {**record, "observed_at": 1.0})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 UTC = dt.timezone.utc
@@ -40,6 +40,16 @@ class Table:
     times: frozenset[str]
     partition_key: tuple[str, ...]
     newest_wins: bool = False  # written USING TIMESTAMP observed_at: an older record never replaces a newer one
+    time_indexes: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    day_index: int | None = field(init=False, repr=False, compare=False)  # a partition by the observation's day
+    bucket_index: int | None = field(init=False, repr=False, compare=False)  # the one partition of a small table
+
+    def __post_init__(self) -> None:
+        if "day" in self.columns and "observed_at" not in self.times:
+            raise ValueError(f"table {self.name}: a day column needs observed_at among the times")
+        object.__setattr__(self, "time_indexes", tuple(i for i, c in enumerate(self.columns) if c in self.times))
+        object.__setattr__(self, "day_index", self.columns.index("day") if "day" in self.columns else None)
+        object.__setattr__(self, "bucket_index", self.columns.index("bucket") if "bucket" in self.columns else None)
 
     def insert_cql(self, keyspace: str) -> str:
         marks = ", ".join("?" for _ in self.columns)
@@ -118,22 +128,16 @@ def row(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
     city_id = record["city_id"]
     if isinstance(city_id, bool) or not isinstance(city_id, int):
         raise RowError(f"{table.name}: city_id must be an integer, got {city_id!r}")
-    values: list[Any] = []
-    for column in table.columns:
-        if column == "bucket":
-            values.append(0)
-        elif column == "day":
-            try:
-                values.append(utc(record["observed_at"]).date())  # type: ignore[union-attr]
-            except RowError as exc:
-                raise RowError(f"{table.name}.observed_at: {exc}") from None
-        elif column in table.times:
-            try:
-                values.append(utc(record.get(column)))
-            except RowError as exc:
-                raise RowError(f"{table.name}.{column}: {exc}") from None
-        else:
-            values.append(record.get(column))
+    values = list(map(record.get, table.columns))
+    for i in table.time_indexes:  # in column order: the first bad time is the one reported
+        try:
+            values[i] = utc(values[i])
+        except RowError as exc:
+            raise RowError(f"{table.name}.{table.columns[i]}: {exc}") from None
+    if table.day_index is not None:  # the UTC day of the observation (observed_at is one of the times above)
+        values[table.day_index] = values[table.columns.index("observed_at")].date()  # type: ignore[union-attr]
+    if table.bucket_index is not None:
+        values[table.bucket_index] = 0
     return tuple(values)
 
 
