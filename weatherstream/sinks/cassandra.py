@@ -277,11 +277,11 @@ class CassandraWriter:
             prepared = self.prepared[table.name]
             binder = self.binders.get(table.name)
             if binder is None:
-                return prepared.bind(row if table.newest_wins else _unset_nulls(row))
+                return _driver_bind(table, prepared, row)
             try:
                 statement = bound_statement(prepared, row, binder.serialize(row, nulls_unset=not table.newest_wins))
             except Exception:  # noqa: BLE001 - let the driver say what is wrong with the row, in its words
-                return prepared.bind(row if table.newest_wins else _unset_nulls(row))
+                return _driver_bind(table, prepared, row)
             if table.name not in self.binders_checked:
                 return self._check_binder(table, prepared, row, statement)
             return statement
@@ -292,7 +292,7 @@ class CassandraWriter:
                       statement: Any) -> Any:  # fmt: skip
         """Compare a table's first row bound by its :class:`Binder` with the driver's ``bind`` of it; if they
         differ, bind that table's rows with the driver's ``bind`` from now on (logged once)."""
-        expected = prepared.bind(row if table.newest_wins else _unset_nulls(row))
+        expected = _driver_bind(table, prepared, row)
         if expected.values == statement.values and expected.routing_key == statement.routing_key:
             self.binders_checked.add(table.name)
             return statement
@@ -349,8 +349,9 @@ class CassandraWriter:
 CELL_BYTES = 12  # what Cassandra counts per value beyond its bytes (measured: 4 KiB of values, 6.1 KiB batches)
 
 
-def _unset_nulls(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(UNSET_VALUE if v is None else v for v in row)
+def _driver_bind(table: rows.Table, prepared: PreparedStatement, row: tuple[Any, ...]) -> Any:
+    """``row`` bound by the driver, nulls left unset except in a newest-wins table (see ``_bind``)."""
+    return prepared.bind(row if table.newest_wins else tuple(UNSET_VALUE if v is None else v for v in row))
 
 
 def _statement_bytes(statement: Any) -> int:

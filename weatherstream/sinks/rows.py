@@ -43,6 +43,7 @@ class Table:
     time_indexes: tuple[int, ...] = field(init=False, repr=False, compare=False)
     day_index: int | None = field(init=False, repr=False, compare=False)  # a partition by the observation's day
     bucket_index: int | None = field(init=False, repr=False, compare=False)  # the one partition of a small table
+    observed_index: int | None = field(init=False, repr=False, compare=False)  # of observed_at
 
     def __post_init__(self) -> None:
         if "day" in self.columns and "observed_at" not in self.times:
@@ -50,6 +51,8 @@ class Table:
         object.__setattr__(self, "time_indexes", tuple(i for i, c in enumerate(self.columns) if c in self.times))
         object.__setattr__(self, "day_index", self.columns.index("day") if "day" in self.columns else None)
         object.__setattr__(self, "bucket_index", self.columns.index("bucket") if "bucket" in self.columns else None)
+        object.__setattr__(self, "observed_index",
+                           self.columns.index("observed_at") if "observed_at" in self.columns else None)  # fmt: skip
 
     def insert_cql(self, keyspace: str) -> str:
         marks = ", ".join("?" for _ in self.columns)
@@ -60,7 +63,7 @@ class Table:
         """The value of the ``USING`` marker: the TTL, or the write time in microseconds (observation time)."""
         if not self.newest_wins:
             return ttl_s
-        observed: dt.datetime = values[self.columns.index("observed_at")]
+        observed: dt.datetime = values[self.observed_index]  # type: ignore[index]
         return int(observed.timestamp() * 1_000_000)
 
 
@@ -135,7 +138,7 @@ def row(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
         except RowError as exc:
             raise RowError(f"{table.name}.{table.columns[i]}: {exc}") from None
     if table.day_index is not None:  # the UTC day of the observation (observed_at is one of the times above)
-        values[table.day_index] = values[table.columns.index("observed_at")].date()  # type: ignore[union-attr]
+        values[table.day_index] = values[table.observed_index].date()  # type: ignore[index,union-attr]
     if table.bucket_index is not None:
         values[table.bucket_index] = 0
     return tuple(values)
