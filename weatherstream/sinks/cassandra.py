@@ -311,12 +311,13 @@ class CassandraWriter:
         warning thresholds for batches across partitions). A row that could not be bound comes alone, with
         its exception.
         """
-        by_partition: dict[tuple[str, tuple[Any, ...]], list[tuple[RowWrite, Any]]] = {}
+        by_partition: dict[tuple[str, bytes], list[tuple[RowWrite, Any]]] = {}
         for w, statement in bound:
             if isinstance(statement, BaseException):
                 yield [w], statement
                 continue
-            by_partition.setdefault((w.table.name, rows.partition_of(w.table, w.values)), []).append((w, statement))
+            # The routing key is the partition key serialized: equal for rows of one partition, and already made.
+            by_partition.setdefault((w.table.name, statement.routing_key), []).append((w, statement))
         most_partitions, most_bytes = self.settings.sink_batch_partitions, self.settings.sink_batch_kib * 1024
         packing: dict[Any, tuple[list[list[tuple[RowWrite, Any]]], int]] = {}  # replica -> (partitions, bytes)
         one_node = self.cluster is None or len(self.cluster.metadata.all_hosts()) <= 1

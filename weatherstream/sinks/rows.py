@@ -142,8 +142,3 @@ def row(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
     if table.bucket_index is not None:
         values[table.bucket_index] = 0
     return tuple(values)
-
-
-def partition_of(table: Table, values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The partition key values of a row (rows with equal ones may share an unlogged batch)."""
-    return tuple(values[table.columns.index(name)] for name in table.partition_key)
