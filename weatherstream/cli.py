@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from weatherstream import __version__
 from weatherstream.errors import WeatherStreamError
 from weatherstream.redact import install_secret_filter, settings_secrets
 from weatherstream.settings import Settings, load_settings
-from weatherstream.stack import LocalStack, Progress, ServerStatus
+from weatherstream.stack import LocalStack, Progress, ServerStatus, StackError
 
 logger = logging.getLogger(__name__)
 err_console = Console(stderr=True)
@@ -137,22 +138,45 @@ def _print_status(rows: list[ServerStatus]) -> None:
     type=float,
     help="Seconds to wait for readiness [env WEATHERSTREAM_STACK_START_TIMEOUT_S; default 180].",
 )
+@click.option(
+    "--kafka-brokers",
+    type=click.IntRange(1, 9),
+    help="Kafka brokers (KRaft combined nodes) [env WEATHERSTREAM_STACK_KAFKA_BROKERS; default 1].",
+)
+@click.option(
+    "--cassandra-nodes",
+    type=click.IntRange(1, 9),
+    help="Cassandra nodes, node N on 127.0.0.N [env WEATHERSTREAM_STACK_CASSANDRA_NODES; default 1].",
+)
 @click.pass_obj
-def stack_up(obj: _Context, timeout_s: float | None) -> None:
-    """Start Kafka and Cassandra (fetching jars on first use) and wait until both answer.
+def stack_up(obj: _Context, timeout_s: float | None, kafka_brokers: int | None, cassandra_nodes: int | None) -> None:
+    """Start Kafka and Cassandra (fetching jars on first use) and wait until all answer.
 
     A healthy running stack is reused. Ports: WEATHERSTREAM_STACK_KAFKA_PORT (9092),
     WEATHERSTREAM_STACK_KAFKA_CONTROLLER_PORT (9093), WEATHERSTREAM_CASSANDRA_PORT (9042),
-    WEATHERSTREAM_STACK_CASSANDRA_STORAGE_PORT (7000), WEATHERSTREAM_STACK_CASSANDRA_JMX_PORT (7199).
-    With WEATHERSTREAM_STACK_KAFKA_SASL=1 Kafka takes SASL_PLAINTEXT (SCRAM) clients only, as the user
-    WEATHERSTREAM_KAFKA_USERNAME / _PASSWORD, created when its storage is first formatted.
+    WEATHERSTREAM_STACK_CASSANDRA_STORAGE_PORT (7000), WEATHERSTREAM_STACK_CASSANDRA_JMX_PORT (7199); broker
+    and node N of a cluster add 100 x (N - 1) to the Kafka and JMX ports. With WEATHERSTREAM_STACK_KAFKA_SASL=1
+    Kafka takes SASL_PLAINTEXT (SCRAM) clients only, as the user WEATHERSTREAM_KAFKA_USERNAME / _PASSWORD,
+    created when its storage is first formatted. `weatherstream stack env` prints the settings for a cluster.
     """
-    stack_obj = LocalStack(obj.settings(stack_start_timeout_s=timeout_s))
+    sizes = {"stack_kafka_brokers": kafka_brokers, "stack_cassandra_nodes": cassandra_nodes}
+    stack_obj = LocalStack(obj.settings(stack_start_timeout_s=timeout_s, **sizes))
     started = time.monotonic()
     with _ProgressView() as view:
         rows = stack_obj.up(progress=view)
     click.echo(f"stack ready in {time.monotonic() - started:.1f} s", err=True)
     _print_status(rows)
+    if len(rows) > 2:
+        click.echo('point weatherstream at this cluster: eval "$(weatherstream stack env)"', err=True)
+
+
+@stack.command("env")
+@click.pass_obj
+def stack_env(obj: _Context) -> None:
+    """Print `export` lines that point weatherstream at the stack last brought up (brokers, Cassandra hosts and,
+    for a cluster, replication and consistency): eval "$(weatherstream stack env)"."""
+    for key, value in LocalStack.recorded(obj.settings()).client_settings().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
 
 
 @stack.command("down")
@@ -162,8 +186,8 @@ def stack_up(obj: _Context, timeout_s: float | None) -> None:
 )
 @click.pass_obj
 def stack_down(obj: _Context, wipe: bool, timeout_s: float) -> None:
-    """Stop both servers by their recorded process ids."""
-    stopped = LocalStack(obj.settings()).down(wipe=wipe, timeout_s=timeout_s)
+    """Stop every server of the stack by its recorded process id."""
+    stopped = LocalStack.recorded(obj.settings()).down(wipe=wipe, timeout_s=timeout_s)
     for name, was_running in stopped.items():
         click.echo(f"{name}: {'stopped' if was_running else 'was not running'}")
     if wipe:
@@ -174,8 +198,8 @@ def stack_down(obj: _Context, wipe: bool, timeout_s: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def stack_status(obj: _Context, as_json: bool) -> None:
-    """Each server's state, pid, address, version, memory and data size. Exit code 1 unless both run."""
-    rows = LocalStack(obj.settings()).status()
+    """Each server's state, pid, address, version, memory and data size. Exit code 1 unless all run."""
+    rows = LocalStack.recorded(obj.settings()).status()
     if as_json:
         click.echo(json.dumps([{**r.__dict__, "log_path": str(r.log_path)} for r in rows], indent=2))
     else:
@@ -185,13 +209,16 @@ def stack_status(obj: _Context, as_json: bool) -> None:
 
 
 @stack.command("logs")
-@click.argument("server", type=click.Choice(["kafka", "cassandra"]))
+@click.argument("server")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("-n", "--lines", type=int, default=50, show_default=True, help="How many last lines to print first.")
 @click.pass_obj
 def stack_logs(obj: _Context, server: str, follow: bool, lines: int) -> None:
-    """Print a server's log."""
-    log = LocalStack(obj.settings()).process(server).log_file
+    """Print a server's log: kafka or cassandra (kafka-1, cassandra-2, ... in a cluster)."""
+    try:
+        log = LocalStack.recorded(obj.settings()).process(server).log_file
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
     if not log.is_file():
         raise click.ClickException(f"no log at {log}: the {server} server was never started from this stack folder")
     cmd = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + [str(log)]

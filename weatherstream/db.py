@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, WhiteListRoundRobinPolicy
 
 if TYPE_CHECKING:
     from weatherstream.settings import Settings
@@ -34,17 +34,22 @@ def connect(
     username: str | None = None,
     password: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    only_contact_points: bool = False,
 ) -> tuple[Cluster, Session]:
     """Open a driver session; the caller owns the cluster and must call ``cluster.shutdown()``.
 
     A node that goes away is tried again every 0.5 s at first, at most every 10 s, so writes resume
-    soon after an outage.
+    soon after an outage. ``only_contact_points``: send every request to ``hosts`` only (e.g. to ask one node
+    of a cluster about itself).
 
     Raises:
         cassandra.cluster.NoHostAvailable: no contact point answered (or the credentials were refused).
     """
+    policy = (
+        WhiteListRoundRobinPolicy(list(hosts)) if only_contact_points else DCAwareRoundRobinPolicy(local_dc=local_dc)
+    )
     profile = ExecutionProfile(
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=local_dc),
+        load_balancing_policy=policy,
         request_timeout=request_timeout_s,
         consistency_level=ConsistencyLevel.name_to_value[consistency],
     )

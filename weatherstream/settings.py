@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     )
     web_bind: str = Field(default="127.0.0.1", description="Address the worker's web server binds to.")
     topic_replication_factor: int = Field(default=1, ge=1, description="Replication factor of created topics.")
+    topic_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of created topics: replicas that must have a write before it counts "
+        "(producers use acks=all); default: the broker's. 2 with a replication factor of 3 survives one broker.",
+    )
     consumer_fetch_max_wait_ms: int = Field(
         default=20, ge=0, le=30000, description="Longest wait of a consumer fetch for new data (latency bound per hop)."
     )
@@ -198,7 +204,7 @@ class Settings(BaseSettings):
         "rows only); Cassandra warns above unlogged_batch_across_partitions_warn_threshold (10).",
     )  # fmt: skip
     sink_batch_kib: int = Field(
-        default=4, ge=1, le=1024,
+        default=5, ge=1, le=1024,
         description="Most KiB in a batch across partitions, as Cassandra counts them (estimated); Cassandra warns "
         "above batch_size_warn_threshold (5 KiB) and refuses above batch_size_fail_threshold (50 KiB).",
     )  # fmt: skip
@@ -272,10 +278,22 @@ class Settings(BaseSettings):
         default_factory=_default_cache_dir,
         description="Cache of downloaded server jars (default $XDG_CACHE_HOME/weatherstream).",
     )
-    stack_kafka_port: int = Field(default=9092, ge=1, le=65535, description="Local Kafka client port.")
-    stack_kafka_controller_port: int = Field(default=9093, ge=1, le=65535, description="Local KRaft controller port.")
+    stack_kafka_port: int = Field(
+        default=9092, ge=1, le=65535, description="Local Kafka client port (broker N of a cluster: plus 100 x (N - 1))."
+    )
+    stack_kafka_controller_port: int = Field(
+        default=9093, ge=1, le=65535, description="Local KRaft controller port (broker N: plus 100 x (N - 1))."
+    )
     stack_cassandra_storage_port: int = Field(default=7000, ge=1, le=65535, description="Cassandra gossip port.")
-    stack_cassandra_jmx_port: int = Field(default=7199, ge=1, le=65535, description="Cassandra JMX port (nodetool).")
+    stack_cassandra_jmx_port: int = Field(
+        default=7199, ge=1, le=65535, description="Cassandra JMX port, for nodetool (node N: plus 100 x (N - 1))."
+    )
+    stack_kafka_brokers: int = Field(
+        default=1, ge=1, le=9, description="Brokers of the local Kafka (KRaft combined nodes; 3 for a cluster)."
+    )
+    stack_cassandra_nodes: int = Field(
+        default=1, ge=1, le=9, description="Nodes of the local Cassandra, node N on 127.0.0.N (3 for a cluster)."
+    )
     stack_cassandra_auth: bool = Field(
         default=False,
         description="Start the local Cassandra with PasswordAuthenticator (superuser cassandra/cassandra).",
@@ -383,6 +401,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_insync(self) -> Settings:
+        wanted = self.topic_min_insync_replicas
+        if wanted is not None and wanted > self.topic_replication_factor:
+            raise ValueError(
+                f"WEATHERSTREAM_TOPIC_MIN_INSYNC_REPLICAS={wanted} is more than WEATHERSTREAM_TOPIC_REPLICATION_FACTOR="
+                f"{self.topic_replication_factor}: no write could ever be acknowledged; lower the first or raise the "
+                "second"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _default_broker(self) -> Settings:
         if not self.broker:
             self.broker = f"kafka://127.0.0.1:{self.stack_kafka_port}"
@@ -476,8 +505,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+            if err["loc"]:
+                problems.append(f"{ENV_PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}")
+            else:  # a rule across settings: its message names them
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
 
 

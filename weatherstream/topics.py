@@ -60,6 +60,9 @@ async def create_topics(
         The topics that were newly created.
     """
     count = partitions or settings.partitions
+    topic_configs = dict(configs or {})
+    if settings.topic_min_insync_replicas is not None:
+        topic_configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
     admin = await _admin(settings)
     created: list[str] = []
     try:
@@ -69,7 +72,7 @@ async def create_topics(
                 name=n,
                 num_partitions=count,
                 replication_factor=settings.topic_replication_factor,
-                topic_configs=dict(configs or {}),
+                topic_configs=dict(topic_configs),
             )
             for n in names
             if n not in existing

@@ -1,5 +1,5 @@
-"""faust's Kafka transport: a consumer fetch wait that follows the input rate, and no acknowledgement of
-skipped messages.
+"""faust's Kafka transport: a consumer fetch wait that follows the input rate, no acknowledgement of
+skipped messages, and an idempotent producer.
 
 Fetch wait: faust 0.15 creates its aiokafka consumer with ``fetch_max_wait_ms=1500``. aiokafka does not fetch again
 for a partition while a long poll for other partitions of the same broker is outstanding, so a new
@@ -106,7 +106,17 @@ class AdaptiveFetch:
             self.mode = mode
 
 
+class Producer(faust_aiokafka.Producer):
+    """faust's producer, idempotent: a batch the producer sends again after a lost answer (a broker that failed
+    over between writing and acknowledging it) is written once, not twice. faust enables it only inside
+    transactions (exactly-once processing); acks=all is set by the app."""
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "enable_idempotence": True}
+
+
 class Transport(faust_aiokafka.Transport):
-    """The aiokafka transport with :class:`Consumer`."""
+    """The aiokafka transport with :class:`Consumer` and :class:`Producer`."""
 
     Consumer = Consumer
+    Producer = Producer

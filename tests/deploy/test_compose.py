@@ -75,6 +75,10 @@ class RecordingSession:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self.cluster = self  # the driver's Cluster, asked to wait for schema agreement at the end
+
+    def refresh_schema_metadata(self, max_schema_agreement_wait: float | None = None) -> None:
+        self.statements.append("(waits for schema agreement)")
 
     def execute(self, query: str, params: object = None) -> RecordingSession:
         self.statements.append(query)

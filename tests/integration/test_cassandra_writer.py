@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from models import Aggregate
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
 from weatherstream.sinks.cassandra import MAX_BATCH_ROWS, CassandraWriter, RowsFailed, RowWrite
@@ -80,7 +81,7 @@ def test_small_partitions_share_requests_within_the_limits(cassandra_session, se
                 writer.write([*writes[:50], RowWrite(rows.OBSERVATIONS, tuple(values), ref="bad"), *writes[50:]])
             )
         assert [w.ref for w, _ in failed.value.errors] == ["bad"]
-        assert 10 <= len(writer.latencies_s) <= 40  # 100 partitions: at most 10 per request, and 4 KiB
+        assert 10 <= len(writer.latencies_s) <= 40  # 100 partitions: at most 10 per request, and 5 KiB
         assert not [r.getMessage() for r in caplog.records if "Server warning" in r.getMessage()]
         one_by_one = CassandraWriter(settings.model_copy(update={"sink_batch_partitions": 1}))
         one_by_one.open()
@@ -183,3 +184,32 @@ def test_rows_bound_without_the_drivers_bind_read_back_exactly(cassandra_session
     by_day = cassandra_session.execute(f"SELECT alert_id, score, historical FROM {ks}.alerts_by_day WHERE day = %s",
                                        (dt.date(2023, 11, 14),), timeout=30).all()  # fmt: skip
     assert [(r.alert_id, r.score, r.historical) for r in by_day] == [("a1", 3.25, False)]
+
+
+def test_packed_aggregate_rows_stay_under_the_batch_size_warning(cassandra_session, settings: Settings,
+                                                                  caplog) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    """Aggregate rows hold many small values, where Cassandra's count of a batch's size grows most beyond the
+    values' own bytes (this warned with the estimate before)."""
+    aggregates = [
+        Aggregate(city_id=c, kind="tumbling-1h", window_id="tumbling-1h:1700000000", window_start=T0,
+                  window_end=T0 + 3600, revision=0, count=6, expected_count=6, coverage=1.0, cadence_s=600.0,
+                  temp_min_c=1.0, temp_max_c=5.0, temp_mean_c=3.0, temp_std_c=1.2, humidity_min_pct=50.0,
+                  humidity_max_pct=80.0, humidity_mean_pct=60.0, pressure_min_hpa=1000.0, pressure_max_hpa=1010.0,
+                  pressure_mean_hpa=1005.0, condition="Rain", first_observed_at=T0, last_observed_at=T0 + 3000,
+                  closed_at=T0 + 4000)
+        for c in range(8_000_000, 8_000_100)
+    ]  # fmt: skip
+    writer = CassandraWriter(settings)
+    writer.open()
+    writer.latencies_s = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="cassandra"):
+            asyncio.run(
+                writer.write([RowWrite(rows.AGGREGATES, rows.row(rows.AGGREGATES, a.asdict())) for a in aggregates])
+            )
+        assert not [r.getMessage() for r in caplog.records if "Server warning" in r.getMessage()]
+        assert len(writer.latencies_s) <= 20  # still packed: 100 partitions in at most 20 requests
+    finally:
+        writer.close()
+    stored = cassandra_session.execute(f"SELECT COUNT(*) FROM {settings.keyspace}.aggregates_by_city").one()[0]
+    assert stored == len(aggregates)

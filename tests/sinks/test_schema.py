@@ -3,7 +3,7 @@
 import re
 
 from weatherstream.sinks import rows
-from weatherstream.sinks.schema import migrations
+from weatherstream.sinks.schema import migrations, with_table_id
 
 
 def test_migrations_are_numbered_from_one_without_gaps() -> None:
@@ -29,3 +29,33 @@ def test_sink_tables_exist_with_the_columns_the_sink_writes() -> None:
         assert match, table.name
         declared = {line.split()[0] for line in match.group(1).strip().splitlines() if line.strip()}
         assert declared == set(table.columns), table.name
+
+
+def test_new_tables_get_an_id_that_depends_on_keyspace_table_and_definition_only() -> None:
+    def ids(keyspace: str) -> dict[str, str]:
+        found = {}
+        for m in migrations():
+            for statement in m.statements(keyspace):
+                table = re.search(r"CREATE TABLE IF NOT EXISTS \w+\.(\w+)", statement)
+                if table:
+                    found[table.group(1)] = re.findall(r"\bid = ([0-9a-f-]{36})$", statement)[0]
+        return found
+
+    first = ids("ks_a")
+    assert first == ids("ks_a")  # two workers, the same ids
+    assert set(first) >= {"observations_by_city_day", "latest_by_city", "aggregates_by_city"}
+    assert len(set(first.values())) == len(first)
+    assert not set(first.values()) & set(ids("ks_b").values())  # another keyspace, other ids
+
+
+def test_the_id_joins_the_options_a_statement_has() -> None:
+    plain = with_table_id("CREATE TABLE IF NOT EXISTS ks.t (a int PRIMARY KEY)")
+    ordered = with_table_id("CREATE TABLE IF NOT EXISTS ks.t (a int, b int, PRIMARY KEY ((a), b)) WITH CLUSTERING "
+                            "ORDER BY (b DESC)")  # fmt: skip
+    assert re.fullmatch(r"CREATE TABLE IF NOT EXISTS ks\.t \(a int PRIMARY KEY\) WITH id = [0-9a-f-]{36}", plain)
+    assert re.search(r"ORDER BY \(b DESC\) AND id = [0-9a-f-]{36}$", ordered)
+    assert plain.split("id = ")[1] != ordered.split("id = ")[1]  # another definition, another table
+    # a column named "with" inside the column list is not an option clause
+    odd = with_table_id("CREATE TABLE IF NOT EXISTS ks.t (with_x int PRIMARY KEY)")
+    assert odd.endswith(" WITH id = " + odd.split("id = ")[1])
+    assert with_table_id("INSERT INTO ks.t (a) VALUES (1)") == "INSERT INTO ks.t (a) VALUES (1)"

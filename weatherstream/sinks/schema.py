@@ -3,7 +3,9 @@
 ``weatherstream db migrate`` and every worker at start call :func:`migrate`. It creates the keyspace
 with the configured replication if it is missing, then applies each migration not yet recorded in
 ``schema_migrations``. Every statement is idempotent (``IF NOT EXISTS``), so two workers migrating at
-once, or a migration interrupted half way, are harmless: it is simply applied again.
+once, or a migration interrupted half way, are harmless: it is simply applied again. New tables get ids
+derived from their definitions (:func:`with_table_id`), so that two workers creating one at once through
+different nodes of a cluster create the same table.
 A migration file that changed after it was applied is refused (its checksum is recorded).
 """
 
@@ -13,6 +15,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +27,7 @@ from weatherstream.sinks.errors import SchemaError
 
 logger = logging.getLogger(__name__)
 
+SCHEMA_AGREEMENT_WAIT_S = 30
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql$")
 
 
@@ -38,10 +42,36 @@ class Migration:
         return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
     def statements(self, keyspace: str) -> list[str]:
-        """The file's statements for ``keyspace``, comments removed."""
+        """The file's statements for ``keyspace``, comments removed, each new table with its fixed id."""
         lines = [line for line in self.text.splitlines() if not line.lstrip().startswith("--")]
         body = "\n".join(lines).replace("{keyspace}", keyspace)
-        return [s.strip() for s in body.split(";") if s.strip()]
+        return [with_table_id(s.strip()) for s in body.split(";") if s.strip()]
+
+
+_CREATE_TABLE_RE = re.compile(r"^CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)\.(\w+)\s*\(", re.IGNORECASE)
+
+
+def with_table_id(statement: str) -> str:
+    """``statement`` with ``id = <uuid>`` among its options if it creates a table: the id is derived from the
+    keyspace, the table and the statement, so that workers migrating at once on different coordinators create
+    one table. (Otherwise each coordinator gives the table an id of its own; the cluster keeps one of them, and
+    rows written under the other are lost, possibly only when a node restarts: Cassandra 5.0 applies schema
+    changes in no global order.)"""
+    match = _CREATE_TABLE_RE.match(statement)
+    if match is None:
+        return statement
+    depth, end = 0, len(statement)
+    for i in range(match.end() - 1, len(statement)):  # the column list's closing parenthesis
+        depth += {"(": 1, ")": -1}.get(statement[i], 0)
+        if depth == 0:
+            end = i
+            break
+    table_id = uuid.uuid5(_TABLE_IDS, f"{match.group(1)}.{match.group(2)}\n{statement}")
+    joiner = " AND" if re.search(r"\bWITH\b", statement[end:], re.IGNORECASE) else " WITH"
+    return f"{statement}{joiner} id = {table_id}"
+
+
+_TABLE_IDS = uuid.UUID("5b0c3f8e-2d4a-4f6e-9c1b-7a8d9e0f1a2b")  # weatherstream's namespace of table ids
 
 
 def migrations() -> list[Migration]:
@@ -115,10 +145,10 @@ def migrate(session: Session, settings: Settings, report: Callable[[str], None] 
             f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {_replication_cql(settings.replication())}"
         )
     if current.pending:
-        session.execute(
+        session.execute(with_table_id(
             f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations "
             "(version int PRIMARY KEY, name text, checksum text, applied_at timestamp)"
-        )
+        ))  # fmt: skip
     known = {m.version for m in current.known}
     unknown = sorted(set(current.applied) - known)
     if unknown:
@@ -142,4 +172,7 @@ def migrate(session: Session, settings: Settings, report: Callable[[str], None] 
             (m.version, m.name, m.checksum, dt.datetime.now(dt.timezone.utc)),
         )
         done.append(m)
+    # Every node has the tables before anything is prepared on them: another worker may have created them a
+    # moment ago through another node (then the statements here changed nothing, and the driver did not wait).
+    session.cluster.refresh_schema_metadata(max_schema_agreement_wait=SCHEMA_AGREEMENT_WAIT_S)
     return done

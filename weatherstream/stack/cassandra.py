@@ -1,4 +1,10 @@
-"""A single Apache Cassandra 5.0 node on 127.0.0.1, launched with `java` directly.
+"""Apache Cassandra 5.0 nodes on loopback addresses, launched with `java` directly.
+
+One node on 127.0.0.1 by default (SimpleSnitch). A cluster (``weatherstream stack up --cassandra-nodes 3``)
+puts node N on 127.0.0.N, all on the same ports except JMX (which listens on 127.0.0.1 only), in one data
+center with ``GossipingPropertyFileSnitch``, one token each, spread evenly over the ring; node 1 is the
+seed. The nodes of a new cluster join without bootstrapping (there is no data to stream yet), one after
+another, each once the ones before it see it.
 
 The stock ``bin/cassandra`` script is not used: it refuses root, sizes the heap from the machine
 (~6 GB here) and is not in the Maven artifacts. The JVM flags below are those of Cassandra 5.0's
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from weatherstream.stack.jars import Distribution
 from weatherstream.stack.process import port_open
@@ -22,6 +29,24 @@ CASSANDRA = Distribution(
     artifacts=(f"org.apache.cassandra:cassandra-all:{CASSANDRA_VERSION}",),
 )
 HOST = "127.0.0.1"
+DATA_CENTER = "datacenter1"
+CLUSTER_HEAP = "768M"  # per node of a cluster: three nodes, three brokers and two workers fit the machine
+MAX_NODES = 9  # 127.0.0.1 to 127.0.0.9
+
+
+def node_host(node: int) -> str:
+    """The loopback address of node ``node`` (1-based) of a local cluster."""
+    if not 1 <= node <= MAX_NODES:
+        raise ValueError(f"a local Cassandra cluster has 1 to {MAX_NODES} nodes, not {node}")
+    return f"127.0.0.{node}"
+
+
+def initial_token(node: int, nodes: int) -> int:
+    """Node ``node``'s token: ``nodes`` tokens spread evenly over Murmur3's ring (0 for a single node)."""
+    if nodes == 1:
+        return 0
+    return -(2**63) + (node - 1) * (2**64 // nodes)
+
 
 _ADD_EXPORTS = (
     "java.base/jdk.internal.misc", "java.management.rmi/com.sun.jmx.remote.internal.rmi",
@@ -56,47 +81,56 @@ class CassandraServer:
         native_port: CQL native protocol port (clients).
         storage_port: inter-node (gossip) port; bound even by a single node.
         jmx_port: local JMX port, which enables ``nodetool``.
+        node: this node's number (1-based); ``nodes``: how many the cluster has (1: a single node).
+        name: the server's name in the stack (its folder, pid file and log are named after it).
     """
 
-    name = "cassandra"
     dist = CASSANDRA
 
     def __init__(self, stack_dir: Path, native_port: int, storage_port: int, jmx_port: int,
-                 auth: bool = False) -> None:  # fmt: skip
+                 auth: bool = False, *, node: int = 1, nodes: int = 1, name: str = "cassandra") -> None:  # fmt: skip
         self.auth = auth
-        self.home = stack_dir.resolve() / "cassandra"
+        self.name = name
+        self.node, self.nodes = node, nodes
+        self.host = node_host(node)
+        self.home = stack_dir.resolve() / name
         self.native_port = native_port
         self.storage_port = storage_port
         self.jmx_port = jmx_port
         self.config_file = self.home / "conf" / "cassandra.yaml"
+        self.rackdc_file = self.home / "conf" / "cassandra-rackdc.properties"
         self.logback_file = self.home / "conf" / "logback.xml"
         self.data_dir = self.home / "data"
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.native_port}"
+        return f"{self.host}:{self.native_port}"
 
-    def ports(self) -> dict[str, int]:
-        return {"native": self.native_port, "storage": self.storage_port, "jmx": self.jmx_port}
+    def ports(self) -> dict[str, tuple[str, int]]:
+        """Every (host, port) the node binds, by purpose."""
+        return {"native": (self.host, self.native_port), "storage": (self.host, self.storage_port),
+                "jmx": (HOST, self.jmx_port)}  # fmt: skip
 
     def data_dirs(self) -> list[Path]:
         return [self.data_dir]
 
     def config_text(self) -> str:
-        """The node's ``cassandra.yaml``: one token, SimpleSnitch, loopback only, small thread pools."""
+        """The node's ``cassandra.yaml``: one token, loopback only, small thread pools."""
         d = self.data_dir
+        cluster = self.nodes > 1
         return f"""\
 cluster_name: weatherstream-local
 num_tokens: 1
-initial_token: 0
+initial_token: {initial_token(self.node, self.nodes)}
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
-endpoint_snitch: SimpleSnitch
+endpoint_snitch: {"GossipingPropertyFileSnitch" if cluster else "SimpleSnitch"}
+auto_bootstrap: {"false" if cluster else "true"}
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
       - seeds: "{HOST}:{self.storage_port}"
-listen_address: {HOST}
-rpc_address: {HOST}
+listen_address: {self.host}
+rpc_address: {self.host}
 storage_port: {self.storage_port}
 native_transport_port: {self.native_port}
 start_native_transport: true
@@ -132,11 +166,13 @@ role_manager: CassandraRoleManager
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.config_text())
+        self.rackdc_file.write_text(f"dc={DATA_CENTER}\nrack=rack1\n")  # read by GossipingPropertyFileSnitch
         self.logback_file.write_text(_LOGBACK)
 
     def command(self, java: str, lib: Path) -> list[str]:
         """The command line that starts the node in the foreground."""
-        cmd = [java, "-Xms1G", "-Xmx1G", "-Xss256k", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=300"]
+        heap = "1G" if self.nodes == 1 else CLUSTER_HEAP
+        cmd = [java, f"-Xms{heap}", f"-Xmx{heap}", "-Xss256k", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=300"]
         cmd += [f"--add-exports={m}=ALL-UNNAMED" for m in _ADD_EXPORTS]
         cmd += [f"--add-opens={m}=ALL-UNNAMED" for m in _ADD_OPENS]
         jamm = sorted(lib.glob("*jamm*.jar"))
@@ -162,23 +198,37 @@ role_manager: CassandraRoleManager
         return cmd
 
     def probe(self) -> str | None:
-        """The node's ``release_version`` when ``system.local`` answers, else None."""
-        if not port_open(HOST, self.native_port):
+        """The node's ``release_version`` once it answers CQL itself (and, in a cluster, sees the nodes started
+        before it as up), else None."""
+        if not port_open(self.host, self.native_port):
             return None
         from weatherstream.db import connect
 
         try:
             user, password = self.SUPERUSER if self.auth else (None, None)
-            cluster, session = connect([HOST], self.native_port, connect_timeout_s=3, request_timeout_s=5,
-                                       username=user, password=password)  # fmt: skip
+            cluster, session = connect([self.host], self.native_port, connect_timeout_s=3, request_timeout_s=5,
+                                       username=user, password=password, only_contact_points=True)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
             logger.debug("cassandra probe failed: %s", exc)
             return None
         try:
             row = session.execute("SELECT release_version FROM system.local").one()
-            return str(row.release_version) if row else None
+            if row is None:
+                return None
+            if self.nodes > 1 and len(self.ring_peers(session)) < self.node - 1:
+                return None  # the nodes started before it are not in its view of the ring yet
+            return str(row.release_version)
         except Exception as exc:  # noqa: BLE001
             logger.debug("cassandra probe query failed: %s", exc)
             return None
         finally:
             cluster.shutdown()
+
+    def ring_peers(self, session: Any) -> list[str]:
+        """The other nodes that this node's gossip has heard of as members of the ring (status NORMAL) taking
+        clients (an earlier state: gossip keeps a node's last state after it went down)."""
+        rows = session.execute("SELECT address, status_with_port, rpc_ready FROM system_views.gossip_info")
+        return [
+            str(r.address) for r in rows
+            if str(r.address) != self.host and str(r.status_with_port).startswith("NORMAL") and r.rpc_ready == "true"
+        ]  # fmt: skip

@@ -1,4 +1,10 @@
-"""A single-node Apache Kafka 3.9 broker in KRaft combined mode (broker + controller), on 127.0.0.1.
+"""Apache Kafka 3.9 brokers in KRaft combined mode (each a broker and a controller), on 127.0.0.1.
+
+One broker by default; a cluster (``weatherstream stack up --kafka-brokers 3``) is that many combined nodes
+whose controllers form the KRaft quorum (static voters), each with its own ports and folder. Combined nodes
+and not separate controllers: three JVMs instead of six on a 2-core machine, and killing one still takes
+away a broker and, if it was the active one, the quorum's leader. Internal topics are replicated to three
+brokers (or all, if fewer) with ``min.insync.replicas`` 2.
 
 Clients connect over PLAINTEXT, or with ``WEATHERSTREAM_STACK_KAFKA_SASL`` over SASL_PLAINTEXT with
 SCRAM-SHA-256 or SCRAM-SHA-512. SCRAM users live in the KRaft metadata log; without a running broker to
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import os
 import re
@@ -92,29 +99,41 @@ class KafkaServer:
         controller_port: KRaft controller port.
         sasl: the clients' connection settings when the client port takes SASL_PLAINTEXT with SCRAM; its
             user is created when the storage is formatted, and the readiness probe logs in as that user.
+        node_id: this broker's KRaft node id (1 for a single broker).
+        voters: controller port of every node of the quorum by node id (default: this one alone).
+        name: the server's name in the stack (its folder, pid file and log are named after it).
+        secret_file: where the brokers' own SCRAM password is kept (shared by the brokers of a cluster).
     """
 
-    name = "kafka"
     dist = KAFKA
 
-    def __init__(self, stack_dir: Path, port: int, controller_port: int, sasl: KafkaSecurity | None = None) -> None:
-        self.home = stack_dir.resolve() / "kafka"
+    def __init__(self, stack_dir: Path, port: int, controller_port: int, sasl: KafkaSecurity | None = None, *,
+                 node_id: int = 1, voters: dict[int, int] | None = None, name: str = "kafka",
+                 secret_file: Path | None = None) -> None:  # fmt: skip
+        self.name = name
+        self.home = stack_dir.resolve() / name
         self.port = port
         self.controller_port = controller_port
         self.sasl = sasl
+        self.node_id = node_id
+        self.voters = voters or {node_id: controller_port}
         self.config_file = self.home / "server.properties"
         self.log4j_file = self.home / "log4j.properties"
         self.data_dir = self.home / "data"
-        self.broker_secret_file = self.home / "broker-scram.secret"
+        self.broker_secret_file = secret_file or self.home / "broker-scram.secret"
         self._auth_failures = 0
+
+    @property
+    def host(self) -> str:
+        return HOST
 
     @property
     def address(self) -> str:
         return f"{HOST}:{self.port}"
 
-    def ports(self) -> dict[str, int]:
-        """Every port the broker binds, by purpose."""
-        return {"client": self.port, "controller": self.controller_port}
+    def ports(self) -> dict[str, tuple[str, int]]:
+        """Every (host, port) the broker binds, by purpose."""
+        return {"client": (HOST, self.port), "controller": (HOST, self.controller_port)}
 
     def data_dirs(self) -> list[Path]:
         return [self.data_dir]
@@ -146,7 +165,7 @@ class KafkaServer:
         """The broker's own SCRAM password: made once per stack folder, kept in a file only the owner reads."""
         if self.broker_secret_file.is_file():
             return self.broker_secret_file.read_text().strip()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.broker_secret_file.parent.mkdir(parents=True, exist_ok=True)
         password = secrets.token_hex(24)
         fd = os.open(self.broker_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -178,23 +197,26 @@ class KafkaServer:
 
     def config_text(self) -> str:
         """The broker's ``server.properties``."""
+        nodes = len(self.voters)
+        replicas, min_insync = str(min(3, nodes)), str(min(2, nodes))
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": ",".join(f"{i}@{HOST}:{port}" for i, port in sorted(self.voters.items())),
             **self._listener_settings(),
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.data_dir),
             # weatherstream creates its topics with the intended partition count; never by accident.
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_insync,
             "transaction.state.log.num.partitions": "1",
-            "min.insync.replicas": "1",
-            "default.replication.factor": "1",
+            "min.insync.replicas": min_insync,
+            "default.replication.factor": replicas,
+            "unclean.leader.election.enable": "false",
             "group.initial.rebalance.delay.ms": "0",
             "delete.topic.enable": "true",
             "num.network.threads": "2",
@@ -247,8 +269,18 @@ class KafkaServer:
             "-cp", f"{lib}/*", "kafka.Kafka", str(self.config_file),
         ]  # fmt: skip
 
+    def quorum_leader(self) -> tuple[int, int] | None:
+        """(leader id, epoch) of the KRaft quorum as this node last recorded it (its ``quorum-state`` file),
+        or None if it has none; the active controller is the leader of the highest epoch any node knows."""
+        try:
+            state = json.loads((self.data_dir / "__cluster_metadata-0" / "quorum-state").read_text())
+            return int(state["leaderId"]), int(state["leaderEpoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def probe(self) -> str | None:
-        """The broker's version when a metadata request succeeds, else None.
+        """The broker's version when a metadata request to it succeeds and lists every broker of the quorum,
+        else None.
 
         Raises:
             KafkaCredentialsError: the broker answers but keeps refusing the SASL credentials.
@@ -262,7 +294,7 @@ class KafkaServer:
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
             logger.debug("kafka probe failed: %s", exc)
             return None
-        return KAFKA_VERSION if brokers >= 1 else None
+        return KAFKA_VERSION if brokers >= len(self.voters) else None  # a cluster: once every broker registered
 
     async def _metadata_broker_count(self) -> int:
         from weatherstream import kafka_clients

@@ -177,13 +177,29 @@ class ManagedProcess:
         os.kill(pid, signal.SIGTERM)
         if not self._wait_gone(pid, timeout_s):
             logger.warning("%s (pid %d) ignored SIGTERM for %.0f s; sending SIGKILL", self.name, pid, timeout_s)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self._wait_gone(pid, 30.0)
+            self._sigkill(pid)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+    def kill(self) -> bool:
+        """SIGKILL our process at once (a crash, for failure tests) and remove the pid file.
+
+        Returns:
+            True when a running process was killed, False when none was running.
+        """
+        pid = self.running_pid()
+        if pid is not None:
+            logger.info("killing %s (pid %d)", self.name, pid)
+            self._sigkill(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return pid is not None
+
+    def _sigkill(self, pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._wait_gone(pid, 30.0)
 
     def _wait_gone(self, pid: int, timeout_s: float) -> bool:
         """Wait until ``pid`` has exited (reaping it if it is our child); True when it did in time."""

@@ -1,0 +1,333 @@
+"""Failover on a real cluster: three Kafka brokers (KRaft, each also a controller) and three Cassandra nodes on
+loopback (``weatherstream stack up --kafka-brokers 3 --cassandra-nodes 3``, in a folder and on ports of its
+own), topics with replication 3 and ``min.insync.replicas`` 2, the keyspace with replication 3 and
+``LOCAL_QUORUM``.
+
+Each scenario streams a workload with known answers through two workers while something fails, then checks
+what the chaos tests check: every distinct input is one raw row, nothing else is a dead letter, every final
+aggregate equals the oracle, every alert the anomaly engine gives is there once under its id. It prints its
+figures (``CLUSTER {...}``), among them how long the pipeline's lag took to come back to where it was before
+the failure and to zero at the end.
+
+`make test` runs the short form: the broker that coordinates the pipeline's consumer group killed and a
+Cassandra node stopped in the same run, each for ``WEATHERSTREAM_CLUSTER_DOWN_S`` (20) seconds. `make
+cluster-test` runs each failure in a run of its own for 60 s: the coordinator broker killed, the active
+KRaft controller killed, a Cassandra node stopped, a worker killed and another added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.test_chaos import Sender, check_outcome, workload
+from weatherstream import kafka_clients
+from weatherstream.settings import Settings, load_settings
+from weatherstream.stack import LocalStack
+from weatherstream.topics import create_namespace_topics, delete_namespace_topics
+
+#: The cluster's ports: the main stack's plus 20,000 (the secure stack has plus 10,000), brokers 2 and 3
+#: another 100 and 200 on top (Kafka and JMX).
+CLUSTER_PORTS = {
+    "stack_kafka_port": 29092,
+    "stack_kafka_controller_port": 29093,
+    "cassandra_port": 29042,
+    "stack_cassandra_storage_port": 27000,
+    "stack_cassandra_jmx_port": 27199,
+}
+DOWN_S = float(os.environ.get("WEATHERSTREAM_CLUSTER_DOWN_S", "20"))
+EVENTS = int(os.environ.get("WEATHERSTREAM_CLUSTER_EVENTS", "6000"))
+SESSION_TIMEOUT_S = 10
+WORKER_ENV = {
+    "WEATHERSTREAM_IDLE_TIMEOUT_S": "1000000000",  # windows close on event time only: the oracle's rule
+    "WEATHERSTREAM_BROKER_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
+}
+
+
+#: What cassandra-driver logs with a traceback when a node goes away under it, and then recovers from itself
+#: (the control connection to the stopped node was refreshing the schema).
+DRIVER_RECOVERS = ("Exception refreshing schema in response to schema change",)
+
+
+def cluster_settings(**overrides: Any) -> Settings:
+    """Settings that reach the test cluster: its folder and ports, and what `weatherstream stack env` gives."""
+    base: dict[str, Any] = {
+        "stack_dir": load_settings().stack_dir.resolve() / "cluster-test-stack",
+        "stack_kafka_brokers": 3,
+        "stack_cassandra_nodes": 3,
+        **CLUSTER_PORTS,
+    }
+    env = LocalStack(load_settings(**base)).client_settings()
+    clients = {k.removeprefix("WEATHERSTREAM_").lower(): v for k, v in env.items()}
+    return load_settings(**{**base, **clients, **overrides})
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalStack]:
+    """The three-broker, three-node cluster, started for this module and stopped (data deleted) after it, so
+    that the rest of the suite does not share the machine with six more JVMs."""
+    stack = LocalStack(cluster_settings())
+    started = time.monotonic()
+    statuses = stack.up(timeout_s=600)
+    memory = sum(s.rss_bytes or 0 for s in statuses)
+    print(f"\ncluster up in {time.monotonic() - started:.0f} s, {memory / 2**30:.1f} GiB resident", flush=True)
+    yield stack
+    stack.down(wipe=True)
+
+
+@pytest.fixture
+def settings(cluster: LocalStack, run_id: str) -> Iterator[Settings]:
+    """This test's namespace and keyspace on the cluster (topics deleted afterwards)."""
+    s = cluster_settings(namespace=f"c{run_id}", keyspace=f"c{run_id}")
+    yield s
+    if not os.environ.get("WEATHERSTREAM_TEST_KEEP_TOPICS"):
+        asyncio.run(delete_namespace_topics(s))
+
+
+class LagWatch(threading.Thread):
+    """Samples, once a second, how many raw records the pipeline's consumer group has not committed yet
+    (None while the brokers cannot say)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.samples: list[tuple[float, int | None]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._watch())
+
+    async def _watch(self) -> None:
+        admin = kafka_clients.admin(self.settings, request_timeout_ms=5000)
+        await kafka_clients.start(admin, self.settings)
+        consumer = kafka_clients.consumer(self.settings, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            while not self.stopping.is_set():
+                self.samples.append((time.monotonic(), await self._lag(admin, consumer)))
+                await asyncio.sleep(1.0)
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    async def _lag(self, admin: Any, consumer: Any) -> int | None:
+        from aiokafka import TopicPartition
+
+        try:
+            parts = [TopicPartition(self.settings.topic_raw, p) for p in range(self.settings.partitions)]
+            ends = await asyncio.wait_for(consumer.end_offsets(parts), 5)
+            done = await asyncio.wait_for(admin.list_consumer_group_offsets(self.settings.app_id), 5)
+            return sum(ends[tp] - (done[tp].offset if tp in done else 0) for tp in parts)
+        except Exception:  # noqa: BLE001 - a broker is down or the group is moving: unknown for now
+            return None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+    def figures(self, failed_at: float) -> dict[str, float | None]:
+        """Seconds from the failure until the lag was back to at most what it was before it (steady input
+        keeps some lag), the largest lag after it, and the last sample's lag."""
+        before = [lag for t, lag in self.samples if t < failed_at and lag is not None]
+        usual = max(before, default=0)
+        after = [(t, lag) for t, lag in self.samples if t >= failed_at]
+        bad = [t for t, lag in after if lag is None or lag > usual]
+        back = next((t for t, lag in after if t > (bad[-1] if bad else failed_at) and lag is not None), None)
+        return {
+            "usual_lag": usual,
+            "largest_lag_after": max((lag for _, lag in after if lag is not None), default=None),
+            "lag_back_s": round(back - failed_at, 1) if back is not None else None,
+            "final_lag": self.samples[-1][1] if self.samples else None,
+        }
+
+
+async def coordinator_and_leaders(settings: Settings) -> tuple[int, dict[int, list[int]]]:
+    """The node id coordinating the pipeline's consumer group, and the raw partitions each broker leads."""
+    admin = kafka_clients.admin(settings, request_timeout_ms=10000)
+    await kafka_clients.start(admin, settings)
+    try:
+        coordinator = await admin.find_coordinator(settings.app_id)
+        leads: dict[int, list[int]] = {}
+        for topic in await admin.describe_topics([settings.topic_raw]):
+            for p in topic["partitions"]:
+                leads.setdefault(p["leader"], []).append(p["partition"])
+        return coordinator, leads
+    finally:
+        await admin.close()
+
+
+def wait_for_zero_lag(watch: LagWatch, timeout_s: float = 300) -> float:
+    """Seconds until the pipeline has committed every raw record (the input is complete by then)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if watch.samples and watch.samples[-1][1] == 0:
+            return round(time.monotonic() - started, 1)
+        time.sleep(1.0)
+    raise AssertionError(f"the pipeline's lag did not reach zero in {timeout_s:.0f} s: {watch.samples[-10:]}")
+
+
+def run_scenario(settings: Settings, start_worker: Any, name: str, fail: Any, seed: int) -> None:
+    """Stream the workload through two workers, call ``fail(stack_time)`` a few seconds in, check the outcome."""
+    pairs = workload(EVENTS, seed=seed)
+    asyncio.run(create_namespace_topics(settings))
+    workers = {w: start_worker(name=w, **WORKER_ENV) for w in ("a", "b")}
+    watch = LagWatch(settings)
+    watch.start()
+    sender = Sender(settings, pairs, rate=EVENTS / (DOWN_S + 40.0))
+    sender.start()
+    time.sleep(10)
+    failed_at = time.monotonic()
+    notes = fail(workers)
+    sender.join(timeout=900)
+    assert sender.error is None, sender.error
+    input_done = time.monotonic()
+    to_zero = wait_for_zero_lag(watch)
+    figures: dict[str, Any] = {"scenario": name, **notes, "down_s": DOWN_S}
+    figures.update(check_outcome(settings, pairs))
+    watch.stop()
+    figures.update(watch.figures(failed_at), lag_zero_after_input_s=to_zero,
+                   seconds=round(time.monotonic() - failed_at), input_s=round(input_done - failed_at))  # fmt: skip
+    for worker in workers.values():
+        if worker.alive():
+            worker.assert_healthy(allowed=DRIVER_RECOVERS)
+    print("\nCLUSTER " + orjson.dumps(figures).decode(), flush=True)
+
+
+def kill_coordinator(cluster: LocalStack, settings: Settings) -> dict[str, Any]:
+    coordinator, leads = asyncio.run(coordinator_and_leaders(settings))
+    victim = f"kafka-{coordinator}"
+    assert leads.get(coordinator), f"{victim} leads no raw partition: {leads}"
+    cluster.kill(victim)
+    print(f"killed {victim} (group coordinator, leader of raw partitions {leads[coordinator]})", flush=True)
+    return {"killed_broker": victim, "it_led_partitions": len(leads[coordinator])}
+
+
+def restart(cluster: LocalStack, what: str) -> float:
+    started = time.monotonic()
+    cluster.up(timeout_s=300)
+    took = time.monotonic() - started
+    print(f"{what} back after {took:.0f} s", flush=True)
+    return round(took, 1)
+
+
+@pytest.mark.timeout(1800)
+def test_coordinator_broker_killed_and_cassandra_node_stopped(cluster: LocalStack, settings: Settings,
+                                                              start_worker: Any) -> None:  # fmt: skip
+    def fail(workers: dict[str, Any]) -> dict[str, Any]:
+        notes = kill_coordinator(cluster, settings)
+        cluster.process("cassandra-2").stop()
+        print("stopped cassandra-2", flush=True)
+        time.sleep(DOWN_S)
+        notes["restart_s"] = restart(cluster, "kafka and cassandra-2")
+        return notes
+
+    run_scenario(settings, start_worker, "coordinator broker killed + cassandra node stopped", fail, seed=11)
+
+
+def test_workers_migrating_at_once_through_other_nodes_create_each_table_once(
+    cluster: LocalStack, settings: Settings
+) -> None:
+    from weatherstream.db import connect
+    from weatherstream.sinks.schema import migrate, migrations
+
+    hosts = [n.host for n in cluster.cassandra_nodes]
+    sessions = [connect([h], settings.cassandra_port, only_contact_points=True) for h in hosts]
+    start = threading.Barrier(len(sessions))
+    errors: list[BaseException] = []
+
+    def migrate_through(session: Any) -> None:
+        try:
+            start.wait(timeout=30)
+            migrate(session, settings)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate_through, args=(s,)) for _, s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    try:
+        assert not errors, errors
+        expected = {}
+        for m in migrations():
+            for statement in m.statements(settings.keyspace):
+                if statement.startswith("CREATE TABLE"):
+                    expected[statement.split(".")[1].split()[0]] = statement.rsplit("id = ", 1)[1]
+        for host, (_, session) in zip(hosts, sessions, strict=True):
+            rows = session.execute("SELECT table_name, id FROM system_schema.tables WHERE keyspace_name = %s",
+                                   (settings.keyspace,))  # fmt: skip
+            found = {r.table_name: str(r.id) for r in rows if r.table_name in expected}
+            assert found == expected, f"node {host} knows other tables or ids"
+    finally:
+        sessions[0][1].execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
+        for cluster_, _ in sessions:
+            cluster_.shutdown()
+
+
+# --- make cluster-test: one failure per run, DOWN_S long (60 s there) ---------------------------------
+
+
+@pytest.mark.cluster_full
+@pytest.mark.timeout(1800)
+def test_coordinator_broker_killed(cluster: LocalStack, settings: Settings, start_worker: Any) -> None:
+    def fail(workers: dict[str, Any]) -> dict[str, Any]:
+        notes = kill_coordinator(cluster, settings)
+        time.sleep(DOWN_S)
+        notes["restart_s"] = restart(cluster, notes["killed_broker"])
+        return notes
+
+    run_scenario(settings, start_worker, "coordinator broker killed", fail, seed=12)
+
+
+@pytest.mark.cluster_full
+@pytest.mark.timeout(1800)
+def test_active_controller_killed(cluster: LocalStack, settings: Settings, start_worker: Any) -> None:
+    def fail(workers: dict[str, Any]) -> dict[str, Any]:
+        victim = cluster.active_controller()
+        assert victim is not None, "no broker knows the KRaft quorum's leader"
+        cluster.kill(victim)
+        print(f"killed {victim} (active KRaft controller)", flush=True)
+        time.sleep(5)
+        successor = cluster.active_controller()
+        time.sleep(max(0.0, DOWN_S - 5))
+        notes: dict[str, Any] = {"killed_controller": victim, "next_controller": successor}
+        notes["restart_s"] = restart(cluster, victim)
+        return notes
+
+    run_scenario(settings, start_worker, "active controller killed", fail, seed=13)
+
+
+@pytest.mark.cluster_full
+@pytest.mark.timeout(1800)
+def test_cassandra_node_stopped(cluster: LocalStack, settings: Settings, start_worker: Any) -> None:
+    def fail(workers: dict[str, Any]) -> dict[str, Any]:
+        cluster.process("cassandra-3").stop()
+        print("stopped cassandra-3", flush=True)
+        time.sleep(DOWN_S)
+        return {"stopped_node": "cassandra-3", "restart_s": restart(cluster, "cassandra-3")}
+
+    run_scenario(settings, start_worker, "cassandra node stopped", fail, seed=14)
+
+
+@pytest.mark.cluster_full
+@pytest.mark.timeout(1800)
+def test_worker_killed_and_another_added(cluster: LocalStack, settings: Settings, start_worker: Any) -> None:
+    def fail(workers: dict[str, Any]) -> dict[str, Any]:
+        victim = workers.pop("a")
+        os.killpg(victim.proc.pid, signal.SIGKILL)
+        victim.proc.wait()
+        print("killed worker a", flush=True)
+        started = time.monotonic()
+        workers["c"] = start_worker(name="c", **WORKER_ENV)
+        return {"killed_worker": "a", "added_worker": "c", "new_worker_ready_s": round(time.monotonic() - started, 1)}
+
+    run_scenario(settings, start_worker, "worker killed, another added", fail, seed=15)
