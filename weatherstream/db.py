@@ -39,8 +39,9 @@ def connect(
     """Open a driver session; the caller owns the cluster and must call ``cluster.shutdown()``.
 
     A node that goes away is tried again every 0.5 s at first, at most every 10 s, so writes resume
-    soon after an outage. ``only_contact_points``: send every request to ``hosts`` only (e.g. to ask one node
-    of a cluster about itself).
+    soon after an outage. Statements are prepared on one node, and on the others when they first need them.
+    ``only_contact_points``: send every request to ``hosts`` only (e.g. to ask one node of a cluster about
+    itself).
 
     Raises:
         cassandra.cluster.NoHostAvailable: no contact point answered (or the credentials were refused).
@@ -64,6 +65,10 @@ def connect(
         reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
         auth_provider=auth,
         ssl_context=ssl_context,
+        # A statement is prepared on the node that first runs it, and again on each other node when that node
+        # first answers "unprepared" (the driver does it by itself). Preparing on every node at once fails, and
+        # logs a traceback, for a node that has not yet heard of a table another worker just created.
+        prepare_on_all_hosts=False,
     )
     try:
         session = cluster.connect()
