@@ -76,6 +76,12 @@ _USER_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 AUTH_FAILURES_BEFORE_GIVING_UP = 3  # consecutive probes (about a second apart)
 
 
+def replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for ``brokers`` brokers: three copies of every record (or as
+    many as there are brokers), acknowledged once two have it."""
+    return min(3, brokers), min(2, brokers)
+
+
 class KafkaCredentialsError(StackError):
     """The local broker refuses the configured SASL credentials (its SCRAM users predate them)."""
 
@@ -197,8 +203,7 @@ class KafkaServer:
 
     def config_text(self) -> str:
         """The broker's ``server.properties``."""
-        nodes = len(self.voters)
-        replicas, min_insync = str(min(3, nodes)), str(min(2, nodes))
+        replicas, min_insync = (str(n) for n in replication(len(self.voters)))
         settings = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),

@@ -36,7 +36,7 @@ from weatherstream.stack.errors import (
     ToolNotFoundError,
 )
 from weatherstream.stack.jars import Distribution, ensure_jars, is_cached, require_tool
-from weatherstream.stack.kafka import KafkaServer
+from weatherstream.stack.kafka import KafkaServer, replication
 from weatherstream.stack.process import ManagedProcess, exit_description, port_open, process_rss_bytes, tail
 
 logger = logging.getLogger(__name__)
@@ -208,8 +208,9 @@ class LocalStack:
             "WEATHERSTREAM_CASSANDRA_PORT": str(self.settings.cassandra_port),
         }
         if len(self.kafka_brokers) > 1:
-            env["WEATHERSTREAM_TOPIC_REPLICATION_FACTOR"] = str(min(3, len(self.kafka_brokers)))
-            env["WEATHERSTREAM_TOPIC_MIN_INSYNC_REPLICAS"] = str(min(2, len(self.kafka_brokers)))
+            replicas, min_insync = replication(len(self.kafka_brokers))  # what the brokers' own topics have
+            env["WEATHERSTREAM_TOPIC_REPLICATION_FACTOR"] = str(replicas)
+            env["WEATHERSTREAM_TOPIC_MIN_INSYNC_REPLICAS"] = str(min_insync)
         if len(self.cassandra_nodes) > 1:
             replicas = min(3, len(self.cassandra_nodes))
             env["WEATHERSTREAM_CASSANDRA_LOCAL_DC"] = DATA_CENTER
@@ -366,7 +367,7 @@ class LocalStack:
         recorded = Topology.read(self.stack_dir)
         if recorded is None or recorded == self.topology:
             return
-        other = LocalStack(recorded.applied_to(self.settings))
+        other = LocalStack.recorded(self.settings)
         running = [srv.name for srv in other.servers if other.process(srv.name).running_pid() is not None]
         if running:
             raise StackError(
