@@ -34,14 +34,16 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, AppT, EventT
 
-from weatherstream import internals, metrics
+from weatherstream import internals, kafka_clients, metrics
+from weatherstream.kafka_clients import KafkaAuthError, KafkaUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,10 @@ RESEEK_AFTER_S = 1.0
 GAP_CHECK_S = 10.0
 #: longest a batch waits for the next one to join it (see joined_batches)
 JOIN_WAIT_S = 2.0
+#: :attr:`OffsetGuard.rewinding` when no offset was seen past the one sought back to
+NOT_SEEN = -1
+#: how long the guard tries to read offsets from the brokers before it gives up (the agent then restarts)
+BROKER_READ_S = 60.0
 
 
 class WorkerStopping(Exception):
@@ -125,21 +131,33 @@ async def delivered(app: AppT, sends: Sequence[Awaitable[Any]] | None) -> None:
         await asyncio.gather(*sends)
 
 
-async def event_batches(stream: Any, max_events: int, within_s: float) -> AsyncIterator[list[EventT]]:
+async def event_batches(
+    stream: Any,
+    max_events: int,
+    within_s: float,
+    on_restart: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[list[EventT]]:
     """The events of ``stream`` in batches: a batch is handed on once it holds ``max_events``, or ``within_s``
     after its first event came. With no input nothing wakes up (faust's ``take_events`` wakes every
     ``within_s``: about half the CPU of an idle worker). Events are acknowledged once the next batch is asked
     for (the caller may hold them longer: :class:`HeldBatch`). While a full batch waits to be taken, the
     stream waits too.
+
+    When faust restarted the agent after a crash (the same stream, taken over from the earlier run), the events
+    the earlier run held are dropped unacknowledged, and ``on_restart`` is awaited before the first batch is
+    handed on: it must have them fetched again (:meth:`OffsetGuard.restart`).
     """
     pending: list[EventT] = []
     came = asyncio.Event()  # the batch's first event came
     full = asyncio.Event()
     room = asyncio.Event()  # cleared while a full batch waits
     room.set()
+    detached = False
 
     async def on_event(event: EventT) -> None:
         await room.wait()
+        if detached:  # a later run of the agent took the stream over: this event is fetched again for it
+            return
         pending.append(event)
         if len(pending) == 1:
             came.set()
@@ -147,7 +165,17 @@ async def event_batches(stream: Any, max_events: int, within_s: float) -> AsyncI
             full.set()
             room.clear()
 
-    internals.feed_events(stream, on_event)
+    def detach() -> None:
+        nonlocal detached
+        detached = True
+        room.set()
+
+    if internals.feed_events(stream, on_event, detach):
+        logger.error("the agent was restarted on its stream after a crash (faust logged why above); the events the "
+                     "earlier run held are fetched again")  # fmt: skip
+        metrics.AGENT_RESTARTS.inc()
+        if on_restart is not None:
+            await on_restart()
     while not stream.should_stop:
         await stream.wait_for_stopped(came)  # a stopping stream hands on what it holds, as take_events does
         if not full.is_set() and not stream.should_stop:
@@ -314,6 +342,31 @@ class OffsetGuard:
                 logger.info("%s: %s offset %d has not arrived since the seek; seeking again", self.agent, tp, target)
                 await self._seek(tp, target)
 
+    async def restart(self, topics: Collection[str]) -> None:
+        """The agent was restarted on its stream after a crash: what the crashed run took and had not handled must
+        be fetched again. Each assigned partition of ``topics`` that has records past the group's committed
+        offset is sought back to it, and the copies fetched before the seek are held back (:meth:`admit`).
+        Events handled a second time this way are recognised by their offsets. The crashed run's messages are no
+        longer waited for (a rebalance or a stop would wait for them for ever)."""
+        await self._forget()
+        consumer = self.app.consumer
+        try:
+            assigned = {tp for tp in consumer.assignment() if tp.topic in topics}
+        except ConsumerNotStarted:  # faust's agent test context: nothing to fetch again
+            return
+        for message in [message for message in consumer.unacked if message.tp in assigned]:
+            consumer.unacked.discard(message)
+        for tp in sorted(assigned):
+            start = await self._start_of(tp)
+            highwater = consumer.highwater(tp)
+            if start is None or highwater is None or highwater <= start:
+                continue  # nothing was fetched past the committed offset
+            logger.warning("%s: %s sought back to its committed offset %d after the agent's restart", self.agent,
+                           tp, start)  # fmt: skip
+            self.expected[tp] = start
+            self.rewinding[tp] = (start, NOT_SEEN)
+            await self._seek(tp, start)
+
     def _committed(self, tp: TP) -> int | None:
         committed = getattr(self.app.consumer, "_committed_offset", {})  # faust keeps it; no public accessor
         value = committed.get(tp)
@@ -335,17 +388,34 @@ class OffsetGuard:
         except ConsumerNotStarted:
             return None
         if tp not in self.group_committed:
-            self.group_committed.update(await self.read_committed(sorted(assigned | {tp})))
+            tps = sorted(assigned | {tp})
+            self.group_committed.update(await self._from_broker("committed offsets", lambda: self.read_committed(tps)))
         value = self.group_committed.get(tp)
         if value is not None and value > 0:
             return value
-        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp)
+        earliest = (await self._from_broker("first offsets", lambda: self.app.consumer.earliest_offsets(tp))).get(tp)
         return int(earliest) if earliest is not None else None
+
+    async def _from_broker(self, what: str, read: Callable[[], Awaitable[Mapping[TP, Any]]]) -> Mapping[TP, Any]:
+        """``await read()``, again after a pause while it fails (a broker or the group's coordinator can be
+        down for a while); the last failure is raised after :data:`BROKER_READ_S`."""
+        deadline = time.monotonic() + BROKER_READ_S
+        pause_s = 0.5
+        while True:
+            try:
+                return await read()
+            except KafkaAuthError:
+                raise
+            except (KafkaError, KafkaUnavailableError) as exc:
+                if time.monotonic() + pause_s > deadline:
+                    raise
+                logger.warning("%s: reading the %s failed (%s: %s); trying again in %.1f s", self.agent, what,
+                               type(exc).__name__, exc, pause_s)  # fmt: skip
+                await asyncio.sleep(pause_s)
+                pause_s = min(pause_s * 2, 8.0)
 
     async def _read_committed(self, tps: list[TP]) -> dict[TP, int | None]:
         """The group's committed offsets of ``tps`` as the broker has them (None: nothing committed)."""
-        from weatherstream import kafka_clients
-
         settings = self.app.ws_settings  # type: ignore[attr-defined]
         admin = kafka_clients.admin(settings)
         await kafka_clients.start(admin, settings)
@@ -401,8 +471,6 @@ class OffsetGuard:
 
     async def _read_first_record(self, tp: TP, start: int, end: int) -> int | None:
         """Offset of the first record in ``[start, end)`` of ``tp``, read by a consumer of its own (None: none)."""
-        from weatherstream import kafka_clients
-
         settings = self.app.ws_settings  # type: ignore[attr-defined]
         reader = kafka_clients.consumer(settings, enable_auto_commit=False, group_id=None,
                                         max_partition_fetch_bytes=1024 * 1024)  # fmt: skip

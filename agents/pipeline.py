@@ -542,13 +542,15 @@ def register(app: WeatherStreamApp, settings: Settings, topics: Topics) -> Pipel
     app.timer(interval=settings.tick_interval_s, name="pipeline.ticks")(ticks.run)
     source = app.topic(settings.topic_raw, settings.topic_ticks, key_serializer="raw", value_serializer="raw",
                        partitions=settings.partitions)  # fmt: skip
+    source_topics = set(source.topics)
     guard = OffsetGuard(app, "pipeline")
     fetch = AdaptiveFetch(app, settings.consumer_fetch_max_wait_ms, settings.consumer_fetch_min_bytes)
     app.timer(interval=CHECK_EVERY_S, name="pipeline.fetch")(fetch.check)
 
     async def pipeline_agent(stream: StreamT) -> None:
         """Validate, window and judge every observation; never stops on bad input."""
-        batches = event_batches(stream, settings.batch_max_events, settings.batch_within_ms / 1000)
+        batches = event_batches(stream, settings.batch_max_events, settings.batch_within_ms / 1000,
+                                on_restart=lambda: guard.restart(source_topics))  # fmt: skip
         async for batch in joined_batches(app, batches, guard, settings.batch_max_events,
                                           settings.batch_backlog_max_events):  # fmt: skip
             fetch.count(len(batch.events))

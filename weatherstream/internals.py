@@ -10,6 +10,7 @@ aiokafka 0.14.0 and cassandra-driver 3.30.1.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -156,27 +157,61 @@ def tables_recovered(app: AppT) -> bool:
 
 
 # -- a stream's events, handed over as they come -------------------------------------------------------------
-def feed_events(stream: Any, on_event: Callable[[Any], Awaitable[None]]) -> None:
+EventHandler = Callable[[Any], Awaitable[None]]
+
+
+class _StreamFeed:
+    """The one processor a stream gets: it hands each event to whichever handler is attached now.
+
+    faust restarts a crashed agent on the same stream (``Agent._replace_actor`` passes ``aref.stream`` on), so a
+    processor installed by the agent's first run would stay in the stream's chain after that run is gone,
+    keep taking events for it, and block the stream for good once that run's buffer is full (the pipeline
+    stalled this way after a broker kill). One processor per stream, with a replaceable handler, avoids it.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.handler: EventHandler | None = None
+        self.detach: Callable[[], None] | None = None
+
+    async def hand_over(self, value: Any) -> Any:
+        event = self.stream.current_event
+        if event is None:
+            raise InternalsChanged("stream events (no current event while a processor runs)")
+        if self.handler is not None:
+            await self.handler(event)
+        return value
+
+
+_feeds: weakref.WeakKeyDictionary[Any, _StreamFeed] = weakref.WeakKeyDictionary()
+
+
+def feed_events(stream: Any, on_event: EventHandler, detach: Callable[[], None]) -> bool:
     """Have ``stream`` hand every event to ``on_event`` as it comes, in a background task, and never acknowledge
     one itself (the caller acknowledges with ``stream.ack(event)`` once done).
 
     faust's ``take_events`` works this way (a processor on the stream, consumed passively), but wakes every
     ``within`` seconds even when nothing comes; the pipeline wants to sleep while idle
     (:func:`agents.batching.event_batches`). ``Stream.add_processor`` is public; ``_enable_passive`` is not.
+
+    Returns True when ``on_event`` takes the stream over from an earlier handler (faust restarted the agent
+    after it crashed): that handler's ``detach`` is called first, and must let an event it is blocked on go
+    (without keeping it). The events the earlier run held were never acknowledged: the caller fetches them
+    again.
     """
-    enable_passive = _attribute(stream, "_enable_passive", "stream events")
-    _attribute(stream, "current_event", "stream events")
-    stream.enable_acks = False
-
-    async def hand_over(value: Any) -> Any:
-        event = stream.current_event
-        if event is None:
-            raise InternalsChanged("stream events (no current event while a processor runs)")
-        await on_event(event)
-        return value
-
-    stream.add_processor(hand_over)
-    enable_passive(aiter(stream.channel))
+    feed = _feeds.get(stream)
+    took_over = feed is not None
+    if feed is None:
+        enable_passive = _attribute(stream, "_enable_passive", "stream events")
+        _attribute(stream, "current_event", "stream events")
+        feed = _feeds[stream] = _StreamFeed(stream)
+        stream.enable_acks = False
+        stream.add_processor(feed.hand_over)
+        enable_passive(aiter(stream.channel))
+    elif feed.detach is not None:
+        feed.detach()
+    feed.handler, feed.detach = on_event, detach
+    return took_over
 
 
 # -- the consumer's fetch ---------------------------------------------------------------------------------

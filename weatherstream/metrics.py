@@ -40,6 +40,11 @@ OFFSET_REWINDS = Counter(
     "weatherstream_offset_rewinds_total",
     "Times an agent saw a partition jump past offsets it had not handled and sought back to them.",
 )
+AGENT_RESTARTS = Counter(
+    "weatherstream_agent_restarts_total",
+    "Times faust restarted the pipeline agent after it crashed (the worker's log says why); the events the "
+    "crashed run held are fetched again.",
+)
 AGENT_ERRORS = Counter("weatherstream_agent_errors_total", "Unexpected errors inside an agent, by agent.", ["agent"])
 ALERTS = Counter(
     "weatherstream_alerts_total", "Alert messages sent, by kind, severity and state.", ["kind", "severity", "state"]

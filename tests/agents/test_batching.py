@@ -286,6 +286,48 @@ def test_a_partition_never_committed_is_expected_from_its_first_offset() -> None
     assert app.consumer.seeks == []
 
 
+def test_after_an_agent_restart_partitions_are_fetched_again_from_their_committed_offsets() -> None:
+    """What the crashed run held (handled or not) comes again from the committed offset; copies fetched before
+    the seek are held back, a partition with nothing past its committed offset is left alone, and the crashed
+    run's messages are no longer waited for."""
+    from agents.batching import OffsetGuard
+
+    tp1, other = TP("t.raw", 1), TP("t.other", 0)
+    app = GuardApp({TP0: 10, tp1: 7, other: 3})
+    app.consumer.highwater = {TP0: 30, tp1: 7, other: 9}.get
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, list(range(10, 20)))))) == list(range(10, 20))
+    held_by_crashed_run = guard_events(app, [20, 21])
+    asyncio.run(guard.restart({"t.raw"}))
+    assert app.consumer.seeks == [{TP0: 10}], "only the source partition with records past its commit"
+    assert not app.consumer.unacked & {e.message for e in held_by_crashed_run}
+    assert asyncio.run(guard.admit(guard_events(app, [22, 23]))) == [], "fetched before the seek"
+    again = list(range(10, 24))
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, again)))) == again
+
+
+def test_broker_reads_are_tried_again_while_the_coordinator_is_down() -> None:
+    from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+    from agents.batching import OffsetGuard
+
+    app = GuardApp({})
+    failures = {"left": 2}
+    read = broker_committed({TP0: 40})
+
+    async def flaky(tps: list[TP]) -> dict[TP, int | None]:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise GroupCoordinatorNotAvailableError()
+        return await read(tps)
+
+    guard = OffsetGuard(app, "test", read_committed=flaky)  # type: ignore[arg-type]
+    started = time.monotonic()
+    assert asyncio.run(guard.admit(guard_events(app, [45]))) == []
+    assert app.consumer.seeks == [{TP0: 40}] and failures["left"] == 0
+    assert time.monotonic() - started >= 1.5  # paused 0.5 s, then 1 s
+
+
 def test_a_rebalance_starts_the_guard_afresh() -> None:
     from agents.batching import OffsetGuard
 

@@ -204,3 +204,54 @@ def test_a_redelivered_observation_writes_its_record_again(tmp_path: Path) -> No
     asyncio.run(scenario())
     assert len(captured.of("observations")) == 4 and captured.of("deadletter") == []
     assert written == [b"c:7"], "the record holds the hour's slice (hot): rewritten with it"
+
+
+@pytest.mark.timeout(60)  # the stream stalled before: stopping the agent then hangs
+def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path, monkeypatch: Any) -> None:
+    """faust restarts a crashed agent on the same stream. The first run's hand-over once stayed in the stream's
+    processors, kept taking events for the dead run and blocked the stream for good once its batch was full
+    (the pipeline stalled this way after a broker kill); the restarted run now takes the stream over."""
+    from mode import OneForOneSupervisor
+
+    from agents.pipeline import Pipeline
+
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, batch_max_events=2))
+    captured = Captured()
+    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
+        getattr(app.ws_topics, name).send = captured.hook(name)
+    handle_batch = Pipeline.handle_batch
+    crashes: list[int] = []
+
+    async def crash_once(self: Pipeline, events: Any) -> Any:
+        if not crashes:
+            crashes.append(len(events))
+            raise RuntimeError("injected crash")
+        return await handle_batch(self, events)
+
+    monkeypatch.setattr(Pipeline, "handle_batch", crash_once)
+    later = 20
+
+    async def scenario() -> None:
+        context = app.ws_pipeline.test_context(supervisor_strategy=OneForOneSupervisor)  # type: ignore[attr-defined]
+        async with context as agent:
+
+            async def restart_quietly(exc: BaseException) -> None:
+                """faust's test wrapper stops at the first crash; a worker's supervisor restarts the agent"""
+
+            agent.crash_test_agent = restart_quietly
+            await agent.put(payload(7, NOW - 3600), key=b"7")
+            for _ in range(300):
+                if crashes and len(agent._actors) == 1 and not next(iter(agent._actors)).crashed:
+                    break
+                await asyncio.sleep(0.01)
+            for i in range(later):
+                await agent.put(payload(100 + i, NOW - 60), key=b"%d" % (100 + i))
+            for _ in range(300):
+                if len(captured.of("observations")) >= later:
+                    break
+                await asyncio.sleep(0.01)
+            assert crashes == [1]
+            handled = sorted(sent["key"] for sent in captured.of("observations"))
+            assert handled == list(range(100, 100 + later)), "every event after the restart is handled"
+
+    asyncio.run(scenario())

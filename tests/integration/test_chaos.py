@@ -245,3 +245,30 @@ def test_deleted_rocksdb_folder_is_rebuilt_from_the_changelog(settings: Settings
     figures = check_outcome(settings, pairs)
     restarted.assert_healthy()
     print("\nLOST STATE " + orjson.dumps(figures).decode(), flush=True)
+
+
+def test_pipeline_agent_crashes_lose_nothing(settings: Settings, start_worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """faust restarts a crashed agent on the same stream: the restarted pipeline takes the stream over and fetches
+    what the crashed run held again (a failed changelog send after a broker kill once stalled it for good).
+    Two workers; each crashes its pipeline agent four times (tests/integration/faults), half of the crashes
+    after the batch was handled but before its offsets were acknowledged."""
+    pairs = workload(6000, seed=11)
+    asyncio.run(create_namespace_topics(settings))
+    faults = {"PYTHONPATH": str(Path(__file__).parent / "faults"), "WEATHERSTREAM_TEST_CRASH_EVERY": "100",
+              "WEATHERSTREAM_TEST_CRASHES": "4"}  # fmt: skip
+    workers = [start_worker(name=name, **WORKER_ENV, **faults) for name in ("a", "b")]
+    started = time.monotonic()
+    sender = Sender(settings, pairs, rate=300.0)
+    sender.start()
+    sender.join(timeout=600)
+    assert sender.error is None, sender.error
+    figures = check_outcome(settings, pairs)
+    restarts = 0
+    for worker in workers:
+        log = worker.log()
+        assert worker.alive(), log[-3000:]
+        crashes = log.count("InjectedCrash: injected crash")
+        restarts += log.count("the agent was restarted on its stream")
+        assert 0 < crashes and log.count("the agent was restarted on its stream") == crashes, log[-3000:]
+    figures.update(agent_restarts=restarts, seconds=round(time.monotonic() - started))
+    print("\nAGENT CRASHES " + orjson.dumps(figures).decode(), flush=True)
