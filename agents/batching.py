@@ -34,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -143,8 +143,8 @@ async def event_batches(
     for (the caller may hold them longer: :class:`HeldBatch`). While a full batch waits to be taken, the
     stream waits too.
 
-    When faust restarted the agent after a crash (the same stream, taken over from the earlier run), the events
-    the earlier run held are dropped unacknowledged, and ``on_restart`` is awaited before the first batch is
+    When the agent started again on the same stream (faust restarts a crashed agent this way), the events the
+    earlier run held are dropped unacknowledged, and ``on_restart`` is awaited before the first batch is
     handed on: it must have them fetched again (:meth:`OffsetGuard.restart`).
     """
     pending: list[EventT] = []
@@ -171,8 +171,8 @@ async def event_batches(
         room.set()
 
     if internals.feed_events(stream, on_event, detach):
-        logger.error("the agent was restarted on its stream after a crash (faust logged why above); the events the "
-                     "earlier run held are fetched again")  # fmt: skip
+        logger.warning("the agent started again on its stream (after a crash or a failed batch, logged above); the "
+                       "events its earlier run held are fetched again")  # fmt: skip
         metrics.AGENT_RESTARTS.inc()
         if on_restart is not None:
             await on_restart()
@@ -226,7 +226,7 @@ async def joined_batches(
     join_below: int,
     max_events: int,
     join_wait_s: float = JOIN_WAIT_S,
-) -> AsyncIterator[HeldBatch]:
+) -> AsyncGenerator[HeldBatch, None]:
     """The batches of ``take_events``, admitted by ``guard`` and held; while a backlog of at least ``join_below``
     messages waits, consecutive batches are joined (up to ``max_events``), so each city's state is read and
     written once for many more events. Live traffic (no backlog) goes through batch by batch.

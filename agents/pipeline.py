@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
@@ -44,7 +45,7 @@ from agents.batching import OffsetGuard, WorkerStopping, delivered, event_batche
 from agents.cityindex import CityIndex
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
-from agents.resilience import with_retries
+from agents.resilience import Backoff, with_retries
 from agents.statetable import StateTable
 from models import Aggregate, Alert, Observation, Reason, city_key
 from weatherstream import internals, metrics
@@ -518,6 +519,51 @@ class DueTicks:
                         time.monotonic() - started)  # fmt: skip
 
 
+class PipelineAgent:
+    """The pipeline agent's body: the stream's events in batches (admitted in offset order by ``guard``), each
+    handled by :meth:`Pipeline.handle_batch`; never stops on bad input.
+
+    A batch whose outputs or changelog records the brokers did not take (a send that failed, e.g. while a
+    broker is lost) is not retried alone: the agent starts again on its stream, as after a crash, and the
+    batch and every event taken after it are fetched again from the committed offsets, in order
+    (:meth:`OffsetGuard.restart`).
+    """
+
+    def __init__(self, app: WeatherStreamApp, settings: Settings, pipeline: Pipeline, guard: OffsetGuard,
+                 fetch: AdaptiveFetch, source_topics: set[str]) -> None:  # fmt: skip
+        self.app = app
+        self.settings = settings
+        self.pipeline = pipeline
+        self.guard = guard
+        self.fetch = fetch
+        self.source_topics = source_topics
+
+    async def run(self, stream: StreamT) -> None:
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            try:
+                await self.handle_stream(stream)
+                return
+            except KafkaError as exc:
+                logger.warning("pipeline: a batch's output did not reach the brokers (%s: %s); starting again on "
+                               "the stream in %.1f s", type(exc).__name__, exc, backoff.delay)  # fmt: skip
+                await backoff.wait()
+
+    async def handle_stream(self, stream: StreamT) -> None:
+        settings = self.settings
+        batches = event_batches(stream, settings.batch_max_events, settings.batch_within_ms / 1000,
+                                on_restart=self.restart)  # fmt: skip
+        joined = joined_batches(self.app, batches, self.guard, settings.batch_max_events,
+                                settings.batch_backlog_max_events)  # fmt: skip
+        async with contextlib.aclosing(joined):
+            async for batch in joined:
+                self.fetch.count(len(batch.events))
+                await run_batch(self.app, "pipeline", batch, self.pipeline.handle_batch)
+
+    async def restart(self) -> None:
+        await self.guard.restart(self.source_topics)
+
+
 @dataclass(frozen=True)
 class PipelineParts:
     """What the pipeline's registration made (the web views read the state and the index)."""
@@ -547,14 +593,6 @@ def register(app: WeatherStreamApp, settings: Settings, topics: Topics) -> Pipel
     fetch = AdaptiveFetch(app, settings.consumer_fetch_max_wait_ms, settings.consumer_fetch_min_bytes)
     app.timer(interval=CHECK_EVERY_S, name="pipeline.fetch")(fetch.check)
 
-    async def pipeline_agent(stream: StreamT) -> None:
-        """Validate, window and judge every observation; never stops on bad input."""
-        batches = event_batches(stream, settings.batch_max_events, settings.batch_within_ms / 1000,
-                                on_restart=lambda: guard.restart(source_topics))  # fmt: skip
-        async for batch in joined_batches(app, batches, guard, settings.batch_max_events,
-                                          settings.batch_backlog_max_events):  # fmt: skip
-            fetch.count(len(batch.events))
-            await run_batch(app, "pipeline", batch, pipeline.handle_batch)
-
-    agent = app.agent(source, name="pipeline")(pipeline_agent)
+    body = PipelineAgent(app, settings, pipeline, guard, fetch, source_topics)
+    agent = app.agent(source, name="pipeline")(body.run)
     return PipelineParts(pipeline, state, cities, agent)

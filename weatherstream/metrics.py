@@ -42,8 +42,8 @@ OFFSET_REWINDS = Counter(
 )
 AGENT_RESTARTS = Counter(
     "weatherstream_agent_restarts_total",
-    "Times faust restarted the pipeline agent after it crashed (the worker's log says why); the events the "
-    "crashed run held are fetched again.",
+    "Times the pipeline agent started again on its stream, after a crash or a batch whose output did not reach "
+    "the brokers (the worker's log says which); the events its earlier run held are fetched again.",
 )
 AGENT_ERRORS = Counter("weatherstream_agent_errors_total", "Unexpected errors inside an agent, by agent.", ["agent"])
 ALERTS = Counter(
