@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agents.pipeline import PipelineParts
+    from agents.sink import SinkParts
     from weatherstream.app import WeatherStreamApp
 
 
-def register_all(app: WeatherStreamApp) -> PipelineParts | None:
-    """Register the agents of the worker's role (``WEATHERSTREAM_WORKER_ROLE``) on ``app``; returns the
-    pipeline's parts (None for a sink-only worker)."""
+@dataclass(frozen=True)
+class WorkerParts:
+    """What a worker of this role runs: the pipeline's parts and the sink's (None where the role has none)."""
+
+    pipeline: PipelineParts | None
+    sink: SinkParts | None
+
+
+def register_all(app: WeatherStreamApp) -> WorkerParts:
+    """Register the agents of the worker's role (``WEATHERSTREAM_WORKER_ROLE``) on ``app``."""
     from agents import pipeline, sink
 
-    role = app.ws_settings.worker_role
-    parts = None
-    if role in ("all", "pipeline"):
-        parts = pipeline.register(app, app.ws_settings, app.ws_topics)
-        app.ws_pipeline = parts.agent  # type: ignore[attr-defined]  # for faust's agent test context
-    if role in ("all", "sink"):
-        sink.register(app)
-    return parts
+    settings, topics = app.ws_settings, app.ws_topics
+    role = settings.worker_role
+    return WorkerParts(
+        pipeline=pipeline.register(app, settings, topics) if role in ("all", "pipeline") else None,
+        sink=sink.register(app, settings, topics) if role in ("all", "sink") else None,
+    )

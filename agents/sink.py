@@ -40,7 +40,8 @@ from agents.deadletters import send_dead_letter
 from agents.resilience import Backoff
 from models import Reason
 from weatherstream import internals, kafka_clients, metrics
-from weatherstream.app import WeatherStreamApp
+from weatherstream.app import Topics, WeatherStreamApp
+from weatherstream.settings import Settings
 from weatherstream.sinks import rows
 from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite, retryable
 
@@ -111,24 +112,235 @@ class SharedPartitions(ConsumerRebalanceListener):
                     ", ".join(f"{n} of {topic}" for topic, n in sorted(per_topic.items())) or "none")  # fmt: skip
 
 
-def register(app: WeatherStreamApp) -> None:
-    """Declare the sink task on ``app``."""
-    settings = app.ws_settings
-    topics = app.ws_topics
-    writer = CassandraWriter(settings)
-    tables_of = {
-        settings.topic_observations: (rows.OBSERVATIONS,),  # and latest_by_city: see to_writes
-        settings.topic_aggregates: (rows.AGGREGATES,),
-        settings.topic_alerts: (rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY),
-    }
-    progress = SinkProgress()
-    letters: list[Awaitable[Any]] = []  # dead-letter sends of the batch being written
-    # The broker holds a fetch until it has FETCH_MIN_BYTES or the batch window is over: without it, a steady
-    # trickle of input is fetched a few records at a time, and each fetch costs CPU the pipeline needs.
-    busy_fetch = (min(settings.sink_batch_within_ms, 5000), FETCH_MIN_BYTES)
+class BatchRows:
+    """The Cassandra rows of a batch of records (pure: no I/O). Records arrive in chunks (:meth:`add`); a record
+    that is not one of its topic goes to :attr:`refused` with the reason.
 
-    async def connect() -> None:
+    latest_by_city keeps a city's newest observation (written USING TIMESTAMP of its time, so an older one never
+    wins): of a batch, only each city's newest observation becomes a row there (:meth:`writes`).
+    """
+
+    def __init__(self, tables_of: dict[str, tuple[rows.Table, ...]], observations_topic: str) -> None:
+        self.tables_of = tables_of
+        self.observations_topic = observations_topic
+        self.made: list[RowWrite] = []
+        self.refused: list[tuple[Record, str]] = []
+        self.newest: dict[Any, tuple[Any, Any, Record]] = {}  # city -> (observed_at, record, event)
+
+    def add(self, events: Sequence[Record]) -> None:
+        for event in events:
+            topic = event.topic
+            try:
+                record = orjson.loads(event.value) if isinstance(event.value, (bytes, str)) else None
+                made = [RowWrite(table, rows.row(table, record), event) for table in self.tables_of[topic]]  # type: ignore[arg-type]
+            except (orjson.JSONDecodeError, rows.RowError) as exc:
+                self.refused.append((event, f"sink: not a record of {topic}: {exc}"))
+                continue
+            self.made.extend(made)
+            if topic == self.observations_topic:
+                city, observed_at = made[0].values[OBSERVATION_CITY], made[0].values[OBSERVATION_TIME]
+                held = self.newest.get(city)
+                if held is None or observed_at >= held[0]:
+                    self.newest[city] = (observed_at, record, event)
+
+    def writes(self) -> list[RowWrite]:
+        """Every row of the records added, and the latest_by_city rows (made from the same records as their
+        observation rows, so they cannot fail to be made)."""
+        newest = self.newest.values()
+        return self.made + [RowWrite(rows.LATEST, rows.row(rows.LATEST, record), event) for _, record, event in newest]
+
+
+class BatchWriter:
+    """Writes a batch's rows, retrying what Cassandra could not take and dead-lettering what it refuses; a batch
+    counts as written only once its dead letters are delivered too."""
+
+    def __init__(self, app: WeatherStreamApp, settings: Settings, deadletter: Any, writer: CassandraWriter,
+                 tables_of: dict[str, tuple[rows.Table, ...]]) -> None:  # fmt: skip
+        self.app = app
+        self.settings = settings
+        self.deadletter = deadletter
+        self.writer = writer
+        self.tables_of = tables_of
+        self.letters: list[Awaitable[Any]] = []  # dead-letter sends of the batch being written
+
+    async def written(self, events: Sequence[Record]) -> bool:
+        """Write the batch, trying again after anything unforeseen; False if the worker stops first."""
+        backoff = Backoff(0.1, self.settings.sink_retry_max_s)
+        while True:
+            try:
+                await self.write_batch(events)
+                return True
+            except WorkerStopping as exc:
+                logger.info("sink: worker stopping, %d records left uncommitted for the next reader (%s)",
+                            len(events), exc)  # fmt: skip
+                return False
+            except Exception as exc:  # e.g. a dead letter not delivered: the batch is not done, try it again
+                if self.app.should_stop:
+                    return False
+                metrics.SINK_RETRIES.labels(type(exc).__name__).inc(len(events))
+                logger.exception("sink: a batch of %d records failed (%s: %s); trying it again in %.1f s",
+                                 len(events), type(exc).__name__, exc, backoff.delay)  # fmt: skip
+                await backoff.wait()
+
+    async def write_batch(self, events: Sequence[Record]) -> None:
+        self.letters.clear()
+        await self.write_all(await self.to_writes(events))
+        if self.letters:
+            await asyncio.gather(*self.letters)  # the batch counts only once its dead letters are delivered
+
+    async def to_writes(self, events: Sequence[Record]) -> list[RowWrite]:
+        for topic, n in Counter(event.topic for event in events).items():
+            metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc(n)
+        batch = BatchRows(self.tables_of, self.settings.topic_observations)
+        for start in range(0, len(events), YIELD_EVERY_RECORDS):
+            if start:
+                await asyncio.sleep(0)  # CPU work: let the pipeline agent that shares the loop run
+            batch.add(events[start : start + YIELD_EVERY_RECORDS])
+        for event, reason in batch.refused:
+            await self.dead_letter(event, Reason.BAD_TYPE, reason)
+        return batch.writes()
+
+    async def dead_letter(self, event: Record, reason: Reason, message: str) -> None:
+        self.letters.append(await send_dead_letter(self.deadletter, Delivery(event), reason, message))
+
+    async def write_all(self, writes: list[RowWrite]) -> None:
+        backoff = Backoff(0.1, self.settings.sink_retry_max_s)
+        while writes:
+            try:
+                await self.writer.write(writes)
+                return
+            except RowsFailed as failed:
+                errors = failed.errors
+                hard = [w for w, exc in errors if not retryable(exc)]
+                if len(hard) > 1:  # one bad row fails its whole batch: find which rows Cassandra refuses
+                    errors = [(w, exc) for w, exc in errors if retryable(exc)] + await self.one_by_one(hard)
+                refused = {id(w.ref): (w.ref, exc) for w, exc in errors if not retryable(exc)}
+                for event, exc in refused.values():
+                    await self.dead_letter(event, Reason.SINK_REJECTED,
+                                           f"Cassandra refused the row: {type(exc).__name__}: {exc}")  # fmt: skip
+                writes = [w for w, exc in errors if retryable(exc) and id(w.ref) not in refused]
+                if not writes:
+                    return
+                first = next(exc for _, exc in errors if retryable(exc))
+                if self.app.should_stop:
+                    reason = f"{len(writes)} row(s) not written: {type(first).__name__}: {first}"
+                    raise WorkerStopping(reason) from failed
+                metrics.SINK_RETRIES.labels(type(first).__name__).inc(len(writes))
+                logger.warning("sink: %d row(s) not written (%s: %s); retrying in %.1f s, not moving on",
+                               len(writes), type(first).__name__, first, backoff.delay)  # fmt: skip
+                await backoff.wait()
+
+    async def one_by_one(self, writes: list[RowWrite]) -> list[tuple[RowWrite, BaseException]]:
+        errors: list[tuple[RowWrite, BaseException]] = []
+        for w in writes:
+            try:
+                await self.writer.write([w])
+            except RowsFailed as failed:
+                errors.extend(failed.errors)
+        return errors
+
+
+class SinkReader:
+    """The sink's own consumer of its topics, in the sink's group: batches by size and time, commits."""
+
+    def __init__(self, settings: Settings, topics: list[str], progress: SinkProgress) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.progress = progress
+        # The broker holds a fetch until it has FETCH_MIN_BYTES or the batch window is over: without it, a steady
+        # trickle of input is fetched a few records at a time, and each fetch costs CPU the pipeline needs.
+        self.busy_fetch = (min(settings.sink_batch_within_ms, 5000), FETCH_MIN_BYTES)
+
+    async def join(self) -> AIOKafkaConsumer:
+        """The sink's consumer, connected and subscribed (retrying while the broker cannot be reached); it joins
+        the group at its first fetch."""
+        settings = self.settings
         backoff = Backoff(0.5, settings.sink_retry_max_s)
+        while True:
+            consumer = kafka_clients.consumer(
+                settings, group_id=settings.sink_group, enable_auto_commit=False,
+                auto_offset_reset="earliest", max_poll_records=settings.sink_batch_max_events,
+                fetch_min_bytes=self.busy_fetch[1], fetch_max_wait_ms=self.busy_fetch[0],
+            )  # fmt: skip
+            try:
+                await kafka_clients.start(consumer, settings)
+            except kafka_clients.KafkaUnavailableError as exc:
+                logger.warning("sink: %s; trying again in %.1f s", exc, backoff.delay)
+                await backoff.wait()
+                continue
+            consumer.subscribe(self.topics, listener=SharedPartitions(self.progress))
+            return consumer
+
+    def set_quiet(self, consumer: AIOKafkaConsumer, quiet: bool) -> None:
+        """Fetch for a quiet spell (one long poll, answered at the first byte) or for busy input."""
+        internals.set_consumer_fetch(consumer, *((QUIET_WAIT_MS, 1) if quiet else self.busy_fetch))
+
+    async def next_batch(self, consumer: AIOKafkaConsumer, quiet: bool) -> dict[TopicPartition, list[Record]]:
+        """Records of at most ``sink_batch_max_events``, waiting at most ``sink_batch_within_ms`` to fill it.
+
+        ``quiet`` (the last batch came back empty): one long poll of ``QUIET_WAIT_MS``, answered at the first
+        byte, and whatever it brings is the batch: an idle worker rarely wakes, and input after a quiet
+        spell is written at once.
+        """
+        limit = self.settings.sink_batch_max_events
+        if quiet:
+            got = await consumer.getmany(timeout_ms=QUIET_WAIT_MS, max_records=limit)
+            return {tp: list(records) for tp, records in got.items() if records}
+        taken = 0
+        batch: dict[TopicPartition, list[Record]] = {}
+        deadline = time.monotonic() + self.settings.sink_batch_within_ms / 1000
+        while taken < limit:
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            got = await consumer.getmany(timeout_ms=wait_ms, max_records=limit - taken)
+            for tp, records in got.items():
+                batch.setdefault(tp, []).extend(records)
+                taken += len(records)
+            if wait_ms == 0 or (taken and not got):
+                break
+        return batch
+
+    async def commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # the partitions moved on (a rebalance): their next owner writes them again
+            logger.warning("sink: committing %d partition(s) failed (%s: %s); their rows are written, and the "
+                           "next reader writes the same rows again", len(offsets), type(exc).__name__, exc)  # fmt: skip
+            return
+        self.progress.committed.update(offsets)
+
+
+class Sink:
+    """The sink task: connect to Cassandra, then read, write and commit batches until the worker stops."""
+
+    def __init__(self, app: WeatherStreamApp, settings: Settings, reader: SinkReader, batches: BatchWriter,
+                 progress: SinkProgress) -> None:  # fmt: skip
+        self.app = app
+        self.settings = settings
+        self.reader = reader
+        self.batches = batches
+        self.progress = progress
+
+    async def run(self) -> None:
+        """Write every record to its tables; retry outages; commit offsets only for written rows."""
+        await self.connect()
+        backoff = Backoff(0.5, self.settings.sink_retry_max_s)
+        while not self.app.should_stop:
+            consumer = self.progress.consumer = await self.reader.join()
+            logger.info("sink: reading %s as group %s", ", ".join(self.reader.topics), self.settings.sink_group)
+            try:
+                await self.consume(consumer)
+            except KafkaError as exc:  # what the consumer does not recover from itself: join again
+                logger.exception("sink: the consumer failed (%s: %s); joining again in %.1f s (uncommitted "
+                                 "records are read again)", type(exc).__name__, exc, backoff.delay)  # fmt: skip
+                await backoff.wait()
+            finally:
+                self.progress.consumer = None
+                metrics.SINK_PARTITIONS.set(0)
+                await consumer.stop()
+
+    async def connect(self) -> None:
+        writer = self.batches.writer
+        backoff = Backoff(0.5, self.settings.sink_retry_max_s)
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -140,190 +352,45 @@ def register(app: WeatherStreamApp) -> None:
                 await backoff.wait()
                 continue
             metrics.SINK_CONNECTED.set(1)
-            logger.info("sink: writing to Cassandra at %s, keyspace %s", writer.where, settings.keyspace)
+            logger.info("sink: writing to Cassandra at %s, keyspace %s", writer.where, self.settings.keyspace)
             return
 
-    async def to_writes(events: Sequence[Record]) -> list[RowWrite]:
-        writes: list[RowWrite] = []
-        # latest_by_city keeps a city's newest observation (written USING TIMESTAMP of its time, so an older
-        # one never wins): of a batch, only each city's newest observation becomes a row there.
-        newest: dict[Any, tuple[Any, Any, Record]] = {}  # city -> (observed_at, record, event)
-        observations = settings.topic_observations
-        arrived: Counter[str] = Counter(event.topic for event in events)
-        for topic, n in arrived.items():
-            metrics.EVENTS_IN.labels(topic.rpartition(".")[2]).inc(n)
-        for i, event in enumerate(events):
-            if i and not i % YIELD_EVERY_RECORDS:
-                await asyncio.sleep(0)  # CPU work: let the pipeline agent that shares the loop run
-            topic = event.topic
-            try:
-                record = orjson.loads(event.value) if isinstance(event.value, (bytes, str)) else None
-                made = [RowWrite(table, rows.row(table, record), event) for table in tables_of[topic]]  # type: ignore[arg-type]
-            except (orjson.JSONDecodeError, rows.RowError) as exc:
-                letters.append(await send_dead_letter(
-                    topics.deadletter, Delivery(event), Reason.BAD_TYPE, f"sink: not a record of {topic}: {exc}"
-                ))  # fmt: skip
-                continue
-            writes.extend(made)
-            if topic == observations:
-                city, observed_at = made[0].values[OBSERVATION_CITY], made[0].values[OBSERVATION_TIME]
-                held = newest.get(city)
-                if held is None or observed_at >= held[0]:
-                    newest[city] = (observed_at, record, event)
-        # the observation row was made from the same record, so its latest_by_city row can be made too
-        writes.extend(
-            RowWrite(rows.LATEST, rows.row(rows.LATEST, record), event) for _, record, event in newest.values()
-        )
-        return writes
-
-    async def one_by_one(writes: list[RowWrite]) -> list[tuple[RowWrite, BaseException]]:
-        errors: list[tuple[RowWrite, BaseException]] = []
-        for w in writes:
-            try:
-                await writer.write([w])
-            except RowsFailed as failed:
-                errors.extend(failed.errors)
-        return errors
-
-    async def write_all(writes: list[RowWrite]) -> None:
-        backoff = Backoff(0.1, settings.sink_retry_max_s)
-        while writes:
-            try:
-                await writer.write(writes)
-                return
-            except RowsFailed as failed:
-                errors = failed.errors
-                hard = [w for w, exc in errors if not retryable(exc)]
-                if len(hard) > 1:  # one bad row fails its whole batch: find which rows Cassandra refuses
-                    errors = [(w, exc) for w, exc in errors if retryable(exc)] + await one_by_one(hard)
-                refused = {id(w.ref): (w.ref, exc) for w, exc in errors if not retryable(exc)}
-                for event, exc in refused.values():
-                    reason = f"Cassandra refused the row: {type(exc).__name__}: {exc}"
-                    letters.append(await send_dead_letter(topics.deadletter, Delivery(event), Reason.SINK_REJECTED,
-                                                          reason))  # fmt: skip
-                writes = [w for w, exc in errors if retryable(exc) and id(w.ref) not in refused]
-                if not writes:
-                    return
-                first = next(exc for _, exc in errors if retryable(exc))
-                if app.should_stop:
-                    reason = f"{len(writes)} row(s) not written: {type(first).__name__}: {first}"
-                    raise WorkerStopping(reason) from failed
-                metrics.SINK_RETRIES.labels(type(first).__name__).inc(len(writes))
-                logger.warning("sink: %d row(s) not written (%s: %s); retrying in %.1f s, not moving on",
-                               len(writes), type(first).__name__, first, backoff.delay)  # fmt: skip
-                await backoff.wait()
-
-    async def write_batch(events: Sequence[Record]) -> None:
-        letters.clear()
-        await write_all(await to_writes(events))
-        if letters:
-            await asyncio.gather(*letters)  # the batch counts only once its dead letters are delivered
-
-    async def join() -> AIOKafkaConsumer:
-        """The sink's consumer, connected and subscribed (retrying while the broker cannot be reached); it joins
-        the group at its first fetch."""
-        backoff = Backoff(0.5, settings.sink_retry_max_s)
-        while True:
-            consumer = kafka_clients.consumer(
-                settings, group_id=settings.sink_group, enable_auto_commit=False,
-                auto_offset_reset="earliest", max_poll_records=settings.sink_batch_max_events,
-                fetch_min_bytes=busy_fetch[1], fetch_max_wait_ms=busy_fetch[0],
-            )  # fmt: skip
-            try:
-                await kafka_clients.start(consumer, settings)
-            except kafka_clients.KafkaUnavailableError as exc:
-                logger.warning("sink: %s; trying again in %.1f s", exc, backoff.delay)
-                await backoff.wait()
-                continue
-            consumer.subscribe(list(tables_of), listener=SharedPartitions(progress))
-            return consumer
-
-    async def next_batch(consumer: AIOKafkaConsumer, quiet: bool) -> dict[TopicPartition, list[Record]]:
-        """Records of at most ``sink_batch_max_events``, waiting at most ``sink_batch_within_ms`` to fill it.
-
-        ``quiet`` (the last batch came back empty): one long poll of ``QUIET_WAIT_MS``, answered at the first
-        byte, and whatever it brings is the batch: an idle worker rarely wakes, and input after a quiet
-        spell is written at once.
-        """
-        if quiet:
-            got = await consumer.getmany(timeout_ms=QUIET_WAIT_MS, max_records=settings.sink_batch_max_events)
-            return {tp: list(records) for tp, records in got.items() if records}
-        limit, taken = settings.sink_batch_max_events, 0
-        batch: dict[TopicPartition, list[Record]] = {}
-        deadline = time.monotonic() + settings.sink_batch_within_ms / 1000
-        while taken < limit:
-            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            got = await consumer.getmany(timeout_ms=wait_ms, max_records=limit - taken)
-            for tp, records in got.items():
-                batch.setdefault(tp, []).extend(records)
-                taken += len(records)
-            if wait_ms == 0 or (taken and not got):
-                break
-        return batch
-
-    async def commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # the partitions moved on (a rebalance): their next owner writes them again
-            logger.warning("sink: committing %d partition(s) failed (%s: %s); their rows are written, and the "
-                           "next reader writes the same rows again", len(offsets), type(exc).__name__, exc)  # fmt: skip
-            return
-        progress.committed.update(offsets)
-
-    async def written(events: Sequence[Record]) -> bool:
-        """Write the batch, trying again after anything unforeseen; False if the worker stops first."""
-        backoff = Backoff(0.1, settings.sink_retry_max_s)
-        while True:
-            try:
-                await write_batch(events)
-                return True
-            except WorkerStopping as exc:
-                logger.info("sink: worker stopping, %d records left uncommitted for the next reader (%s)",
-                            len(events), exc)  # fmt: skip
-                return False
-            except Exception as exc:  # e.g. a dead letter not delivered: the batch is not done, try it again
-                if app.should_stop:
-                    return False
-                metrics.SINK_RETRIES.labels(type(exc).__name__).inc(len(events))
-                logger.exception("sink: a batch of %d records failed (%s: %s); trying it again in %.1f s",
-                                 len(events), type(exc).__name__, exc, backoff.delay)  # fmt: skip
-                await backoff.wait()
-
-    async def consume(consumer: AIOKafkaConsumer) -> None:
+    async def consume(self, consumer: AIOKafkaConsumer) -> None:
         """Batches until the worker stops: written, then committed."""
         quiet = False
-        while not app.should_stop:
-            batch = await next_batch(consumer, quiet)
+        while not self.app.should_stop:
+            batch = await self.reader.next_batch(consumer, quiet)
             if bool(batch) == quiet:  # input came after a quiet spell, or none came: fetch the other way
                 quiet = not quiet
-                internals.set_consumer_fetch(consumer, *((QUIET_WAIT_MS, 1) if quiet else busy_fetch))
+                self.reader.set_quiet(consumer, quiet)
             if not batch:
                 continue
             events = [record for records in batch.values() for record in records]
             metrics.BATCH_EVENTS.labels("sink").observe(len(events))
-            if not await written(events):
+            if not await self.batches.written(events):
                 return
-            await commit(consumer, {tp: records[-1].offset + 1 for tp, records in batch.items()})
+            await self.reader.commit(consumer, {tp: records[-1].offset + 1 for tp, records in batch.items()})
 
-    @app.task
-    async def sink() -> None:
-        """Write every record to its tables; retry outages; commit offsets only for written rows."""
-        await connect()
-        backoff = Backoff(0.5, settings.sink_retry_max_s)
-        while not app.should_stop:
-            consumer = progress.consumer = await join()
-            logger.info("sink: reading %s as group %s", ", ".join(tables_of), settings.sink_group)
-            try:
-                await consume(consumer)
-            except KafkaError as exc:  # what the consumer does not recover from itself: join again
-                logger.exception("sink: the consumer failed (%s: %s); joining again in %.1f s (uncommitted "
-                                 "records are read again)", type(exc).__name__, exc, backoff.delay)  # fmt: skip
-                await backoff.wait()
-            finally:
-                progress.consumer = None
-                metrics.SINK_PARTITIONS.set(0)
-                await consumer.stop()
 
-    app.ws_sink = sink  # type: ignore[attr-defined]
-    app.ws_sink_progress = progress  # type: ignore[attr-defined]
-    app.ws_sink_writer = writer  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class SinkParts:
+    """What the sink's registration made (the web views read its progress)."""
+
+    sink: Sink
+    progress: SinkProgress
+    writer: CassandraWriter
+
+
+def register(app: WeatherStreamApp, settings: Settings, topics: Topics) -> SinkParts:
+    """Declare the sink task on ``app``."""
+    tables_of = {
+        settings.topic_observations: (rows.OBSERVATIONS,),  # and latest_by_city: see BatchRows
+        settings.topic_aggregates: (rows.AGGREGATES,),
+        settings.topic_alerts: (rows.ALERTS_BY_CITY, rows.ALERTS_BY_DAY),
+    }
+    progress = SinkProgress()
+    writer = CassandraWriter(settings)
+    reader = SinkReader(settings, list(tables_of), progress)
+    sink = Sink(app, settings, reader, BatchWriter(app, settings, topics.deadletter, writer, tables_of), progress)
+    app.task(sink.run)
+    return SinkParts(sink, progress, writer)

@@ -7,9 +7,17 @@ from typing import Any
 
 import pytest
 
+from agents import register_all
 from models import DeadLetter, Observation, Reason
-from weatherstream.app import create_app
+from weatherstream.app import WeatherStreamApp, create_app
 from weatherstream.settings import load_settings
+
+
+def pipeline_agent(app: WeatherStreamApp) -> Any:
+    """The pipeline agent registered on ``app`` (made without its agents), for faust's agent test context."""
+    parts = register_all(app).pipeline
+    assert parts is not None
+    return parts.agent
 
 
 class Captured:
@@ -34,13 +42,14 @@ def run(
     """Put ``messages`` through the pipeline agent; waits for ``expect_sends`` sends (default: one per message,
     as every input ends as exactly one observation, dead letter or re-keyed copy)."""
     expect_sends = len(messages) if expect_sends is None else expect_sends
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
         getattr(app.ws_topics, name).send = captured.hook(name)
 
     async def scenario() -> None:
-        async with app.ws_pipeline.test_context() as agent:  # type: ignore[attr-defined]
+        async with pipeline.test_context() as agent:
             for key, value, headers in messages:
                 await agent.put(value, key=key, headers=headers)
             # put() returns before a handler that is backing off between retries has finished
@@ -134,7 +143,8 @@ def test_a_transient_failure_is_retried_not_dropped(tmp_path: Path, monkeypatch)
 def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(tmp_path: Path) -> None:
     """A worker that took over a partition whose owner never committed gets its first observations again,
     long after their slices aged out: they were handled then, so nothing is sent for them again."""
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
         getattr(app.ws_topics, name).send = captured.hook(name)
@@ -149,7 +159,7 @@ def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(t
         await asyncio.sleep(0.1)
 
     async def scenario() -> None:
-        async with app.ws_pipeline.test_context() as agent:  # type: ignore[attr-defined]
+        async with pipeline.test_context() as agent:
             for i in range(steps):
                 await agent.put(payload(7, start + i * 600, 3.0 + i % 5), key=b"7")
             await settle(steps)
@@ -170,7 +180,8 @@ def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(t
 def test_a_redelivered_observation_writes_its_record_again(tmp_path: Path) -> None:
     """After a crash the worker's own store may hold a city record whose changelog record never left; the
     redelivered observation rewrites it, so a worker rebuilding from the changelog gets the observation too."""
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
         getattr(app.ws_topics, name).send = captured.hook(name)
@@ -186,7 +197,7 @@ def test_a_redelivered_observation_writes_its_record_again(tmp_path: Path) -> No
     start = NOW - 3 * 3600
 
     async def scenario() -> None:
-        async with app.ws_pipeline.test_context() as agent:  # type: ignore[attr-defined]
+        async with pipeline.test_context() as agent:
             for i in range(3):
                 await agent.put(payload(7, start + i * 600), key=b"7")
             for _ in range(300):
@@ -215,7 +226,9 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
 
     from agents.pipeline import Pipeline
 
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, batch_max_events=2))
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, batch_max_events=2),
+                     register_agents=False)  # fmt: skip
+    pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
         getattr(app.ws_topics, name).send = captured.hook(name)
@@ -232,7 +245,7 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
     later = 20
 
     async def scenario() -> None:
-        context = app.ws_pipeline.test_context(supervisor_strategy=OneForOneSupervisor)  # type: ignore[attr-defined]
+        context = pipeline.test_context(supervisor_strategy=OneForOneSupervisor)
         async with context as agent:
 
             async def restart_quietly(exc: BaseException) -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from agents import register_all
 from weatherstream.app import create_app
 from weatherstream.settings import load_settings
 
@@ -19,10 +20,12 @@ from weatherstream.settings import load_settings
 def test_role_decides_agents_tables_and_groups(tmp_path: Path, role: str, agents: set[str], tables: set[str],
                                                sink: bool, group: str) -> None:  # fmt: skip
     settings = load_settings(store="memory://", namespace="unit", data_dir=tmp_path, worker_role=role)
-    app = create_app(settings)
+    app = create_app(settings, register_agents=False)
+    parts = register_all(app)
     assert {name.rsplit(".", 1)[-1] for name in app.agents} == agents
     assert set(app.tables) == tables
     assert app.conf.id == group
     # The sink is a task with a consumer of its own, in one group wherever it runs (never the faust app's).
-    assert hasattr(app, "ws_sink_progress") is hasattr(app, "ws_sink") is sink
+    assert (parts.sink is not None) is sink
+    assert (parts.pipeline is not None) is bool(agents)
     assert settings.sink_group == "unit.sink" != app.conf.id

@@ -32,7 +32,9 @@ from weatherstream.web.catalog import FIELDS as CATALOG_COLUMNS
 from weatherstream.web.catalog import MAX_LIMIT, SORTS, Snapshot, StationCatalog, snapshot_of
 
 if TYPE_CHECKING:
+    from agents import WorkerParts
     from agents.pipeline import PipelineParts
+    from agents.sink import SinkProgress
     from weatherstream.core.codec import CityRecord
 
 logger = logging.getLogger(__name__)
@@ -113,15 +115,22 @@ async def _add_security_headers(request: Any, response: Any) -> None:
         response.headers.setdefault(header, value)
 
 
-def register(app: WeatherStreamApp, pipeline: PipelineParts | None = None) -> None:
-    """Add the views to ``app``. The city views need the pipeline's state (``pipeline`` given); a sink-only
+def problem(view: View, status: int, message: str) -> Response:
+    return respond(view, {"error": message}, status)
+
+
+def city_id_of(text: str) -> int | None:
+    return int(text) if text.isdigit() and len(text) <= 12 else None
+
+
+def register(app: WeatherStreamApp, parts: WorkerParts) -> None:
+    """Add the views to ``app``. The city views need the pipeline's state (``parts.pipeline``); a sink-only
     worker serves health, readiness and metrics."""
-    settings = app.ws_settings
+    pipeline = parts.pipeline
     web_app = getattr(app.web, "web_app", None)  # the aiohttp application of faust's web driver
     if web_app is not None:
         web_app.on_response_prepare.append(_add_security_headers)
-    db = CassandraReader(settings)
-    sink = getattr(app, "ws_sink_progress", None)  # the sink's own consumer (agents/sink.py), where it runs
+    sink = parts.sink.progress if parts.sink is not None else None  # the sink's own consumer, where it runs
 
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:
@@ -140,173 +149,184 @@ def register(app: WeatherStreamApp, pipeline: PipelineParts | None = None) -> No
 
     @app.page("/metrics")
     async def prometheus_metrics(self: View, request: Request) -> Response:
-        # Every value comes from what the worker maintains anyway: no table scan per scrape.
-        if pipeline is not None:
-            now = time.time()
-            for label, count in zip(AGE_LABELS, pipeline.cities.ages(now, AGE_EDGES_S), strict=True):
-                STATIONS.labels(label).set(count)
-            oldest = pipeline.cities.oldest_newest()
-            OLDEST_AGE.set(max(0.0, now - oldest) if oldest is not None else 0.0)
-            table = pipeline.state.table
-            TABLE_KEYS.labels(table.name).set(internals.estimated_keys(table, set(pipeline.cities.partitions)))
-        ROCKSDB_MEMORY.set(internals.rocksdb_memory_bytes())
-        # Only the partitions this worker reads now: one that moved to another worker is reported there.
-        CONSUMER_LAG.clear()
-        if app.consumer is not None:
-            for tp in sorted(app.consumer.assignment()):
-                committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # faust keeps it here
-                try:
-                    highwater = app.consumer.highwater(tp)
-                except Exception as exc:  # noqa: BLE001 - not known yet (just assigned)
-                    logger.debug("no highwater for %s yet: %s", tp, exc)
-                    highwater = None
-                if highwater is not None:
-                    CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - (committed or 0)))
-        if sink is not None:
-            for tp, lag in sink.lag().items():
-                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        update_gauges(app, pipeline, sink)
         return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     if pipeline is not None:
-        register_city_views(app, db, pipeline)
+        register_city_views(app, CityViews(app, CassandraReader(app.ws_settings), pipeline))
 
 
-def register_city_views(app: WeatherStreamApp, db: CassandraReader, pipeline: PipelineParts) -> None:
-    """The JSON API over cities, windows and alerts (on workers that run the pipeline)."""
-    state, aggregator = pipeline.state, pipeline.pipeline.aggregator
+def update_gauges(app: WeatherStreamApp, pipeline: PipelineParts | None, sink: SinkProgress | None) -> None:
+    """The gauges a scrape reads, from what the worker maintains anyway: no table scan per scrape."""
+    if pipeline is not None:
+        now = time.time()
+        for label, count in zip(AGE_LABELS, pipeline.cities.ages(now, AGE_EDGES_S), strict=True):
+            STATIONS.labels(label).set(count)
+        oldest = pipeline.cities.oldest_newest()
+        OLDEST_AGE.set(max(0.0, now - oldest) if oldest is not None else 0.0)
+        table = pipeline.state.table
+        TABLE_KEYS.labels(table.name).set(internals.estimated_keys(table, set(pipeline.cities.partitions)))
+    ROCKSDB_MEMORY.set(internals.rocksdb_memory_bytes())
+    # Only the partitions this worker reads now: one that moved to another worker is reported there.
+    CONSUMER_LAG.clear()
+    if app.consumer is not None:
+        for tp in sorted(app.consumer.assignment()):
+            committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # faust keeps it here
+            try:
+                highwater = app.consumer.highwater(tp)
+            except Exception as exc:  # noqa: BLE001 - not known yet (just assigned)
+                logger.debug("no highwater for %s yet: %s", tp, exc)
+                highwater = None
+            if highwater is not None:
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - (committed or 0)))
+    if sink is not None:
+        for tp, lag in sink.lag().items():
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
-    def problem(view: View, status: int, message: str) -> Response:
-        return respond(view, {"error": message}, status)
 
-    def city_id_of(text: str) -> int | None:
-        return int(text) if text.isdigit() and len(text) <= 12 else None
-
-    async def routed(view: View, request: Request, city_id: int) -> Response | None:
-        """The owner's answer if another worker owns ``city_id``; None when this worker does."""
-        try:
-            # The table's keys are raw bytes; the router hashes what it is given as the raw topic's key is.
-            return await app.router.route_req(state.table.name, city_key(city_id), view.web, request)
-        except SameNode:
-            return None
-
-    def open_windows(city_id: int, record: CityRecord | None) -> list[dict[str, Any]]:
-        """Live aggregates of the city's windows that have data and are not final yet."""
-        if record is None or record.windows is None:
-            return []
-        out = []
-        for window, values in aggregator.open_windows(record.windows, lambda start: state.slice(city_id, start)):
-            values.update(city_id=city_id, kind=window.kind, window_id=window.wid, final=False)
-            out.append(values)
-        return sorted(out, key=lambda v: (v["kind"], v["window_start"]))
-
-    pages = {name: resources.files("weatherstream.web").joinpath("static", name).read_bytes() for name in STATIC}
-
-    def page(view: View, name: str) -> Response:
-        return view.bytes(pages[name], content_type=STATIC[name])
+def register_city_views(app: WeatherStreamApp, views: CityViews) -> None:
+    """The dashboard and the JSON API over cities, windows and alerts (on workers that run the pipeline)."""
 
     @app.page("/")
     async def dashboard(self: View, request: Request) -> Response:
-        return page(self, "index.html")
+        return views.page(self, "index.html")
 
     @app.page("/city/{city_id}")
     async def city_page(self: View, request: Request, city_id: str) -> Response:
-        return page(self, "city.html")
+        return views.page(self, "city.html")
 
     @app.page("/static/{name}")
     async def static(self: View, request: Request, name: str) -> Response:
-        if name not in STATIC or name.endswith(".html"):
-            return problem(self, 404, "no such file")
-        return page(self, name)
-
-    catalog = StationCatalog(lambda: db.run(load_catalog))
+        return views.static(self, name)
 
     @app.page("/api/cities")
     async def cities(self: View, request: Request) -> Response:
         """A page of the stations (``?q=`` search, ``sort=`` one of SORTS, ``order=desc``, ``offset``, ``limit``)."""
+        return await views.cities(self, request)
+
+    @app.page("/api/cities/{city_id}")
+    async def city(self: View, request: Request, city_id: str) -> Response:
+        return await views.at_owner(self, request, city_id, views.city)
+
+    @app.page("/api/cities/{city_id}/aggregates")
+    async def city_aggregates(self: View, request: Request, city_id: str) -> Response:
+        return await views.at_owner(self, request, city_id, views.aggregates)
+
+    @app.page("/api/alerts")
+    async def alerts(self: View, request: Request) -> Response:
+        return await views.alerts(self, request)
+
+
+class CityViews:
+    """What the city views answer, from the pipeline's state (this worker's cities) and Cassandra (history)."""
+
+    def __init__(self, app: WeatherStreamApp, db: CassandraReader, pipeline: PipelineParts) -> None:
+        self.app = app
+        self.db = db
+        self.state = pipeline.state
+        self.aggregator = pipeline.pipeline.aggregator
+        self.pages = {name: resources.files("weatherstream.web").joinpath("static", name).read_bytes()
+                      for name in STATIC}  # fmt: skip
+        self.catalog = StationCatalog(lambda: db.run(load_catalog))
+
+    def page(self, view: View, name: str) -> Response:
+        return view.bytes(self.pages[name], content_type=STATIC[name])
+
+    def static(self, view: View, name: str) -> Response:
+        if name not in STATIC or name.endswith(".html"):
+            return problem(view, 404, "no such file")
+        return self.page(view, name)
+
+    async def cities(self, view: View, request: Request) -> Response:
         query = request.query
         sort, order = query.get("sort", "name"), query.get("order", "asc")
         if sort not in SORTS or order not in ("asc", "desc"):
-            return problem(self, 400, f"sort must be one of {', '.join(SORTS)} and order asc or desc")
+            return problem(view, 400, f"sort must be one of {', '.join(SORTS)} and order asc or desc")
         try:
             offset, limit = int(query.get("offset", "0")), int(query.get("limit", "50"))
         except ValueError:
-            return problem(self, 400, "offset and limit must be whole numbers")
+            return problem(view, 400, "offset and limit must be whole numbers")
         if offset < 0 or not 1 <= limit <= MAX_LIMIT:
-            return problem(self, 400, f"offset must be 0 or more and limit between 1 and {MAX_LIMIT}")
+            return problem(view, 400, f"offset must be 0 or more and limit between 1 and {MAX_LIMIT}")
         try:
-            snapshot = await catalog.current()
+            snapshot = await self.catalog.current()
         except Exception as exc:  # noqa: BLE001 - said to the caller, not raised
-            return problem(self, 503, f"Cassandra is not reachable: {type(exc).__name__}")
-        return respond(self, snapshot.page(query.get("q", "")[:100], sort, order == "desc", offset, limit,
+            return problem(view, 503, f"Cassandra is not reachable: {type(exc).__name__}")
+        return respond(view, snapshot.page(query.get("q", "")[:100], sort, order == "desc", offset, limit,
                                            now=time.time()))  # fmt: skip
 
-    async def at_owner(view: View, request: Request, text: str,
+    async def at_owner(self, view: View, request: Request, text: str,
                        local: Callable[[View, Request, int], Awaitable[Response]]) -> Response:  # fmt: skip
         """Answer with ``local`` on the worker that owns the city (forwarding there if that is another one)."""
         city_id = city_id_of(text)
         if city_id is None:
             return problem(view, 400, f"city id must be a number, e.g. /api/cities/2950159, not {text[:20]!r}")
-        forwarded = await routed(view, request, city_id)
-        return forwarded if forwarded is not None else await local(view, request, city_id)
+        try:
+            # The table's keys are raw bytes; the router hashes what it is given as the raw topic's key is.
+            return await self.app.router.route_req(self.state.table.name, city_key(city_id), view.web, request)
+        except SameNode:
+            return await local(view, request, city_id)
 
-    @app.page("/api/cities/{city_id}")
-    async def city(self: View, request: Request, city_id: str) -> Response:
-        return await at_owner(self, request, city_id, city_view)
-
-    async def city_view(self: View, request: Request, city_id: int) -> Response:
-        record = state.record(city_id)
+    async def city(self, view: View, request: Request, city_id: int) -> Response:
+        record = self.state.record(city_id)
         if record is None or record.latest is None:
-            return problem(self, 404, f"no observation of city {city_id} yet")
-        return respond(self, {
+            return problem(view, 404, f"no observation of city {city_id} yet")
+        return respond(view, {
             "city_id": city_id,
             "latest": record.latest,
             "watermark": record.windows.wm if record.windows is not None else None,
-            "open_windows": open_windows(city_id, record),
+            "open_windows": self.open_windows(city_id, record),
             "open_incidents": sorted((record.anomaly or {}).get("incidents", {})),
-            "served_by": str(app.conf.canonical_url),
+            "served_by": str(self.app.conf.canonical_url),
         })  # fmt: skip
 
-    @app.page("/api/cities/{city_id}/aggregates")
-    async def city_aggregates(self: View, request: Request, city_id: str) -> Response:
-        return await at_owner(self, request, city_id, aggregates_view)
-
-    async def aggregates_view(self: View, request: Request, city_id: int) -> Response:
+    async def aggregates(self, view: View, request: Request, city_id: int) -> Response:
         now = dt.datetime.now(dt.timezone.utc)
         try:
             end = _time(request.query.get("to"), now)
             start = _time(request.query.get("from"), end - dt.timedelta(days=2))
         except ValueError as exc:
-            return problem(self, 400, f"from/to: {exc}")
-        kind = request.query.get("kind")
-        kinds = [kind] if kind else list(aggregator.spec.kinds)
-        if kind and kind not in aggregator.spec.kinds:
-            return problem(self, 400, f"kind must be one of {', '.join(aggregator.spec.kinds)}")
+            return problem(view, 400, f"from/to: {exc}")
+        kind, known = request.query.get("kind"), self.aggregator.spec.kinds
+        if kind and kind not in known:
+            return problem(view, 400, f"kind must be one of {', '.join(known)}")
+        kinds = [kind] if kind else list(known)
         try:
-            closed = await db.run(read_aggregates, city_id, kinds, start, end)
+            closed = await self.db.run(read_aggregates, city_id, kinds, start, end)
         except Exception as exc:  # noqa: BLE001
-            return problem(self, 503, f"Cassandra is not reachable: {type(exc).__name__}")
+            return problem(view, 503, f"Cassandra is not reachable: {type(exc).__name__}")
         for row in closed:
             row["final"] = True
-        live = [w for w in open_windows(city_id, state.record(city_id))
+        live = [w for w in self.open_windows(city_id, self.state.record(city_id))
                 if w["kind"] in kinds and start.timestamp() <= w["window_start"] < end.timestamp()]  # fmt: skip
         for w in live:
             w["window_start"] = dt.datetime.fromtimestamp(w["window_start"], tz=dt.timezone.utc)
             w["window_end"] = dt.datetime.fromtimestamp(w["window_end"], tz=dt.timezone.utc)
         merged = sorted(closed + live, key=lambda r: (r["kind"], r["window_start"]))
-        return respond(self, {"city_id": city_id, "aggregates": merged})
+        return respond(view, {"city_id": city_id, "aggregates": merged})
 
-    @app.page("/api/alerts")
-    async def alerts(self: View, request: Request) -> Response:
+    async def alerts(self, view: View, request: Request) -> Response:
         text = request.query.get("city", "")
         if not text.isdigit():
-            return problem(self, 400, "give ?city=ID (and optionally &since=ISO time or epoch seconds)")
+            return problem(view, 400, "give ?city=ID (and optionally &since=ISO time or epoch seconds)")
         now = dt.datetime.now(dt.timezone.utc)
         try:
             since = _time(request.query.get("since"), now - dt.timedelta(days=7))
         except ValueError as exc:
-            return problem(self, 400, f"since: {exc}")
+            return problem(view, 400, f"since: {exc}")
         try:
-            rows = await db.run(read_alerts, int(text), since, now + dt.timedelta(days=1))
+            rows = await self.db.run(read_alerts, int(text), since, now + dt.timedelta(days=1))
         except Exception as exc:  # noqa: BLE001
-            return problem(self, 503, f"Cassandra is not reachable: {type(exc).__name__}")
-        return respond(self, {"alerts": rows})
+            return problem(view, 503, f"Cassandra is not reachable: {type(exc).__name__}")
+        return respond(view, {"alerts": rows})
+
+    def open_windows(self, city_id: int, record: CityRecord | None) -> list[dict[str, Any]]:
+        """Live aggregates of the city's windows that have data and are not final yet."""
+        if record is None or record.windows is None:
+            return []
+        out = []
+        windows = self.aggregator.open_windows(record.windows, lambda start: self.state.slice(city_id, start))
+        for window, values in windows:
+            values.update(city_id=city_id, kind=window.kind, window_id=window.wid, final=False)
+            out.append(values)
+        return sorted(out, key=lambda v: (v["kind"], v["window_start"]))
