@@ -22,6 +22,8 @@ class Alert(faust.Record, serializer="json", include_metadata=False):
         incident_start, observed_at: UTC epoch seconds of the incident's first and of this observation.
         detected_at: wall-clock time of detection, UTC epoch seconds.
         historical: the observation was older than the historical limit when detected (a replay).
+        message: the alert in one line for people: what changed, by how much, over what span, against which
+            reference and threshold (``weatherstream.core.anomaly.texts``).
     """
 
     alert_id: str

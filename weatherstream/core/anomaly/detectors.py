@@ -24,7 +24,14 @@ entry_time = operator.itemgetter(0)
 
 
 class Signal(NamedTuple):
-    """A detector's judgement of one kind (a named tuple: a dozen are made per observation)."""
+    """A detector's judgement of one kind (a named tuple: a dozen are made per observation).
+
+    ``limit`` is the bound the level was judged against (the warning or critical threshold reached, or the
+    clear threshold when below it), in the detector's own terms: the value's unit for thresholds, standard
+    scores for the baseline kinds, the change's unit for rate kinds, a count for a stuck sensor, times the
+    usual interval for a silent station. Rate kinds also give ``since``, the time of the earlier observation
+    the change is measured from (its value is ``reference``).
+    """
 
     kind: str
     level: int
@@ -32,6 +39,8 @@ class Signal(NamedTuple):
     reference: float | None = None
     score: float | None = None
     unit: str = ""
+    limit: float | None = None
+    since: float | None = None
 
     @property
     def severity(self) -> str:
@@ -60,7 +69,8 @@ class Threshold:
         level = CRITICAL if signed >= sign * self.critical else WARNING if signed >= sign * self.warning else NONE
         if level == NONE and active and signed >= sign * self.clear:
             level = INFO  # still inside the hysteresis band: the incident stays open
-        return Signal(self.kind, level, value, self.warning, None, self.unit)
+        limit = self.critical if level == CRITICAL else self.warning if level == WARNING else self.clear
+        return Signal(self.kind, level, value, self.warning, None, self.unit, limit)
 
 
 DEFAULT_THRESHOLDS = (
@@ -96,7 +106,8 @@ class StatisticalDetector:
             level = CRITICAL if s >= self.critical_z else WARNING if s >= self.warning_z else NONE
             if level == NONE and active.get(kind) and s >= self.clear_z:
                 level = INFO
-            out.append(Signal(kind, level, temp_c, mean, round(z, 3), "°C"))
+            limit = self.critical_z if level == CRITICAL else self.warning_z if level == WARNING else self.clear_z
+            out.append(Signal(kind, level, temp_c, mean, round(z, 3), "°C", limit))
         return out
 
 
@@ -117,8 +128,13 @@ class RateDetector:
         before = bisect.bisect_left(history, t, key=entry_time)  # history[:before] is earlier than t
         if obs.pressure_hpa is not None:
             since = bisect.bisect_left(history, t - 3 * 3600, hi=before, key=entry_time)
-            earlier = [p for (_, _, p) in history[since:before] if p is not None]
-            fall = (max(earlier) - obs.pressure_hpa) if earlier else 0.0
+            # the highest pressure of the last 3 h (the earliest of equal ones: the fall's whole span)
+            top: float | None = None
+            top_t: float | None = None
+            for e_t, _, p in history[since:before]:
+                if p is not None and (top is None or p > top):
+                    top, top_t = p, e_t
+            fall = (top - obs.pressure_hpa) if top is not None else 0.0
             level = (
                 CRITICAL
                 if fall >= self.pressure_fall_critical_hpa
@@ -128,16 +144,20 @@ class RateDetector:
             )
             if level == NONE and active.get("pressure_drop") and fall >= self.pressure_fall_hpa / 2:
                 level = INFO
-            out.append(Signal("pressure_drop", level, obs.pressure_hpa, max(earlier) if earlier else None,
-                              round(fall, 3), "hPa"))  # fmt: skip
+            limit = self.pressure_fall_critical_hpa if level == CRITICAL else self.pressure_fall_hpa
+            out.append(Signal("pressure_drop", level, obs.pressure_hpa, top, round(fall, 3), "hPa", limit, top_t))
         if obs.temp_c is not None:
             since = bisect.bisect_left(history, t - 3600, hi=before, key=entry_time)
-            earlier_t = [x for (_, x, _) in history[since:before] if x is not None]
-            change = max((abs(obs.temp_c - x) for x in earlier_t), default=0.0)
+            # the earlier temperature farthest from this one (the earliest of equally far ones)
+            change, far, far_t = 0.0, None, None
+            for e_t, x, _ in history[since:before]:
+                if x is not None and (far is None or abs(obs.temp_c - x) > change):
+                    change, far, far_t = abs(obs.temp_c - x), x, e_t
             level = (
                 CRITICAL if change >= self.temp_change_critical_c else WARNING if change >= self.temp_change_c else NONE
             )
-            out.append(Signal("temp_jump", level, obs.temp_c, None, round(change, 3), "°C"))
+            limit = self.temp_change_critical_c if level == CRITICAL else self.temp_change_c
+            out.append(Signal("temp_jump", level, obs.temp_c, far, round(change, 3), "°C", limit, far_t))
         return out
 
 
@@ -156,10 +176,9 @@ class QualityDetector:
 
     def stuck(self, repeats: int) -> Signal:
         return Signal("stuck_sensor", WARNING if repeats >= self.stuck_after else NONE, float(repeats),
-                      float(self.stuck_after), None, "observations")  # fmt: skip
+                      float(self.stuck_after), None, "observations", float(self.stuck_after))  # fmt: skip
 
     def silent(self, gap_s: float, cadence_s: float) -> Signal:
         limit = self.silent_factor * cadence_s
-        return Signal(
-            "silent_station", WARNING if gap_s > limit else NONE, gap_s, limit, round(gap_s / cadence_s, 2), "s"
-        )
+        return Signal("silent_station", WARNING if gap_s > limit else NONE, gap_s, limit, round(gap_s / cadence_s, 2),
+                      "s", self.silent_factor)  # fmt: skip

@@ -36,6 +36,7 @@ from weatherstream.core.anomaly.detectors import (
     entry_time,
     reading,
 )
+from weatherstream.core.anomaly.texts import describe
 
 State = dict[str, Any]
 HISTORY_S = 3 * 3600
@@ -229,32 +230,13 @@ class AnomalyEngine:
                 state,
                 signal,
                 SEVERITY_NAMES.get(incident["level"], "warning"),
+                t,
+                historical,
             ),
         }
         if historical and self.config.suppress_historical:
             return
         out.alerts.append(alert)
-
-
-_WHAT = {
-    "temp_high": "temperature far above its usual value for this hour",
-    "temp_low": "temperature far below its usual value for this hour",
-    "heat": "extreme heat", "frost": "severe frost", "storm": "storm-force wind", "gust": "damaging gusts",
-    "heavy_rain": "heavy rain", "heavy_snow": "heavy snow", "pressure_drop": "rapidly falling pressure",
-    "temp_jump": "sudden temperature change", "stuck_sensor": "readings stuck at the same values",
-    "silent_station": "no observations",
-}  # fmt: skip
-
-
-def describe(city: str, kind: str, state: str, signal: Signal, severity: str) -> str:
-    """One line for people: what, how much, compared with what."""
-    what = _WHAT.get(kind, kind)
-    if state == "resolved":
-        return f"{city}: {what} is over"
-    value = "" if signal.value is None else f" {signal.value:.1f} {signal.unit}".rstrip()
-    reference = "" if signal.reference is None else f" (reference {signal.reference:.1f} {signal.unit})".rstrip()
-    score = "" if signal.score is None else f", score {signal.score:.1f}"
-    return f"{city}: {what}:{value}{reference}{score} [{severity}]"
 
 
 def confirm(state: State, delivered: set[str]) -> State:
