@@ -87,7 +87,10 @@ def test_any_worker_answers_for_any_city(settings: Settings, start_worker, tmp_p
     status, problem = get_json(first.web_port, "/api/cities/abc")
     assert status == 400 and "must be a number" in problem["error"]
     assert get_json(first.web_port, f"/api/cities/{city_id}/aggregates?kind=nope")[0] == 400
-    assert get_json(first.web_port, "/api/alerts")[0] == 400
+    status, network = get_json(first.web_port, "/api/alerts?severity=warning,critical&limit=5")
+    assert status == 200 and network["limit"] == 5 and network["total"] >= len(network["alerts"])
+    status, problem = get_json(first.web_port, "/api/alerts?kind=tornado")
+    assert status == 400 and "kind must be one or more of" in problem["error"]
     assert get(first.web_port, "/api/cities", method="POST")[0] == 405
     status, headers, _ = get(first.web_port, "/health")
     assert status == 200 and headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"

@@ -26,8 +26,9 @@ from weatherstream import internals
 from weatherstream.app import WeatherStreamApp
 from weatherstream.db import connect_settings
 from weatherstream.settings import Settings
-from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_latest
+from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_latest, read_network_alerts
 from weatherstream.times import parse_utc
+from weatherstream.web import alertquery
 from weatherstream.web.catalog import FIELDS as CATALOG_COLUMNS
 from weatherstream.web.catalog import MAX_LIMIT, SORTS, Snapshot, StationCatalog, snapshot_of
 
@@ -52,6 +53,8 @@ STATIC = {"index.html": "text/html", "city.html": "text/html", "dashboard.js": "
 #: the edges of the freshness buckets of weatherstream_stations (seconds since a station's newest observation)
 AGE_EDGES_S = (3600.0, 6 * 3600.0, 24 * 3600.0)
 AGE_LABELS = ("under_1h", "1h_to_6h", "6h_to_24h", "over_24h")
+#: the most alert messages one network-wide /api/alerts request reads (its answer says when it stopped there)
+NETWORK_ALERT_ROWS = 20_000
 
 STATIONS = Gauge("weatherstream_stations", "Stations this worker owns, by the age of their newest observation.",
                  ["age"])  # fmt: skip
@@ -306,19 +309,20 @@ class CityViews:
         return respond(view, {"city_id": city_id, "aggregates": merged})
 
     async def alerts(self, view: View, request: Request) -> Response:
-        text = request.query.get("city", "")
-        if not text.isdigit():
-            return problem(view, 400, "give ?city=ID (and optionally &since=ISO time or epoch seconds)")
-        now = dt.datetime.now(dt.timezone.utc)
+        """Alert messages, newest first: of one city (``city=``) or of the whole network, filtered and paged
+        (:mod:`weatherstream.web.alertquery`)."""
         try:
-            since = _time(request.query.get("since"), now - dt.timedelta(days=7))
-        except ValueError as exc:
-            return problem(view, 400, f"since: {exc}")
+            query = alertquery.parse(request.query, now=time.time())
+        except alertquery.BadQuery as exc:
+            return problem(view, 400, str(exc))
         try:
-            rows = await self.db.run(read_alerts, int(text), since, now + dt.timedelta(days=1))
+            if query.city_id is not None:
+                rows, truncated = await self.db.run(read_alerts, query.city_id, query.start, query.end), False
+            else:
+                rows, truncated = await self.db.run(read_network_alerts, query.start, query.end, NETWORK_ALERT_ROWS)
         except Exception as exc:  # noqa: BLE001
             return problem(view, 503, f"Cassandra is not reachable: {type(exc).__name__}")
-        return respond(view, {"alerts": rows})
+        return respond(view, query.page(rows, truncated))
 
     def open_windows(self, city_id: int, record: CityRecord | None) -> list[dict[str, Any]]:
         """Live aggregates of the city's windows that have data and are not final yet."""

@@ -1,0 +1,69 @@
+"""/api/alerts' query: filters, time range and paging, and what a bad request is told."""
+
+from __future__ import annotations
+
+import datetime as dt
+import doctest
+
+import pytest
+
+from weatherstream.web import alertquery
+from weatherstream.web.alertquery import MAX_NETWORK_DAYS, BadQuery, parse
+
+NOW = 1_790_000_000.0
+UTC = dt.timezone.utc
+
+
+def rows() -> list[dict[str, object]]:
+    """Newest first, as Cassandra gives them."""
+    kinds = ["storm", "heat", "storm", "frost", "storm"]
+    return [
+        {"alert_id": f"{i}", "kind": k, "severity": "critical" if i % 2 else "warning",
+         "state": "open" if i < 3 else "resolved", "city_id": 100 + i % 2}
+        for i, k in enumerate(kinds)
+    ]  # fmt: skip
+
+
+def test_filters_combine_and_pages_keep_cassandras_newest_first_order() -> None:
+    page = parse({"kind": "storm,frost", "state": "open,resolved", "limit": "2"}, NOW).page(rows(), truncated=False)
+    assert [a["alert_id"] for a in page["alerts"]] == ["0", "2"] and page["total"] == 4
+    page = parse({"kind": "storm,frost", "offset": "2", "limit": "2"}, NOW).page(rows(), truncated=False)
+    assert [a["alert_id"] for a in page["alerts"]] == ["3", "4"]
+    page = parse({"severity": "critical", "city": "101"}, NOW).page(rows(), truncated=True)
+    assert [a["alert_id"] for a in page["alerts"]] == ["1", "3"] and page["truncated"] is True
+
+
+def test_default_ranges_are_a_citys_week_and_the_networks_day() -> None:
+    now = dt.datetime.fromtimestamp(NOW, tz=UTC)
+    city, network = parse({"city": "7"}, NOW), parse({}, NOW)
+    assert city.start == now - dt.timedelta(days=7) and network.start == now - dt.timedelta(days=1)
+    assert city.end == network.end == now + dt.timedelta(days=1)  # alerts of observations stamped a bit ahead
+    since = parse({"since": "2026-09-01T00:00Z", "until": "1790000000"}, NOW)
+    assert (since.start, since.end) == (dt.datetime(2026, 9, 1, tzinfo=UTC), now)
+
+
+@pytest.mark.parametrize(
+    ("query", "complaint"),
+    [
+        ({"kind": "tornado"}, "kind must be one or more of"),
+        ({"severity": "high"}, "severity must be one or more of info, warning, critical"),
+        ({"state": "closed"}, "state must be one or more of open, update, resolved"),
+        ({"city": "x1"}, "city must be a city id"),
+        ({"limit": "0"}, "limit must be a whole number from 1 to 500"),
+        ({"offset": "-1"}, "offset must be a whole number"),
+        ({"since": "yesterday"}, "since:"),
+        ({"since": "2026-10-02T00:00Z", "until": "2026-10-01T00:00Z"}, "since must be before until"),
+        ({"since": "2000-01-01T00:00Z"}, f"at most {MAX_NETWORK_DAYS} days apart"),
+    ],
+)
+def test_a_bad_query_is_told_what_to_change(query: dict[str, str], complaint: str) -> None:
+    with pytest.raises(BadQuery, match=complaint):
+        parse(query, NOW)
+
+
+def test_one_citys_history_may_span_years() -> None:
+    assert parse({"city": "7", "since": "2000-01-01T00:00Z"}, NOW).start.year == 2000
+
+
+def test_the_modules_example_runs() -> None:
+    assert doctest.testmod(alertquery).failed == 0
