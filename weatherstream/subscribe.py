@@ -85,8 +85,7 @@ async def read_all_alerts(settings: Settings) -> list[Alert]:
 
 
 def format_alert(alert: Alert) -> str:
-    """One readable line."""
+    """One readable line (a historical alert's message says so itself)."""
     when = dt.datetime.fromtimestamp(alert.observed_at, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%MZ")
     city = f"{alert.city_name or '?'} ({alert.city_id})"
-    flag = " [historical]" if alert.historical else ""
-    return f"{when}  {alert.state.upper():8} {alert.severity:8} {city:28} {alert.kind:15} {alert.message}{flag}"
+    return f"{when}  {alert.state.upper():8} {alert.severity:8} {city:28} {alert.kind:15} {alert.message}"

@@ -54,11 +54,30 @@ def test_default_ranges_are_a_citys_week_and_the_networks_day() -> None:
         ({"since": "yesterday"}, "since:"),
         ({"since": "2026-10-02T00:00Z", "until": "2026-10-01T00:00Z"}, "since must be before until"),
         ({"since": "2000-01-01T00:00Z"}, f"at most {MAX_NETWORK_DAYS} days apart"),
+        ({"since": "2026-08-01T00:00Z", "until": "2026-09-01T00:00:01Z"}, f"at most {MAX_NETWORK_DAYS} days apart"),
+        ({"limit": "²"}, "limit must be a whole number"),
+        ({"offset": "9" * 5000}, "offset must be a whole number"),
+        ({"city": "①"}, "city must be a city id"),
+        ({"until": "0001-01-01T00:00Z"}, "between the years 1 and 9999"),
     ],
 )
 def test_a_bad_query_is_told_what_to_change(query: dict[str, str], complaint: str) -> None:
     with pytest.raises(BadQuery, match=complaint):
         parse(query, NOW)
+
+
+def test_until_alone_looks_back_the_default_span_from_there() -> None:
+    until = dt.datetime(2026, 9, 1, tzinfo=UTC)
+    assert parse({"until": "2026-09-01T00:00Z"}, NOW).start == until - dt.timedelta(days=1)
+    assert parse({"until": "2026-09-01T00:00Z", "city": "7"}, NOW).start == until - dt.timedelta(days=7)
+    a_month = parse({"since": "2026-08-01T00:00Z", "until": "2026-09-01T00:00Z"}, NOW)
+    assert a_month.end - a_month.start == dt.timedelta(days=MAX_NETWORK_DAYS)
+
+
+def test_a_truncated_read_says_where_it_stopped() -> None:
+    read = [{**row, "observed_at": 100 - i} for i, row in enumerate(rows())]
+    assert parse({}, NOW).page(read, truncated=True)["oldest_read"] == 96
+    assert parse({}, NOW).page(read, truncated=False)["oldest_read"] is None
 
 
 def test_one_citys_history_may_span_years() -> None:

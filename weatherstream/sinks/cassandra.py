@@ -448,15 +448,17 @@ def read_latest(session: Session, keyspace: str, columns: Sequence[str] | None =
 def read_network_alerts(session: Session, keyspace: str, start: dt.datetime, end: dt.datetime,
                         max_rows: int) -> tuple[list[dict[str, Any]], bool]:  # fmt: skip
     """Alert messages of every city observed in ``[start, end)``, newest first (one ``alerts_by_day`` partition
-    per UTC day, the newest day first), at most ``max_rows``; True when the read stopped there."""
+    per UTC day, the newest day first), at most ``max_rows``; True when more were there."""
     query = session.prepare(f"SELECT * FROM {keyspace}.alerts_by_day WHERE day = ? AND observed_at >= ? "
                             "AND observed_at < ? LIMIT ?")  # fmt: skip
     out: list[dict[str, Any]] = []
-    day = end.astimezone(dt.timezone.utc).date()
-    while day >= start.astimezone(dt.timezone.utc).date() and len(out) < max_rows:
-        out.extend(_aware(row._asdict()) for row in session.execute(query, (day, start, end, max_rows - len(out))))
-        day -= dt.timedelta(days=1)
-    return out, len(out) >= max_rows
+    utc = dt.timezone.utc
+    for day in _days(start.astimezone(utc), end.astimezone(utc) - dt.timedelta(microseconds=1)):
+        found = session.execute(query, (day, start, end, max_rows + 1 - len(out)))
+        out.extend(_aware(row._asdict()) for row in found)
+        if len(out) > max_rows:
+            return out[:max_rows], True
+    return out, False
 
 
 def read_alerts(session: Session, keyspace: str, city_id: int, start: dt.datetime,

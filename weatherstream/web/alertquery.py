@@ -58,6 +58,7 @@ class AlertQuery:
         """The page of the rows that match (``rows`` newest first, as Cassandra gives them). ``truncated``: the
         read stopped at its row limit, so ``total`` counts only what was read."""
         matching = [row for row in rows if self.matches(row)]
+        oldest = rows[-1].get("observed_at") if rows else None
         return {
             "alerts": matching[self.offset : self.offset + self.limit],
             "total": len(matching),
@@ -66,6 +67,8 @@ class AlertQuery:
             "from": self.start,
             "to": self.end,
             "truncated": truncated,
+            # where the read stopped: a client goes on from there with until=<oldest_read>
+            "oldest_read": oldest if truncated else None,
         }
 
 
@@ -78,17 +81,21 @@ def _choices(query: Mapping[str, str], name: str, allowed: Sequence[str]) -> fro
     return given
 
 
+def _digits(text: str, most: int) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= most
+
+
 def _number(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     text = query.get(name, str(default))
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not _digits(text, len(str(high))) or not low <= int(text) <= high:
         raise BadQuery(f"{name} must be a whole number from {low} to {high}")
     return int(text)
 
 
-def _time(query: Mapping[str, str], name: str, default: dt.datetime) -> dt.datetime:
+def _time(query: Mapping[str, str], name: str) -> dt.datetime | None:
     text = query.get(name)
     if not text:
-        return default
+        return None
     try:
         return parse_utc(text)
     except ValueError as exc:
@@ -99,15 +106,21 @@ def parse(query: Mapping[str, str], now: float) -> AlertQuery:
     """The query of ``/api/alerts``: ``city`` (an id), ``kind``, ``severity``, ``state`` (comma-separated
     lists), ``since`` / ``until`` (ISO 8601 or epoch seconds), ``offset``, ``limit``."""
     city = query.get("city", "")
-    if city and not (city.isdigit() and len(city) <= 12):
+    if city and not _digits(city, 12):
         raise BadQuery(f"city must be a city id, e.g. city=2950159, not {city[:20]!r}")
     city_id = int(city) if city else None
-    end = _time(query, "until", dt.datetime.fromtimestamp(now, tz=dt.timezone.utc) + dt.timedelta(days=1))
-    days = CITY_DAYS if city_id is not None else NETWORK_DAYS
-    start = _time(query, "since", end - dt.timedelta(days=days + 1))
+    days = dt.timedelta(days=CITY_DAYS if city_id is not None else NETWORK_DAYS)
+    now_utc = dt.datetime.fromtimestamp(now, tz=dt.timezone.utc)
+    since, until = _time(query, "since"), _time(query, "until")
+    try:
+        # by default up to a day ahead: observations stamped a little ahead of this worker's clock
+        end = until if until is not None else now_utc + dt.timedelta(days=1)
+        start = since if since is not None else (until if until is not None else now_utc) - days
+    except OverflowError:
+        raise BadQuery("since and until must be times between the years 1 and 9999") from None
     if start >= end:
         raise BadQuery("since must be before until")
-    if city_id is None and end - start > dt.timedelta(days=MAX_NETWORK_DAYS + 1):
+    if city_id is None and end - start > dt.timedelta(days=MAX_NETWORK_DAYS):
         raise BadQuery(f"across the network, since and until may be at most {MAX_NETWORK_DAYS} days apart "
                        "(give city=ID for a longer look at one city)")  # fmt: skip
     return AlertQuery(

@@ -266,9 +266,10 @@ class CityViews:
             return problem(view, 400, f"city id must be a number, e.g. /api/cities/2950159, not {text[:20]!r}")
         try:
             # The table's keys are raw bytes; the router hashes what it is given as the raw topic's key is.
-            return await self.app.router.route_req(self.state.table.name, city_key(city_id), view.web, request)
+            forwarded = await self.app.router.route_req(self.state.table.name, city_key(city_id), view.web, request)
         except SameNode:
             return await local(view, request, city_id)
+        return forwarded
 
     async def city(self, view: View, request: Request, city_id: int) -> Response:
         record = self.state.record(city_id)

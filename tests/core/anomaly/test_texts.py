@@ -104,3 +104,12 @@ def test_every_alert_of_a_real_run_has_a_number_and_no_score_jargon(tmp_path: An
     assert run.alerts
     for alert in run.alerts:
         assert "score" not in alert["message"] and any(ch.isdigit() for ch in alert["message"]), alert["message"]
+
+
+def test_the_end_of_a_stuck_or_silent_station_reads_as_a_sentence() -> None:
+    assert describe("Oslo", "stuck_sensor", "resolved", Signal("stuck_sensor", NONE, 1.0), "warning", T0) == (
+        "Oslo: the readings change again"
+    )
+    assert describe("Oslo", "silent_station", "resolved", Signal("silent_station", NONE), "warning", T0) == (
+        "Oslo: observations come in again"
+    )

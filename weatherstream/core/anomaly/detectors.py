@@ -26,8 +26,9 @@ entry_time = operator.itemgetter(0)
 class Signal(NamedTuple):
     """A detector's judgement of one kind (a named tuple: a dozen are made per observation).
 
-    ``limit`` is the bound the level was judged against (the warning or critical threshold reached, or the
-    clear threshold when below it), in the detector's own terms: the value's unit for thresholds, standard
+    ``limit`` is the bound the level was judged against (the warning or critical threshold reached; below
+    warning, the clear threshold where a detector has one, else the warning threshold), in the detector's own
+    terms: the value's unit for thresholds, standard
     scores for the baseline kinds, the change's unit for rate kinds, a count for a stuck sensor, times the
     usual interval for a silent station. Rate kinds also give ``since``, the time of the earlier observation
     the change is measured from (its value is ``reference``).

@@ -19,6 +19,8 @@ WHAT = {
     "temp_jump": "sudden temperature change", "stuck_sensor": "readings stuck at the same values",
     "silent_station": "station silent",
 }  # fmt: skip
+#: how the end of an incident reads, where "<what> is over" does not
+OVER = {"stuck_sensor": "the readings change again", "silent_station": "observations come in again"}
 #: the quantity a threshold kind measures, and on which side of its thresholds danger lies
 MEASURED = {
     "heat": ("temperature", "above"), "frost": ("temperature", "below"), "storm": ("wind", "above"),
@@ -33,7 +35,9 @@ def describe(city: str, kind: str, state: str, signal: Signal, severity: str, ob
     """The alert's line: ``city: what happened; the rule it broke`` (``resolved``: what is over, and where the
     value is now). Historical alerts (about observations older than the historical limit) say so first."""
     if state == "resolved":
-        text = f"{city}: {WHAT.get(kind, kind)} is over{_now(kind, signal)}"
+        text = (
+            f"{city}: {OVER[kind]}" if kind in OVER else f"{city}: {WHAT.get(kind, kind)} is over{_now(kind, signal)}"
+        )
     else:
         text = f"{city}: {_what_happened(kind, signal, observed_at)}{_rule(kind, signal, severity)}"
     if historical:
