@@ -55,6 +55,8 @@ JOIN_WAIT_S = 2.0
 NOT_SEEN = -1
 #: how long the guard tries to read offsets from the brokers before it gives up (the agent then restarts)
 BROKER_READ_S = 60.0
+#: seeks after which a restart's rewind whose offset has not come checks that the offset still holds a record
+CHECK_TARGET_AFTER_SEEKS = 5
 
 
 class WorkerStopping(Exception):
@@ -136,12 +138,12 @@ async def event_batches(
     max_events: int,
     within_s: float,
     on_restart: Callable[[], Awaitable[None]] | None = None,
-) -> AsyncIterator[list[EventT]]:
+) -> AsyncGenerator[list[EventT], None]:
     """The events of ``stream`` in batches: a batch is handed on once it holds ``max_events``, or ``within_s``
     after its first event came. With no input nothing wakes up (faust's ``take_events`` wakes every
     ``within_s``: about half the CPU of an idle worker). Events are acknowledged once the next batch is asked
-    for (the caller may hold them longer: :class:`HeldBatch`). While a full batch waits to be taken, the
-    stream waits too.
+    for (the caller may hold them longer: :class:`HeldBatch`), never when the generator is closed instead. While
+    a full batch waits to be taken, the stream waits too.
 
     When the agent started again on the same stream (faust restarts a crashed agent this way), the events the
     earlier run held are dropped unacknowledged, and ``on_restart`` is awaited before the first batch is
@@ -188,11 +190,11 @@ async def event_batches(
         came.clear()
         full.clear()
         room.set()
-        try:
-            yield batch
-        finally:
-            for event in batch:
-                await stream.ack(event)
+        yield batch
+        # Asked for the next batch: this one is done with. Never when the generator is closed or cancelled
+        # instead (the agent failed): a batch not held yet (HeldBatch) must not count as handled.
+        for event in batch:
+            await stream.ack(event)
 
 
 def newest_offsets(events: Sequence[EventT], into: dict[TP, int] | None = None) -> dict[TP, int]:
@@ -293,8 +295,9 @@ async def joined_batches(
                 newest_offsets(more, newest)
             yield batch
     finally:
-        if taking is not None:
+        if taking is not None:  # asking ``batches`` for more: stop that (then it can be closed too)
             taking.cancel()
+            await asyncio.wait({taking})
 
 
 class OffsetGuard:
@@ -319,6 +322,7 @@ class OffsetGuard:
         # partition -> (offset sought back to, offset seen after the jump)
         self.rewinding: dict[TP, tuple[int, int]] = {}
         self.sought_at: dict[TP, float] = {}
+        self.seeks: dict[TP, int] = {}  # seeks of the current rewind
         app.on_partitions_assigned.connect(self._forget)
         app.on_partitions_revoked.connect(self._forget)
         app.timer(interval=RESEEK_AFTER_S, name=f"{agent}.offset_guard")(self._seek_again)
@@ -328,19 +332,43 @@ class OffsetGuard:
         self.group_committed.clear()
         self.rewinding.clear()
         self.sought_at.clear()
+        self.seeks.clear()
 
     async def _seek(self, tp: TP, offset: int) -> None:
         self.sought_at[tp] = time.monotonic()
+        self.seeks[tp] = self.seeks.get(tp, 0) + 1
+        internals.forget_progress_from(self.app.consumer, tp, offset)
         await self.app.consumer.seek_wait({tp: offset})
 
     async def _seek_again(self) -> None:
         """A seek can be undone by records the consumer fetched before it and handles after it; until the
         sought offset arrives, seek again."""
         now = time.monotonic()
-        for tp, (target, _) in list(self.rewinding.items()):
+        for tp, (target, jumped_to) in list(self.rewinding.items()):
             if now - self.sought_at.get(tp, 0.0) >= RESEEK_AFTER_S and tp in self.app.consumer.assignment():
+                if jumped_to == NOT_SEEN and self.seeks.get(tp, 0) >= CHECK_TARGET_AFTER_SEEKS:
+                    await self._check_target(tp, target)
+                    continue
                 logger.info("%s: %s offset %d has not arrived since the seek; seeking again", self.agent, tp, target)
                 await self._seek(tp, target)
+
+    async def _check_target(self, tp: TP, target: int) -> None:
+        """A rewind after a restart whose offset does not come: the partition may have no record there any more
+        (retention). Go on from its first record at or after it, or, with none, from what comes next."""
+        self.seeks[tp] = 0
+        highwater = self.app.consumer.highwater(tp)
+        first = await self.first_record(tp, target, highwater) if highwater is not None else None
+        if first is None:
+            logger.warning("%s: %s holds no record from offset %d on; going on", self.agent, tp, target)
+            del self.rewinding[tp]
+            self.expected.pop(tp, None)
+        elif first != target:
+            logger.warning("%s: %s has no record at offset %d; going on from %d", self.agent, tp, target, first)
+            self.rewinding[tp] = (first, NOT_SEEN)
+            self.expected[tp] = first
+            await self._seek(tp, first)
+        else:
+            await self._seek(tp, target)
 
     async def restart(self, topics: Collection[str]) -> None:
         """The agent was restarted on its stream after a crash: what the crashed run took and had not handled must
@@ -454,6 +482,10 @@ class OffsetGuard:
                                 offset - 1)  # fmt: skip
                     self.expected[tp] = offset
                 del self.rewinding[tp]
+                self.seeks.pop(tp, None)
+                # Records fetched before the seek and drained after it made faust note offsets from the target on
+                # as gaps (no records there): they would let its commits run past events not handled yet.
+                internals.forget_progress_from(self.app.consumer, tp, offset)
             expected = self.expected.get(tp)
             if expected is None:  # the partition's first event since a rebalance
                 expected = await self._start_of(tp)

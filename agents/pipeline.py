@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
@@ -45,7 +45,7 @@ from agents.batching import OffsetGuard, WorkerStopping, delivered, event_batche
 from agents.cityindex import CityIndex
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
-from agents.resilience import Backoff, with_retries
+from agents.resilience import with_retries
 from agents.statetable import StateTable
 from models import Aggregate, Alert, Observation, Reason, city_key
 from weatherstream import internals, metrics
@@ -68,6 +68,8 @@ logger = logging.getLogger(__name__)
 REKEY_HEADER = "ws-rekeyed-from"
 #: how long a city with delivered output waits for its next input before a tick confirms the delivery
 CONFIRM_WAIT_S = 1.0
+#: the pause before a run that starts again after a failed batch: the first, doubling up to the second
+RESTART_PAUSE_S = (0.5, 10.0)
 AGGREGATE_FIELDS = set(Aggregate._options.fields)
 ALERT_FIELDS = set(Alert._options.fields)
 #: outputs and changelog records waiting beyond this many bytes are sent before the batch goes on (all of a
@@ -523,10 +525,11 @@ class PipelineAgent:
     """The pipeline agent's body: the stream's events in batches (admitted in offset order by ``guard``), each
     handled by :meth:`Pipeline.handle_batch`; never stops on bad input.
 
-    A batch whose outputs or changelog records the brokers did not take (a send that failed, e.g. while a
-    broker is lost) is not retried alone: the agent starts again on its stream, as after a crash, and the
-    batch and every event taken after it are fetched again from the committed offsets, in order
-    (:meth:`OffsetGuard.restart`).
+    A batch whose outputs or changelog records the brokers did not take for a passing reason (a timeout, a
+    lost connection or leader, e.g. while a broker is lost) is not retried alone: the agent starts again on its
+    stream, as after a crash, and the batch and every event taken after it are fetched again from the committed
+    offsets, in order (:meth:`OffsetGuard.restart`), after a pause that doubles while batches keep failing
+    (:data:`RESTART_PAUSE_S`). Any other error is faust's to handle (it restarts the agent the same way).
     """
 
     def __init__(self, app: WeatherStreamApp, settings: Settings, pipeline: Pipeline, guard: OffsetGuard,
@@ -537,17 +540,22 @@ class PipelineAgent:
         self.guard = guard
         self.fetch = fetch
         self.source_topics = source_topics
+        self.failures = 0  # batches failed since the last one handled
+        self.pause_s = 0.0  # before the next run's first batch
 
     async def run(self, stream: StreamT) -> None:
-        backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 await self.handle_stream(stream)
                 return
             except KafkaError as exc:
-                logger.warning("pipeline: a batch's output did not reach the brokers (%s: %s); starting again on "
-                               "the stream in %.1f s", type(exc).__name__, exc, backoff.delay)  # fmt: skip
-                await backoff.wait()
+                if self.app.should_stop or not passing(exc):
+                    raise
+                self.failures += 1
+                self.pause_s = min(RESTART_PAUSE_S[0] * 2 ** (self.failures - 1), RESTART_PAUSE_S[1])
+                log = logger.error if self.failures >= 5 else logger.warning
+                log("pipeline: a batch's output did not reach the brokers (%s: %s; %d failed in a row); starting "
+                    "again on the stream in %.1f s", type(exc).__name__, exc, self.failures, self.pause_s)  # fmt: skip
 
     async def handle_stream(self, stream: StreamT) -> None:
         settings = self.settings
@@ -555,13 +563,23 @@ class PipelineAgent:
                                 on_restart=self.restart)  # fmt: skip
         joined = joined_batches(self.app, batches, self.guard, settings.batch_max_events,
                                 settings.batch_backlog_max_events)  # fmt: skip
-        async with contextlib.aclosing(joined):
+        async with contextlib.aclosing(batches), contextlib.aclosing(joined):
             async for batch in joined:
                 self.fetch.count(len(batch.events))
                 await run_batch(self.app, "pipeline", batch, self.pipeline.handle_batch)
+                self.failures = 0
 
     async def restart(self) -> None:
+        """This run took the stream over from an earlier one: fetch what that one held again, then pause."""
         await self.guard.restart(self.source_topics)
+        pause_s, self.pause_s = self.pause_s, 0.0
+        if pause_s:
+            await asyncio.sleep(pause_s)
+
+
+def passing(exc: KafkaError) -> bool:
+    """Whether a send failed for a reason that passes (a broker, a leader or the connection lost for a while)."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, (KafkaTimeoutError, KafkaConnectionError))
 
 
 @dataclass(frozen=True)

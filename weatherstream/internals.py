@@ -170,12 +170,13 @@ class _StreamFeed:
     """
 
     def __init__(self, stream: Any) -> None:
-        self.stream = stream
+        self.stream = weakref.ref(stream)  # the feed is kept by the stream's processors, not the other way round
         self.handler: EventHandler | None = None
         self.detach: Callable[[], None] | None = None
 
     async def hand_over(self, value: Any) -> Any:
-        event = self.stream.current_event
+        stream = self.stream()
+        event = stream.current_event if stream is not None else None
         if event is None:
             raise InternalsChanged("stream events (no current event while a processor runs)")
         if self.handler is not None:
@@ -212,6 +213,23 @@ def feed_events(stream: Any, on_event: EventHandler, detach: Callable[[], None])
         feed.detach()
     feed.handler, feed.detach = on_event, detach
     return took_over
+
+
+def forget_progress_from(consumer: Any, tp: Any, offset: int) -> None:
+    """Forget what faust's consumer noted of ``tp`` from ``offset`` on: acknowledged offsets and gaps (offsets it
+    took to hold no record). Its commits then cannot pass ``offset`` before the records there are fetched and
+    acknowledged again (after a seek back to it). faust keeps these in ``Consumer._acked``, ``_acked_index`` and
+    ``_gap`` (an interval tree per partition), with no public way to change them.
+    """
+    acked = _attribute(consumer, "_acked", "consumer progress")
+    index = _attribute(consumer, "_acked_index", "consumer progress")
+    gaps = _attribute(consumer, "_gap", "consumer progress")
+    if tp in acked:
+        acked[tp][:] = [o for o in acked[tp] if o < offset]
+    if tp in index:
+        index[tp].difference_update({o for o in index[tp] if o >= offset})
+    if gaps.get(tp):
+        gaps[tp].chop(offset, max(offset + 1, gaps[tp].end()))
 
 
 # -- the consumer's fetch ---------------------------------------------------------------------------------

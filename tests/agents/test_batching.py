@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
+from intervaltree import IntervalTree
 
 from agents.batching import WorkerStopping, run_batch
 from agents.resilience import with_retries
@@ -125,7 +127,8 @@ class GuardApp:
 
     def __init__(self, committed: dict[TP, int]) -> None:
         self.consumer = SimpleNamespace(unacked=set(), _committed_offset=dict(committed), seeks=[],
-                                        assignment=lambda: set(committed))  # fmt: skip
+                                        assignment=lambda: set(committed), _acked={}, _acked_index={},
+                                        _gap=defaultdict(IntervalTree))  # fmt: skip
 
         async def seek_wait(partitions: dict[TP, int]) -> None:
             self.consumer.seeks.append(dict(partitions))
@@ -430,3 +433,46 @@ def test_a_backlog_that_never_comes_does_not_hold_a_batch_back() -> None:
     assert 0.2 <= got[0][1] < 2.0, "the held batch waited the join wait, and no longer"
     assert asked["n"] == 1
     assert sorted(consumer.acked) == list(range(20))
+
+
+def test_a_seek_makes_faust_forget_its_progress_past_the_target() -> None:
+    """Records fetched before a seek and drained after it make faust note the offsets between as gaps (no
+    records there), and its commit would then run past events not handled yet."""
+    from agents.batching import OffsetGuard
+
+    app = GuardApp({TP0: 10})
+    guard = OffsetGuard(app, "test")  # type: ignore[arg-type]
+    consumer = app.consumer
+    consumer._acked[TP0], consumer._acked_index[TP0] = [8, 9, 12], {8, 9, 12}
+    assert asyncio.run(guard.admit(guard_events(app, [40]))) == []  # a jump: sought back to 10
+    assert consumer._acked[TP0] == [8, 9] and consumer._acked_index[TP0] == {8, 9}
+    consumer._gap[TP0].addi(11, 40)  # what faust's drain notes for a copy of 40 drained after the seek
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, [10, 11])))) == [10, 11]
+    assert not consumer._gap[TP0], "the false gap is gone once the target came"
+
+
+def test_a_restart_rewind_whose_offset_no_longer_exists_goes_on_from_the_first_record() -> None:
+    from agents.batching import CHECK_TARGET_AFTER_SEEKS, OffsetGuard
+
+    app = GuardApp({TP0: 10})
+    app.consumer.highwater = lambda tp: 50
+    first: dict[str, int | None] = {"at": 25}
+
+    async def first_record(tp: TP, start: int, end: int) -> int | None:
+        return first["at"]
+
+    guard = OffsetGuard(app, "test", first_record=first_record)  # type: ignore[arg-type]
+    asyncio.run(guard.restart({"t.raw"}))  # sought back to 10, which retention has deleted meanwhile
+    for _ in range(CHECK_TARGET_AFTER_SEEKS):
+        guard.sought_at[TP0] = 0.0
+        asyncio.run(guard._seek_again())
+    assert app.consumer.seeks[-1] == {TP0: 25} and guard.rewinding[TP0][0] == 25
+    assert offsets_of(asyncio.run(guard.admit(guard_events(app, [25, 26])))) == [25, 26]
+
+    guard = OffsetGuard(app, "test", first_record=first_record)  # type: ignore[arg-type]
+    first["at"] = None  # nothing left from the committed offset on
+    asyncio.run(guard.restart({"t.raw"}))
+    guard.seeks[TP0] = CHECK_TARGET_AFTER_SEEKS
+    guard.sought_at[TP0] = 0.0
+    asyncio.run(guard._seek_again())
+    assert TP0 not in guard.rewinding

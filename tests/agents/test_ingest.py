@@ -9,6 +9,7 @@ import pytest
 
 from agents import register_all
 from models import DeadLetter, Observation, Reason
+from weatherstream import metrics
 from weatherstream.app import WeatherStreamApp, create_app
 from weatherstream.settings import load_settings
 
@@ -234,15 +235,18 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
         getattr(app.ws_topics, name).send = captured.hook(name)
     handle_batch = Pipeline.handle_batch
     crashes: list[int] = []
+    crash_now = asyncio.Event()
 
     async def crash_once(self: Pipeline, events: Any) -> Any:
         if not crashes:
             crashes.append(len(events))
+            await crash_now.wait()  # meanwhile the stream fills this run's buffer and waits for it
             raise RuntimeError("injected crash")
         return await handle_batch(self, events)
 
     monkeypatch.setattr(Pipeline, "handle_batch", crash_once)
     later = 20
+    restarts_before = metrics.AGENT_RESTARTS._value.get()
 
     async def scenario() -> None:
         context = pipeline.test_context(supervisor_strategy=OneForOneSupervisor)
@@ -253,8 +257,13 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
 
             agent.crash_test_agent = restart_quietly
             await agent.put(payload(7, NOW - 3600), key=b"7")
-            for _ in range(300):
-                if crashes and len(agent._actors) == 1 and not next(iter(agent._actors)).crashed:
+            # four more: one joins the failing batch, two fill the run's buffer, the fourth waits for room there
+            fillers = [asyncio.ensure_future(agent.put(payload(50 + i, NOW - 60), key=b"%d" % (50 + i)))
+                       for i in range(4)]  # fmt: skip
+            await asyncio.sleep(0.2)
+            crash_now.set()
+            for _ in range(300):  # the new run took the stream over (the event waiting for room was let go)
+                if metrics.AGENT_RESTARTS._value.get() > restarts_before:
                     break
                 await asyncio.sleep(0.01)
             for i in range(later):
@@ -263,8 +272,11 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
                 if len(captured.of("observations")) >= later:
                     break
                 await asyncio.sleep(0.01)
-            assert crashes == [1]
+            for filler in fillers:
+                filler.cancel()
+            assert len(crashes) == 1
             handled = sorted(sent["key"] for sent in captured.of("observations"))
+            # the crashed run's events are fetched again from Kafka on a worker; faust's test context has none
             assert handled == list(range(100, 100 + later)), "every event after the restart is handled"
 
     asyncio.run(scenario())

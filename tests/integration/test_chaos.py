@@ -251,8 +251,8 @@ def test_deleted_rocksdb_folder_is_rebuilt_from_the_changelog(settings: Settings
 def test_pipeline_agent_crashes_lose_nothing(settings: Settings, start_worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """faust restarts a crashed agent on the same stream: the restarted pipeline takes the stream over and fetches
     what the crashed run held again (a failed changelog send after a broker kill once stalled it for good).
-    Two workers; each fails its pipeline agent's batches four times (tests/integration/faults): crashes before
-    a batch is handled, and Kafka errors after it was (as from a failed changelog send)."""
+    Two workers; each fails its pipeline agent's batches four times, in pairs three batches apart
+    (tests/integration/faults): crashes before a batch is handled, and Kafka errors from its changelog send."""
     pairs = workload(6000, seed=11)
     asyncio.run(create_namespace_topics(settings))
     faults = {"PYTHONPATH": str(Path(__file__).parent / "faults"), "WEATHERSTREAM_TEST_CRASH_EVERY": "100",
@@ -262,7 +262,7 @@ def test_pipeline_agent_crashes_lose_nothing(settings: Settings, start_worker, t
     sender = Sender(settings, pairs, rate=300.0)
     sender.start()
     sender.join(timeout=600)
-    assert sender.error is None, sender.error
+    assert not sender.is_alive() and sender.error is None, sender.error
     figures = check_outcome(settings, pairs)
     restarts = 0
     for worker in workers:

@@ -120,7 +120,7 @@ def test_a_failed_reload_keeps_the_previous_snapshot() -> None:
     async def scenario() -> None:
         catalog = StationCatalog(load, refresh_s=0.0)
         first = await catalog.current()
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(catalog.keep_s + 0.001)  # stale: kept 10 times as long as the load took
         await catalog.current()
         with pytest.raises(ConnectionError):
             await catalog.loading  # type: ignore[misc]

@@ -1,10 +1,11 @@
 """Faults for the agent-crash test, loaded at start-up by the workers it starts (their PYTHONPATH has this folder).
 
-With ``WEATHERSTREAM_TEST_CRASH_EVERY=N``, the pipeline agent's batch handling raises :class:`InjectedCrash` on
-every Nth batch, ``WEATHERSTREAM_TEST_CRASHES`` times in all (default 4), alternately: before the batch is
-handled, with an error faust restarts the agent for (on the same stream), and after it was handled (its state
-written and its outputs sent, its offsets not yet acknowledged) with a Kafka error, as from a changelog send
-that failed, which the agent handles by starting again on its stream itself.
+With ``WEATHERSTREAM_TEST_CRASH_EVERY=N``, the pipeline agent's batches fail in pairs three batches apart, at
+batches N and N + 3, 2N and 2N + 3, ..., ``WEATHERSTREAM_TEST_CRASHES`` times in all (default 4), alternately:
+- before the batch is handled, with an error faust restarts the agent for (on the same stream);
+- inside the batch's handling, once its state is written and its outputs sent, with the Kafka error of a
+  changelog send that failed (as while a broker is lost), which the agent handles by starting again on its
+  stream itself.
 """
 
 from __future__ import annotations
@@ -28,23 +29,34 @@ class InjectedSendFailure(KafkaTimeoutError):
 
 
 def _install() -> None:
-    from agents.pipeline import Pipeline
+    from agents import pipeline
 
-    handle_batch = Pipeline.handle_batch
-    count = {"batches": 0, "crashes": 0}
+    handle_batch = pipeline.Pipeline.handle_batch
+    delivered = pipeline.delivered
+    count = {"batches": 0, "crashes": 0, "fail_delivery": 0}
 
-    async def crashing(self: Pipeline, events: Sequence[Any]) -> None:
+    async def crashing(self: pipeline.Pipeline, events: Sequence[Any]) -> None:
         count["batches"] += 1
-        crash = count["batches"] % EVERY == 0 and count["crashes"] < CRASHES
-        if crash:
+        due = count["batches"] % EVERY in (0, 3) and count["batches"] >= EVERY
+        if due and count["crashes"] < CRASHES:
             count["crashes"] += 1
+            what = f"injected crash {count['crashes']}/{CRASHES} at batch {count['batches']}"
             if count["crashes"] % 2:
-                raise InjectedCrash(f"injected crash {count['crashes']}/{CRASHES} before batch {count['batches']}")
+                raise InjectedCrash(what)
+            count["fail_delivery"] = 1
+            pending[0] = what
         await handle_batch(self, events)
-        if crash:
-            raise InjectedSendFailure(f"injected crash {count['crashes']}/{CRASHES} after batch {count['batches']}")
 
-    Pipeline.handle_batch = crashing  # type: ignore[method-assign]
+    pending = [""]
+
+    async def failing_delivery(app: Any, sends: Any) -> None:
+        await delivered(app, sends)
+        if count["fail_delivery"]:
+            count["fail_delivery"] = 0
+            raise InjectedSendFailure(pending[0])
+
+    pipeline.Pipeline.handle_batch = crashing  # type: ignore[method-assign]
+    pipeline.delivered = failing_delivery
 
 
 if EVERY > 0:
