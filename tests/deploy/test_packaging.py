@@ -1,0 +1,31 @@
+"""The package builds without setuptools warnings and carries its data files (dashboard, schema migrations)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_wheel_builds_quietly_with_the_dashboard_and_the_migrations(tmp_path: Path) -> None:
+    # a copy of the sources: setuptools builds in the source folder
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__"))
+    # with pip's build isolation, as `make install` builds it (setuptools as pyproject.toml asks)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path), str(source)],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    output = built.stdout + built.stderr
+    for warning in ("would be ignored", "is absent from the `packages` configuration", "SetuptoolsDeprecationWarning"):
+        assert warning not in output, output[output.find(warning) - 1500 : output.find(warning) + 500]
+    (wheel,) = tmp_path.glob("weatherstream-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = {p.name for p in (ROOT / "weatherstream/web/static").iterdir() if not p.name.startswith(".")}
+    migrations = {p.name for p in (ROOT / "weatherstream/sinks/migrations").glob("*.cql")}
+    assert {f"weatherstream/web/static/{n}" for n in static} <= names
+    assert {f"weatherstream/sinks/migrations/{n}" for n in migrations} <= names
+    assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
