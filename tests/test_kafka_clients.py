@@ -165,7 +165,7 @@ def test_the_worker_app_and_its_producer_carry_the_credentials(tmp_path: Path) -
     from weatherstream.app import create_app
 
     settings = sasl_settings(data_dir=tmp_path, kafka_sasl_mechanism="SCRAM-SHA-512")
-    app = create_app(settings, register_agents=False)
+    app = create_app(settings)
     credentials = app.conf.broker_credentials
     assert isinstance(credentials, SASLCredentials)
     assert (credentials.username, credentials.password, credentials.mechanism.value) == (
@@ -175,7 +175,7 @@ def test_the_worker_app_and_its_producer_carry_the_credentials(tmp_path: Path) -
     )
     producer_auth = app.producer._settings_auth()  # what faust's producer hands to aiokafka
     assert producer_auth["security_protocol"] == "SASL_PLAINTEXT" and producer_auth["sasl_plain_password"] == PASSWORD
-    assert create_app(load_settings(data_dir=tmp_path), register_agents=False).conf.broker_credentials is None
+    assert create_app(load_settings(data_dir=tmp_path)).conf.broker_credentials is None
 
 
 def test_nothing_listening_is_a_clear_error_at_once() -> None:

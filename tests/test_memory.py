@@ -48,16 +48,10 @@ def test_trim_interval_below_a_second_is_refused(tmp_path) -> None:  # type: ign
 
 
 def test_timer_follows_the_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    off = create_app(
-        load_settings(store="memory://", namespace="unit", data_dir=tmp_path, memory_trim_interval_s=0),
-        register_agents=False,
-    )
+    off = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, memory_trim_interval_s=0))
     assert off.ws_trim_memory is None
     assert not [t for t in off._app_tasks if t.__name__ == "trim_memory"]
-    on = create_app(
-        load_settings(store="memory://", namespace="unit2", data_dir=tmp_path, memory_trim_interval_s=10),
-        register_agents=False,
-    )
+    on = create_app(load_settings(store="memory://", namespace="unit2", data_dir=tmp_path, memory_trim_interval_s=10))
     if not MemoryTrimmer().available:
         assert on.ws_trim_memory is None
         return

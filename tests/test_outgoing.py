@@ -23,7 +23,7 @@ from weatherstream.settings import load_settings
 
 
 def app_with(tmp_path: Path, kafka: FakeKafkaProducer, started: bool = True) -> WeatherStreamApp:
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     app.producer = FakeFaustProducer(kafka, started)  # type: ignore[assignment]
     return app
 

@@ -26,7 +26,7 @@ class Producer:
 
 
 def test_a_record_the_broker_never_took_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     producer = Producer()
 
     async def started() -> Producer:

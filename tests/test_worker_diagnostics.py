@@ -34,11 +34,11 @@ def test_the_dump_names_the_line_an_async_generator_waits_on() -> None:
 
 
 def test_the_consumer_state_of_a_worker_not_started_says_what_it_could_not_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from weatherstream.app import create_app
     from weatherstream.diagnostics import consumer_state
     from weatherstream.settings import load_settings
+    from weatherstream.worker import build_worker
 
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    app, _ = build_worker(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     lines = consumer_state(app)
     assert "flow control active: False" in lines  # faust suspends the flow until the first recovery
     assert any(line.startswith("assignment: unreadable") for line in lines)

@@ -1,6 +1,7 @@
 """The faust application: one per namespace, built from :class:`~weatherstream.settings.Settings`.
 
-:func:`create_app` declares the namespace's topics and registers every agent from :mod:`agents`.
+:func:`create_app` declares the application and the namespace's topics; :mod:`weatherstream.worker` adds the
+agents of the worker's role and the web views (this module imports nothing above it).
 Message keys are JSON (a city id ``2950159`` travels as the bytes ``2950159``), the same serializer
 as table keys, so ``@app.table_route`` and the producers' partitioning agree.
 """
@@ -125,8 +126,9 @@ def _public_host(bind: str) -> str:
     return socket.gethostname() if bind in ("0.0.0.0", "::", "") else bind  # noqa: S104 - compared, not bound
 
 
-def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherStreamApp:
-    """Build the app for ``settings``' namespace, with its topics and agents.
+def create_app(settings: Settings) -> WeatherStreamApp:
+    """Build the app for ``settings``' namespace, with its topics (its agents and views:
+    :func:`weatherstream.worker.build_worker`).
 
     The app never creates topics by broker auto-creation: call
     :func:`weatherstream.topics.create_namespace_topics` (the ``worker`` command does) before starting it.
@@ -192,11 +194,6 @@ def create_app(settings: Settings, *, register_agents: bool = True) -> WeatherSt
     )
     app.ws_trim_memory = _trim_memory_every(app, settings.memory_trim_interval_s)
     _collect_garbage_every(app, settings.gc_full_interval_s)
-    if register_agents:
-        from agents import register_all
-        from weatherstream.web import register as register_web
-
-        register_web(app, register_all(app))
     return app
 
 

@@ -246,13 +246,14 @@ def worker(obj: _Context, web_port: int | None, data_dir: Path | None, loglevel:
     """
     import asyncio
 
-    from weatherstream.app import Worker, create_app
+    from weatherstream.app import Worker
     from weatherstream.memory import tune_garbage_collector
     from weatherstream.stateadmin import check_state_format
     from weatherstream.topics import create_changelog_topics, create_namespace_topics
+    from weatherstream.worker import build_worker
 
     settings = obj.settings(web_port=web_port, data_dir=data_dir, worker_role=role)
-    app = create_app(settings)
+    app, _ = build_worker(settings)
     changelogs = [table.changelog_topic.get_topic_name() for table in app.tables.values()]
     setup_loop = asyncio.new_event_loop()
     try:

@@ -43,7 +43,7 @@ def run(
     """Put ``messages`` through the pipeline agent; waits for ``expect_sends`` sends (default: one per message,
     as every input ends as exactly one observation, dead letter or re-keyed copy)."""
     expect_sends = len(messages) if expect_sends is None else expect_sends
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
@@ -144,7 +144,7 @@ def test_a_transient_failure_is_retried_not_dropped(tmp_path: Path, monkeypatch)
 def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(tmp_path: Path) -> None:
     """A worker that took over a partition whose owner never committed gets its first observations again,
     long after their slices aged out: they were handled then, so nothing is sent for them again."""
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
@@ -181,7 +181,7 @@ def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(t
 def test_a_redelivered_observation_writes_its_record_again(tmp_path: Path) -> None:
     """After a crash the worker's own store may hold a city record whose changelog record never left; the
     redelivered observation rewrites it, so a worker rebuilding from the changelog gets the observation too."""
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
@@ -227,8 +227,8 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
 
     from agents.pipeline import Pipeline
 
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, batch_max_events=2),
-                     register_agents=False)  # fmt: skip
+    settings = load_settings(store="memory://", namespace="unit", data_dir=tmp_path, batch_max_events=2)
+    app = create_app(settings)
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):

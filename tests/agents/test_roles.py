@@ -20,7 +20,7 @@ from weatherstream.settings import load_settings
 def test_role_decides_agents_tables_and_groups(tmp_path: Path, role: str, agents: set[str], tables: set[str],
                                                sink: bool, group: str) -> None:  # fmt: skip
     settings = load_settings(store="memory://", namespace="unit", data_dir=tmp_path, worker_role=role)
-    app = create_app(settings, register_agents=False)
+    app = create_app(settings)
     parts = register_all(app)
     assert {name.rsplit(".", 1)[-1] for name in app.agents} == agents
     assert set(app.tables) == tables

@@ -30,7 +30,7 @@ class PersistedOffsets:
 
 
 def cached_table(tmp_path: Path, partitions: int = 4) -> tuple[StateTable, FakeFaustProducer, FakeKafkaProducer]:
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     kafka = FakeKafkaProducer(partitions)
     producer = FakeFaustProducer(kafka)
     app.producer = producer  # type: ignore[assignment]
@@ -117,7 +117,7 @@ def test_without_a_running_producer_nothing_is_sent_or_dropped(tmp_path: Path) -
 
 
 def test_a_table_partitioned_by_the_producer_is_refused(tmp_path: Path) -> None:
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path), register_agents=False)
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
     table = app.Table("probe", default=None, key_type=str, partitions=4, use_partitioner=True)
     with pytest.raises(ValueError, match="partitioned like their source topic"):
         StateTable(app, table, record_entries=10, slice_entries=10)

@@ -30,7 +30,7 @@ KEY, VALUE = b"s:7:1795550400", b"\x02\x92\xce\x6a\xfa\xc5\x00\x90"
 
 
 def test_the_state_table_sends_what_fausts_changelog_would(settings: Settings, tmp_path: Path) -> None:
-    app = create_app(settings.model_copy(update={"data_dir": tmp_path}), register_agents=False)
+    app = create_app(settings.model_copy(update={"data_dir": tmp_path}))
     table = app.Table("probe", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions,
                       options=app.table_options())  # fmt: skip
     cached = StateTable(app, table, record_entries=10, slice_entries=10)

@@ -8,7 +8,8 @@ import doctest
 import pytest
 
 from weatherstream.web import alertquery
-from weatherstream.web.alertquery import MAX_NETWORK_DAYS, BadQuery, parse
+from weatherstream.web.alertquery import MAX_NETWORK_DAYS, BadQuery
+from weatherstream.web.alertquery import parse_alert_query as parse
 
 NOW = 1_790_000_000.0
 UTC = dt.timezone.utc

@@ -11,6 +11,7 @@ import pytest
 from weatherstream.app import create_app
 from weatherstream.settings import load_settings
 from weatherstream.web.api import SECURITY_HEADERS, _add_security_headers
+from weatherstream.worker import build_worker
 
 pytestmark = pytest.mark.usefixtures("no_weatherstream_env")
 
@@ -26,7 +27,7 @@ def test_binds_to_loopback_by_default(tmp_path: Path) -> None:
 def test_every_response_gets_the_security_headers(tmp_path: Path) -> None:
     from aiohttp import web
 
-    app = create_app(load_settings(data_dir=tmp_path))
+    app, _ = build_worker(load_settings(data_dir=tmp_path))
     assert _add_security_headers in app.web.web_app.on_response_prepare
     response = web.Response(status=404, headers={"Cache-Control": "max-age=5"})
     asyncio.run(_add_security_headers(None, response))

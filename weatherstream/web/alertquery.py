@@ -1,10 +1,10 @@
 """``/api/alerts``: which alert messages a request asks for (filters, time range, page), and the page of them.
 
-Pure: :func:`parse` turns the request's query into an :class:`AlertQuery` (or a :class:`BadQuery` saying what
-to change); :meth:`AlertQuery.page` filters and pages rows read from Cassandra, newest first.
+Pure: :func:`parse_alert_query` turns the request's query into an :class:`AlertQuery` (or a :class:`BadQuery`
+saying what to change); :meth:`AlertQuery.page` filters and pages rows read from Cassandra, newest first.
 
 Example:
-    >>> q = parse({"kind": "storm", "limit": "1"}, now=1_700_000_000.0)
+    >>> q = parse_alert_query({"kind": "storm", "limit": "1"}, now=1_700_000_000.0)
     >>> rows = [{"kind": "storm", "severity": "warning", "state": "open", "city_id": 1},
     ...         {"kind": "heat", "severity": "warning", "state": "open", "city_id": 2}]
     >>> q.page(rows, truncated=False)["total"]
@@ -102,7 +102,7 @@ def _time(query: Mapping[str, str], name: str) -> dt.datetime | None:
         raise BadQuery(f"{name}: {exc}") from None
 
 
-def parse(query: Mapping[str, str], now: float) -> AlertQuery:
+def parse_alert_query(query: Mapping[str, str], now: float) -> AlertQuery:
     """The query of ``/api/alerts``: ``city`` (an id), ``kind``, ``severity``, ``state`` (comma-separated
     lists), ``since`` / ``until`` (ISO 8601 or epoch seconds), ``offset``, ``limit``."""
     city = query.get("city", "")

@@ -28,7 +28,7 @@ from weatherstream.db import connect_settings
 from weatherstream.settings import Settings
 from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_latest, read_network_alerts
 from weatherstream.times import parse_utc
-from weatherstream.web import alertquery
+from weatherstream.web.alertquery import BadQuery, parse_alert_query
 from weatherstream.web.catalog import FIELDS as CATALOG_COLUMNS
 from weatherstream.web.catalog import MAX_LIMIT, SORTS, Snapshot, StationCatalog, snapshot_of
 
@@ -313,8 +313,8 @@ class CityViews:
         """Alert messages, newest first: of one city (``city=``) or of the whole network, filtered and paged
         (:mod:`weatherstream.web.alertquery`)."""
         try:
-            query = alertquery.parse(request.query, now=time.time())
-        except alertquery.BadQuery as exc:
+            query = parse_alert_query(request.query, now=time.time())
+        except BadQuery as exc:
             return problem(view, 400, str(exc))
         try:
             if query.city_id is not None:
