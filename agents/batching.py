@@ -42,6 +42,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, AppT, EventT
 
+from agents.resilience import Backoff, WorkerStopping
 from weatherstream import internals, kafka_clients, metrics
 from weatherstream.kafka_clients import KafkaAuthError, KafkaUnavailableError
 
@@ -57,10 +58,6 @@ NOT_SEEN = -1
 BROKER_READ_S = 60.0
 #: seeks after which a restart's rewind whose offset has not come checks that the offset still holds a record
 CHECK_TARGET_AFTER_SEEKS = 5
-
-
-class WorkerStopping(Exception):
-    """The worker is stopping and this batch cannot be finished: leave it for the next owner."""
 
 
 class HeldBatch:
@@ -428,19 +425,18 @@ class OffsetGuard:
         """``await read()``, again after a pause while it fails (a broker or the group's coordinator can be
         down for a while); the last failure is raised after :data:`BROKER_READ_S`."""
         deadline = time.monotonic() + BROKER_READ_S
-        pause_s = 0.5
+        backoff = Backoff(0.5, 8.0)
         while True:
             try:
                 return await read()
             except KafkaAuthError:
                 raise
             except (KafkaError, KafkaUnavailableError) as exc:
-                if time.monotonic() + pause_s > deadline:
+                if time.monotonic() + backoff.delay > deadline:
                     raise
                 logger.warning("%s: reading the %s failed (%s: %s); trying again in %.1f s", self.agent, what,
-                               type(exc).__name__, exc, pause_s)  # fmt: skip
-                await asyncio.sleep(pause_s)
-                pause_s = min(pause_s * 2, 8.0)
+                               type(exc).__name__, exc, backoff.delay)  # fmt: skip
+                await backoff.wait()
 
     async def _read_committed(self, tps: list[TP]) -> dict[TP, int | None]:
         """The group's committed offsets of ``tps`` as the broker has them (None: nothing committed)."""

@@ -41,11 +41,11 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
-from agents.batching import OffsetGuard, WorkerStopping, delivered, event_batches, joined_batches, run_batch
+from agents.batching import OffsetGuard, delivered, event_batches, joined_batches, run_batch
 from agents.cityindex import CityIndex
 from agents.deadletters import send_dead_letter
 from agents.outbox import OutboxSender
-from agents.resilience import with_retries
+from agents.resilience import Backoff, WorkerStopping, with_retries
 from agents.statetable import StateTable
 from models import Aggregate, Alert, Observation, Reason, city_key
 from weatherstream import internals, metrics
@@ -541,7 +541,7 @@ class PipelineAgent:
         self.fetch = fetch
         self.source_topics = source_topics
         self.failures = 0  # batches failed since the last one handled
-        self.pause_s = 0.0  # before the next run's first batch
+        self.backoff = Backoff(*RESTART_PAUSE_S)  # the pause before a run that starts again after a failed batch
 
     async def run(self, stream: StreamT) -> None:
         while True:
@@ -552,10 +552,10 @@ class PipelineAgent:
                 if self.app.should_stop or not passing(exc):
                     raise
                 self.failures += 1
-                self.pause_s = min(RESTART_PAUSE_S[0] * 2 ** (self.failures - 1), RESTART_PAUSE_S[1])
                 log = logger.error if self.failures >= 5 else logger.warning
                 log("pipeline: a batch's output did not reach the brokers (%s: %s; %d failed in a row); starting "
-                    "again on the stream in %.1f s", type(exc).__name__, exc, self.failures, self.pause_s)  # fmt: skip
+                    "again on the stream in %.1f s", type(exc).__name__, exc, self.failures,
+                    self.backoff.delay)  # fmt: skip
 
     async def handle_stream(self, stream: StreamT) -> None:
         settings = self.settings
@@ -567,14 +567,15 @@ class PipelineAgent:
             async for batch in joined:
                 self.fetch.count(len(batch.events))
                 await run_batch(self.app, "pipeline", batch, self.pipeline.handle_batch)
-                self.failures = 0
+                if self.failures:
+                    self.failures = 0
+                    self.backoff = Backoff(*RESTART_PAUSE_S)
 
     async def restart(self) -> None:
         """This run took the stream over from an earlier one: fetch what that one held again, then pause."""
         await self.guard.restart(self.source_topics)
-        pause_s, self.pause_s = self.pause_s, 0.0
-        if pause_s:
-            await asyncio.sleep(pause_s)
+        if self.failures:  # not after a crash: faust's supervisor paces those
+            await self.backoff.wait()
 
 
 def passing(exc: KafkaError) -> bool:

@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from faust.types import EventT, TopicT
 
-from agents.batching import WorkerStopping
 from agents.deadletters import send_dead_letter
 from models import Reason
 from weatherstream import metrics
@@ -28,6 +27,10 @@ FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 30.0
 
 T = TypeVar("T")
+
+
+class WorkerStopping(Exception):
+    """The worker is stopping and this batch cannot be finished: leave it for the next owner."""
 
 
 class Backoff:

@@ -35,9 +35,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from agents.batching import WorkerStopping
 from agents.deadletters import send_dead_letter
-from agents.resilience import Backoff
+from agents.resilience import Backoff, WorkerStopping
 from models import Reason
 from weatherstream import internals, kafka_clients, metrics
 from weatherstream.app import Topics, WeatherStreamApp

@@ -13,8 +13,8 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 from intervaltree import IntervalTree
 
-from agents.batching import WorkerStopping, run_batch
-from agents.resilience import with_retries
+from agents.batching import run_batch
+from agents.resilience import WorkerStopping, with_retries
 
 
 class FakeConsumer:

@@ -85,6 +85,11 @@ def _digits(text: str, most: int) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= most
 
 
+def city_id_of(text: str) -> int | None:
+    """The city id ``text`` gives (ASCII digits, at most 12), else None."""
+    return int(text) if _digits(text, 12) else None
+
+
 def _number(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     text = query.get(name, str(default))
     if not _digits(text, len(str(high))) or not low <= int(text) <= high:
@@ -106,9 +111,9 @@ def parse_alert_query(query: Mapping[str, str], now: float) -> AlertQuery:
     """The query of ``/api/alerts``: ``city`` (an id), ``kind``, ``severity``, ``state`` (comma-separated
     lists), ``since`` / ``until`` (ISO 8601 or epoch seconds), ``offset``, ``limit``."""
     city = query.get("city", "")
-    if city and not _digits(city, 12):
+    city_id = city_id_of(city)
+    if city and city_id is None:
         raise BadQuery(f"city must be a city id, e.g. city=2950159, not {city[:20]!r}")
-    city_id = int(city) if city else None
     days = dt.timedelta(days=CITY_DAYS if city_id is not None else NETWORK_DAYS)
     now_utc = dt.datetime.fromtimestamp(now, tz=dt.timezone.utc)
     since, until = _time(query, "since"), _time(query, "until")

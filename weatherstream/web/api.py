@@ -28,7 +28,7 @@ from weatherstream.db import connect_settings
 from weatherstream.settings import Settings
 from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_latest, read_network_alerts
 from weatherstream.times import parse_utc
-from weatherstream.web.alertquery import BadQuery, parse_alert_query
+from weatherstream.web.alertquery import BadQuery, city_id_of, parse_alert_query
 from weatherstream.web.catalog import FIELDS as CATALOG_COLUMNS
 from weatherstream.web.catalog import MAX_LIMIT, SORTS, Snapshot, StationCatalog, snapshot_of
 
@@ -120,10 +120,6 @@ async def _add_security_headers(request: Any, response: Any) -> None:
 
 def problem(view: View, status: int, message: str) -> Response:
     return respond(view, {"error": message}, status)
-
-
-def city_id_of(text: str) -> int | None:
-    return int(text) if text.isdigit() and len(text) <= 12 else None
 
 
 def register(app: WeatherStreamApp, parts: WorkerParts) -> None:
