@@ -60,7 +60,7 @@ def _what_happened(kind: str, s: Signal, t: float) -> str:
         return (f"temperature {_num(s.value)} °C, {_num(abs(s.value - s.reference))} °C {side} its usual "
                 f"{_num(s.reference)} °C for this hour of the day")  # fmt: skip
     if kind in RATE_SPAN and s.reference is not None:
-        quantity = "temperature" if kind == "temp_jump" else "pressure"
+        quantity = _quantity(kind)
         moved = "rose" if s.value > s.reference else "fell"
         span = f" in {duration(t - s.since)}" if s.since is not None else ""
         return (f"{quantity} {moved} {_num(abs(s.value - s.reference))} {s.unit}{span} "
@@ -95,13 +95,14 @@ def _rule(kind: str, s: Signal, severity: str) -> str:
 
 def _now(kind: str, s: Signal) -> str:
     """Where the value is now, for a resolved incident."""
-    if s.value is None or kind in ("stuck_sensor", "silent_station"):
-        return ""
+    return "" if s.value is None else f" ({_quantity(kind)} {_num(s.value)} {s.unit})"
+
+
+def _quantity(kind: str) -> str:
+    """What a kind's value measures."""
     if kind in MEASURED:
-        quantity = MEASURED[kind][0]
-        return f" ({quantity} {_num(s.value)} {s.unit})"
-    quantity = "pressure" if kind == "pressure_drop" else "temperature"
-    return f" ({quantity} {_num(s.value)} {s.unit})"
+        return MEASURED[kind][0]
+    return "pressure" if kind == "pressure_drop" else "temperature"
 
 
 def duration(seconds: float) -> str:
