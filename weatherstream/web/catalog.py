@@ -70,6 +70,8 @@ class Snapshot:
         self.orders: dict[str, array[int]] = {}
         self.ranks: dict[str, array[int]] = {}  # sort -> each station's place in its order
         self.search: SearchIndex | None = None
+        self.observed_sorted: list[float] | None = None
+        self.maps: dict[str, dict[str, Any]] = {}  # quantity -> the map's columns
 
     @classmethod
     def of(cls, rows: Iterable[dict[str, Any]], loaded_at: float) -> Snapshot:
@@ -148,31 +150,38 @@ class Snapshot:
         return out
 
     def freshness(self, now: float) -> dict[str, int]:
-        """How many stations are reporting, stale or silent (:data:`FRESHNESS`; never heard from: silent)."""
-        counts = dict.fromkeys((name for name, _ in FRESHNESS), 0)
-        edges = [edge for _, edge in FRESHNESS]
-        for observed in self.numbers["observed_at"]:
-            age = now - observed if not math.isnan(observed) else math.inf
-            counts[FRESHNESS[min(bisect_right(edges, age), len(edges) - 1)][0]] += 1
+        """How many stations are reporting, stale or silent (:data:`FRESHNESS`; never heard from: silent).
+        O(log stations): the observation times are sorted once per snapshot."""
+        if self.observed_sorted is None:
+            self.observed_sorted = sorted(t for t in self.numbers["observed_at"] if not math.isnan(t))
+        counts, newer_than = {}, len(self.observed_sorted)
+        for name, edge in FRESHNESS:
+            older = bisect_right(self.observed_sorted, now - edge) if math.isfinite(edge) else 0
+            counts[name] = newer_than - older
+            newer_than = older
+        counts[FRESHNESS[-1][0]] += len(self) - len(self.observed_sorted)
         return counts
 
-    def points(self, quantity: str, now: float) -> dict[str, Any]:
+    def points(self, quantity: str) -> dict[str, Any]:
         """Every station with a position, for the map: ids, names, lat/lon (degrees, 3 decimals) and the value
-        of ``quantity`` (a key of :data:`MAP_QUANTITIES`; ``age``: seconds; null where not known)."""
+        of ``quantity`` (a key of :data:`MAP_QUANTITIES`; ``age``: the newest observation's epoch seconds, which
+        the page turns into ages; null where not known). Built once per snapshot and quantity."""
+        found = self.maps.get(quantity)
+        if found is not None:
+            return found
         column = self.numbers[MAP_QUANTITIES[quantity]]
         lat, lon = self.numbers["lat"], self.numbers["lon"]
         out: dict[str, list[Any]] = {"ids": [], "names": [], "lat": [], "lon": [], "values": []}
+        digits = 0 if quantity == "age" else 1
         for i in range(len(self.ids)):
             if math.isnan(lat[i]) or math.isnan(lon[i]):
                 continue
-            value = column[i]
-            if quantity == "age" and not math.isnan(value):
-                value = now - value
             out["ids"].append(self.ids[i])
             out["names"].append(self.names[i])
             out["lat"].append(round(lat[i], 3))
             out["lon"].append(round(lon[i], 3))
-            out["values"].append(None if math.isnan(value) else round(value, 1))
+            out["values"].append(None if math.isnan(column[i]) else round(column[i], digits))
+        self.maps[quantity] = out
         return out
 
 

@@ -95,10 +95,10 @@ class NetworkViews:
             board = await self.incidents.current() if quantity == "incidents" else None
         except Exception as exc:  # noqa: BLE001
             return unreachable(view, exc)
-        points = snapshot.points("age" if board is not None else quantity, now=time.time())
+        points = dict(snapshot.points("age" if board is not None else quantity))
         if board is not None:
             points["values"] = [board.by_city.get(city, 0) for city in points["ids"]]
-        points.update(quantity=quantity, as_of=snapshot.loaded_at)
+        points.update(quantity=quantity, as_of=snapshot.loaded_at, now=time.time())
         # orjson: at 100,000 stations the body is megabytes, and faust's encoder is several times slower
         return view.bytes(orjson.dumps(points), content_type="application/json")
 
