@@ -49,7 +49,7 @@ def run(
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.ws_topics, name).send = captured.hook(name)
+        getattr(app.weather_topics, name).send = captured.hook(name)
 
     async def scenario() -> None:
         async with pipeline.test_context() as agent:
@@ -166,7 +166,7 @@ def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(t
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.ws_topics, name).send = captured.hook(name)
+        getattr(app.weather_topics, name).send = captured.hook(name)
     steps = 80 * 6  # 80 hours: the first day's slices have aged out of the 48 h retention
     start = NOW - 80 * 3600
 
@@ -203,7 +203,7 @@ def test_a_redelivered_observation_writes_its_record_again(tmp_path: Path) -> No
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.ws_topics, name).send = captured.hook(name)
+        getattr(app.weather_topics, name).send = captured.hook(name)
     table = app.tables["station_state"]
     written: list[Any] = []
     on_key_set = table.on_key_set  # every write's changelog record starts here (agents/statetable.py)
@@ -250,7 +250,7 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.ws_topics, name).send = captured.hook(name)
+        getattr(app.weather_topics, name).send = captured.hook(name)
     handle_batch = Pipeline.handle_batch
     crashes: list[int] = []
     crash_now = asyncio.Event()

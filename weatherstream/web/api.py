@@ -100,7 +100,7 @@ def register(app: WeatherStreamApp, parts: WorkerParts) -> None:
         return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     if pipeline is not None:
-        db = CassandraReader(app.ws_settings)
+        db = CassandraReader(app.settings)
         register_city_views(app, StaticFiles(), NetworkViews(db), CityViews(app, db, pipeline))
 
 
