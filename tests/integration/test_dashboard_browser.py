@@ -31,7 +31,7 @@ from weatherstream.settings import Settings
 from weatherstream.sources.synthetic import SyntheticConfig, generate
 
 SCRIPT_NAME = "<script>alert(1)</script>"
-STATIONS, HOURS, STEP_S = 55, 30, 1800
+STATIONS, HOURS, STEP_S, ANOMALIES = 55, 30, 1800, 12
 
 
 def tool(name: str, package: str) -> str:
@@ -74,6 +74,7 @@ class Watched:
         self.elsewhere: list[str] = []
         origin = urlsplit(base).netloc
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("response", lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("request", lambda r: None if urlsplit(r.url).netloc == origin else self.elsewhere.append(r.url))
 
@@ -204,14 +205,16 @@ def check_city(browser: Browser, base: str, city_id: int, tmp_path: Path) -> Non
     expect(page.locator("#windows tbody tr")).to_have_count(len(api))
     finals = sum(row["final"] for row in api)
     assert finals >= HOURS - 3, api
-    table = page.locator("#windows tbody tr td:nth-child(2)").all_inner_texts()
+    table = page.locator("#windows tbody tr td:nth-child(2)").all_text_contents()  # in a closed <details>
     assert sum(text.startswith("final") for text in table) == finals and table.count("open") == len(api) - finals
+    assert sum("corrected" in text for text in table) == sum(row["final"] and row["revision"] > 1 for row in api)
     newest_final = max((row for row in api if row["final"]), key=lambda row: row["window_start"])
     row = page.locator("#windows tbody tr").filter(has_text=newest_final["window_start"][:16].replace("T", " "))
     expect(row.locator("td:nth-child(4)")).to_have_text(f"{newest_final['temp_mean_c']:.1f} °C")
     # real axes: local time below, UTC above, units; hovering reads values out in units
     chart = page.locator("#chart-temp")
-    expect(chart).to_contain_text("local time (UTC")
+    labels = page.evaluate("() => state.charts.temp.axes.map((axis) => axis.label)")  # drawn on the canvas
+    assert labels[0].startswith("local time (UTC") and labels[1] == "UTC" and labels[2] == "°C", labels
     expect(chart.locator(".u-legend")).to_contain_text("mean final")
     plot = chart.locator(".u-over").bounding_box()
     assert plot is not None
@@ -264,8 +267,9 @@ def check_alerts(browser: Browser, base: str, settings: Settings, tmp_path: Path
 def test_dashboard_pages_in_headless_chromium(settings: Settings, start_worker, browser: Browser,  # type: ignore[no-untyped-def]
                                               tmp_path: Path) -> None:  # fmt: skip
     worker = start_worker()
-    names, newest, sent = send_workload(settings, tmp_path)
-    wait_for("observation rows", lambda: count_rows(settings, "observations_by_city_day"), sent)
+    names, newest, sent = send_workload(settings, tmp_path, anomalies=ANOMALIES)
+    # every observation is a row, but for the injected impossible values (every 7th incident): dead letters
+    wait_for("observation rows", lambda: count_rows(settings, "observations_by_city_day"), sent - (ANOMALIES + 1) // 7)
     wait_for("stations", lambda: count_rows(settings, "latest_by_city"), len(names))
     base = f"http://127.0.0.1:{worker.web_port}"
     script_city = next(city for city, name in names.items() if name == SCRIPT_NAME)

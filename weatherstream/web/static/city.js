@@ -119,7 +119,7 @@ function alertLines(alerts) {
 }
 
 function corrections(rows, seriesIndex) {
-  const revised = new Set(rows.filter((r) => r.final && r.revision > 0).map((r) => Date.parse(r.window_start) / 1000));
+  const revised = new Set(rows.filter((r) => r.final && r.revision > 1).map((r) => Date.parse(r.window_start) / 1000));
   return {
     hooks: {
       draw: [(u) => {
@@ -178,7 +178,7 @@ function showTable(rows) {
   for (const row of [...rows].reverse()) {
     const tr = el("tr");
     tr.appendChild(el("td", `${utc(row.window_start)} – ${utc(row.window_end).slice(11)}`));
-    tr.appendChild(el("td", row.final ? (row.revision > 0 ? `final, corrected (revision ${row.revision})` : "final") : "open"));
+    tr.appendChild(el("td", row.final ? (row.revision > 1 ? `final, corrected (revision ${row.revision})` : "final") : "open"));
     tr.appendChild(el("td", row.count === undefined ? "–" : String(row.count), "num"));
     for (const [field, unit] of [["temp_mean_c", " °C"], ["temp_min_c", " °C"], ["temp_max_c", " °C"],
       ["pressure_mean_hpa", " hPa"], ["wind_mean_ms", " m/s"], ["gust_max_ms", " m/s"]]) {
