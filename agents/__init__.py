@@ -23,7 +23,7 @@ def register_all(app: WeatherStreamApp) -> WorkerParts:
     """Register the agents of the worker's role (``WEATHERSTREAM_WORKER_ROLE``) on ``app``."""
     from agents import pipeline, sink
 
-    settings, topics = app.ws_settings, app.ws_topics
+    settings, topics = app.settings, app.weather_topics
     role = settings.worker_role
     return WorkerParts(
         pipeline=pipeline.register(app, settings, topics) if role in ("all", "pipeline") else None,

@@ -440,7 +440,7 @@ class OffsetGuard:
 
     async def _read_committed(self, tps: list[TP]) -> dict[TP, int | None]:
         """The group's committed offsets of ``tps`` as the broker has them (None: nothing committed)."""
-        settings = self.app.ws_settings  # type: ignore[attr-defined]
+        settings = self.app.settings  # type: ignore[attr-defined]
         admin = kafka_clients.admin(settings)
         await kafka_clients.start(admin, settings)
         try:
@@ -499,7 +499,7 @@ class OffsetGuard:
 
     async def _read_first_record(self, tp: TP, start: int, end: int) -> int | None:
         """Offset of the first record in ``[start, end)`` of ``tp``, read by a consumer of its own (None: none)."""
-        settings = self.app.ws_settings  # type: ignore[attr-defined]
+        settings = self.app.settings  # type: ignore[attr-defined]
         reader = kafka_clients.consumer(settings, enable_auto_commit=False, group_id=None,
                                         max_partition_fetch_bytes=1024 * 1024)  # fmt: skip
         partition = TopicPartition(tp.topic, tp.partition)

@@ -330,6 +330,15 @@ class Pipeline:
         return obs
 
     # -- one city's part of a batch -------------------------------------------------------------------
+    def repeat(self, out: CityOutput, event: EventT, obs: Observation, reason: Reason, why: str) -> None:
+        """An observation that cannot change anything (a repeat, or too old to tell): counted and logged at
+        debug level; a dead letter too only with ``dead_letter_repeats`` (a re-run replay is not a problem)."""
+        metrics.REPEATS.labels(reason.value).inc()
+        message = f"city {obs.city_id} dt {obs.observed_at:.0f} {why}"
+        logger.debug("repeat (%s): %s", reason.value, message)
+        if self.settings.dead_letter_repeats:
+            out.dead_letters.append(DeadLetterOut(event, reason, message, obs.source))
+
     def apply_city(self, city_id: int, items: Sequence[tuple[EventT, Observation | None]]) -> CityOutput:
         """Apply the city's observations and ticks of the batch, in order, to its record (not written yet)."""
         before = self.state.record(city_id) or CityRecord()
@@ -360,16 +369,12 @@ class Pipeline:
             if verdict is windows.Verdict.FORGOTTEN:
                 continue
             if verdict is windows.Verdict.DUPLICATE:
-                out.dead_letters.append(DeadLetterOut(
-                    event, Reason.DUPLICATE, f"city {obs.city_id} dt {obs.observed_at:.0f} was already accepted",
-                    obs.source))  # fmt: skip
-                metrics.DUPLICATE_OBSERVATIONS.inc()
+                self.repeat(out, event, obs, Reason.DUPLICATE, "was already accepted")
                 continue
             if verdict is windows.Verdict.TOO_LATE:
-                out.dead_letters.append(DeadLetterOut(
-                    event, Reason.TOO_LATE, f"city {obs.city_id} dt {obs.observed_at:.0f} is more than "
-                    f"{self.settings.correction_horizon_s:.0f} s behind the city's watermark: too late to correct "
-                    "its windows or to tell whether it is a repeat", obs.source))  # fmt: skip
+                self.repeat(out, event, obs, Reason.TOO_LATE, f"is more than {self.settings.correction_horizon_s:.0f} "
+                            "s behind the city's watermark: too late to correct its windows or to tell whether it "
+                            "is a repeat")  # fmt: skip
                 continue
             # APPLIED, or REDELIVERED after a crash: the first send may never have left the producer. A second
             # copy is harmless: the sinks overwrite by (city, time).

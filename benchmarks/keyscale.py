@@ -7,7 +7,8 @@ For each station count: a fresh namespace and keyspace, the workload preloaded, 
   input (every observation row written), and its peak RSS;
 - idle CPU: the worker's CPU per wall second over ``--idle`` seconds with no input, right after;
 - ``GET /api/cities`` (first call, which loads the station catalog, then the median of warm calls for a page,
-  a search and a sort by age) and ``GET /metrics`` (median of warm calls);
+  a search and a sort by age), ``GET /metrics``, and the overview's ``/api/network`` and the map's ``/api/map``
+  (all in ``timings``: every warm call);
 - recovery: the worker is stopped, its RocksDB folder deleted, and a new worker started on the same
   namespace; the time from its start until ``/ready`` (its tables recovered from the changelogs) and the
   state changelog's size.
@@ -246,6 +247,8 @@ def _views(port: int, result: Scale) -> None:
         "cities_search": _warm_ms(f"{base}/api/cities?limit=50&q=ber"),
         "cities_by_age": _warm_ms(f"{base}/api/cities?limit=50&sort=age&order=desc"),
         "metrics": _warm_ms(f"{base}/metrics"),
+        "network": _warm_ms(f"{base}/api/network"),
+        "map": _warm_ms(f"{base}/api/map?quantity=temp"),
     }
     result.timings = {k: [round(v, 1) for v in vs] for k, vs in timings.items()}
     result.cities_page_ms = round(statistics.median(timings["cities_page"]), 1)

@@ -49,19 +49,19 @@ def test_trim_interval_below_a_second_is_refused(tmp_path) -> None:  # type: ign
 
 def test_timer_follows_the_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
     off = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, memory_trim_interval_s=0))
-    assert off.ws_trim_memory is None
+    assert off.trim_memory is None
     assert not [t for t in off._app_tasks if t.__name__ == "trim_memory"]
     on = create_app(load_settings(store="memory://", namespace="unit2", data_dir=tmp_path, memory_trim_interval_s=10))
     if not MemoryTrimmer().available:
-        assert on.ws_trim_memory is None
+        assert on.trim_memory is None
         return
-    assert on.ws_trim_memory is not None
+    assert on.trim_memory is not None
     assert [t.__name__ for t in on._app_tasks].count("trim_memory") == 1  # the timer is among the app's tasks
     counted = REGISTRY.get_sample_value("weatherstream_memory_released_bytes_total") or 0.0
     blocks = [bytes(2048) + bytes([i % 251]) for i in range(20_000)]
     pin = bytes(2048) + b"pin"
     del blocks
-    asyncio.run(on.ws_trim_memory())
+    asyncio.run(on.trim_memory())
     assert pin
     released = (REGISTRY.get_sample_value("weatherstream_memory_released_bytes_total") or 0.0) - counted
     assert released >= 10 * 1024 * 1024

@@ -36,7 +36,7 @@ def test_records_go_to_the_producers_partition_in_order_one_batch_per_partition(
 
     async def scenario() -> list[Any]:
         for i, key in enumerate(keys):
-            batches.add(app.ws_topics.deadletter, key, b"v%d" % i)
+            batches.add(app.weather_topics.deadletter, key, b"v%d" % i)
         return await batches.send()
 
     sent = asyncio.run(scenario())
@@ -58,7 +58,7 @@ def test_topic_records_are_serialized_with_the_topics_schema(tmp_path: Path) -> 
     batches = RecordBatches(app, "test")
 
     async def scenario() -> None:
-        batches.add(app.ws_topics.observations, 2950159, {"city_id": 2950159, "temp_c": 3.5})
+        batches.add(app.weather_topics.observations, 2950159, {"city_id": 2950159, "temp_c": 3.5})
         batches.add("unit.raw-bytes", b"k", b"v", partition=0, headers=[("source", b"test")])
         await batches.send()
 
@@ -179,10 +179,10 @@ def test_without_a_running_producer_topic_records_go_through_the_topics_send_and
     async def send(**kwargs: Any) -> None:
         captured.append(kwargs)
 
-    app.ws_topics.alerts.send = send  # type: ignore[method-assign]
+    app.weather_topics.alerts.send = send  # type: ignore[method-assign]
 
     async def scenario() -> asyncio.Future[Any] | None:
-        tracked = batches.add(app.ws_topics.alerts, b"7", b"alert", track=True)
+        tracked = batches.add(app.weather_topics.alerts, b"7", b"alert", track=True)
         batches.add("unit.changelog", b"k", b"waits", partition=0)
         assert await batches.send() == []
         return tracked

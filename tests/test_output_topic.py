@@ -33,7 +33,7 @@ def test_a_record_the_broker_never_took_is_logged(tmp_path: Path, caplog: pytest
         return producer
 
     app.maybe_start_producer = started  # type: ignore[method-assign]
-    topic = app.ws_topics.deadletter
+    topic = app.weather_topics.deadletter
     assert isinstance(topic, OutputTopic)
 
     async def scenario() -> tuple[Any, Any]:

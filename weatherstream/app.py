@@ -88,9 +88,9 @@ class Topics:
 class WeatherStreamApp(faust.App):
     """A faust app that also carries weatherstream's settings and topics."""
 
-    ws_settings: Settings
-    ws_topics: Topics
-    ws_trim_memory: Callable[[], Awaitable[None]] | None  # the memory trim timer's body, if it runs
+    settings: Settings
+    weather_topics: Topics
+    trim_memory: Callable[[], Awaitable[None]] | None  # the memory trim timer's body, if it runs
 
     def _new_transport(self) -> Any:
         from weatherstream.transport import Transport
@@ -111,7 +111,7 @@ class WeatherStreamApp(faust.App):
         The block cache and the memtables' budget are the worker's, shared by all its table partitions
         (:func:`weatherstream.internals.share_rocksdb_memory`); a memtable is flushed at a quarter of the budget.
         """
-        settings = self.ws_settings
+        settings = self.settings
         return {
             "block_cache_size": 1024 * 1024,  # unused: the shared cache replaces faust's per-partition one
             "write_buffer_size": max(256 * 1024, settings.rocksdb_write_buffer_bytes // 4),
@@ -164,8 +164,8 @@ def create_app(settings: Settings) -> WeatherStreamApp:
         web_cors_options=None,
         autodiscover=False,
     )
-    app.ws_settings = settings
-    app.ws_topics = Topics(
+    app.settings = settings
+    app.weather_topics = Topics(
         raw=app.output_topic(
             settings.topic_raw,
             key_serializer="raw",
@@ -192,7 +192,7 @@ def create_app(settings: Settings) -> WeatherStreamApp:
             settings.topic_ticks, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
         ),
     )
-    app.ws_trim_memory = _trim_memory_every(app, settings.memory_trim_interval_s)
+    app.trim_memory = _trim_memory_every(app, settings.memory_trim_interval_s)
     _collect_garbage_every(app, settings.gc_full_interval_s)
     return app
 
@@ -249,6 +249,6 @@ class Worker(faust.Worker):
         self.spinner = None
         logger.setLevel(level or logging.WARNING)
         # faust has just replaced the root logger's handlers: mask the secrets in what the new ones write.
-        settings = getattr(self.app, "ws_settings", None)
+        settings = getattr(self.app, "settings", None)
         if settings is not None:
             install_secret_filter(settings_secrets(settings))

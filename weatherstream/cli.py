@@ -736,6 +736,17 @@ def demo(obj: _Context, cities: int, hours: float, rate: float, anomalies: int, 
         anomalies=anomalies)  # fmt: skip
 
 
+@cli.command("web-assets")
+def web_assets() -> None:
+    """Download the dashboard's chart library and map outline (pinned npm packages, checked against their
+    SHA-512) into the installed package; `make install` runs it. Does nothing when they are there."""
+    from weatherstream.web import assets
+
+    written = assets.fetch()
+    click.echo(f"installed {', '.join(written)} into {assets.vendor_dir()}" if written
+               else f"the dashboard's files are in {assets.vendor_dir()}", err=True)  # fmt: skip
+
+
 def main() -> None:
     """Console-script entry point: runs the CLI and turns project errors into a clear message."""
     try:

@@ -109,7 +109,7 @@ def run(settings: Settings, say: Callable[[str], None], cities: int = 50, hours:
         say(
             f"\nweatherstream demo is running: {cities} cities, {count:,} observations over {hours:.0f} h of "
             f"event time, sent at {rate:.0f}/s (about {count / rate / 60:.0f} min), {anomalies} injected anomalies.\n\n"
-            f"  dashboard:   {url}\n"
+            f"  dashboard:   {url} (network overview; also {url}map and {url}alerts)\n"
             f"  alerts:      WEATHERSTREAM_NAMESPACE={settings.namespace} .venv/bin/weatherstream alerts tail "
             "--from-beginning\n"
             f'  Cassandra:   .venv/bin/cqlsh 127.0.0.1 {settings.cassandra_port} -e "{cql}"\n'

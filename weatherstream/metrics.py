@@ -19,8 +19,11 @@ WINDOWS_FINALIZED = Counter(
 WINDOWS_CORRECTED = Counter(
     "weatherstream_windows_corrected_total", "Corrected aggregates (revision > 1) emitted, by window kind.", ["kind"]
 )
-DUPLICATE_OBSERVATIONS = Counter(
-    "weatherstream_duplicate_observations_total", "Observations the aggregator saw twice (same city and time)."
+REPEATS = Counter(
+    "weatherstream_repeats_total",
+    "Observations dropped as repeats, by reason: duplicate (the same city and time was already accepted) or "
+    "too_late (older than the correction horizon: it can change nothing, and whether it repeats cannot be told).",
+    ["reason"],
 )
 REBALANCE_SKIPPED = Counter(
     "weatherstream_rebalance_skipped_messages_total",

@@ -242,6 +242,11 @@ class Settings(BaseSettings):
     correction_horizon_s: float = Field(
         default=48 * 3600.0, gt=0, description="Late data this far behind the watermark corrects final windows."
     )
+    dead_letter_repeats: bool = Field(
+        default=False,
+        description="Send repeats (reasons duplicate and too_late) to the dead-letter topic too; they are always "
+        "counted in weatherstream_repeats_total and logged at debug level.",
+    )
     default_cadence_s: float = Field(default=600.0, gt=0, description="Observation spacing assumed for coverage.")
     tick_interval_s: float = Field(
         default=5.0,

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        settings = getattr(self.app, "ws_settings", None)
+        settings = getattr(self.app, "settings", None)
         if settings is not None:
             # Read by AIOKafkaConsumer.start() when it builds its fetcher.
             consumer._fetch_max_wait_ms = int(settings.consumer_fetch_max_wait_ms)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agents import register_all
 from models import DeadLetter, Observation, Reason
@@ -39,15 +40,16 @@ def run(
     tmp_path: Path,
     messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
     expect_sends: int | None = None,
+    **settings: object,
 ) -> Captured:
     """Put ``messages`` through the pipeline agent; waits for ``expect_sends`` sends (default: one per message,
     as every input ends as exactly one observation, dead letter or re-keyed copy)."""
     expect_sends = len(messages) if expect_sends is None else expect_sends
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, **settings))
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.ws_topics, name).send = captured.hook(name)
+        getattr(app.weather_topics, name).send = captured.hook(name)
 
     async def scenario() -> None:
         async with pipeline.test_context() as agent:
@@ -90,11 +92,27 @@ def test_invalid_becomes_one_dead_letter_with_reason_and_origin(tmp_path: Path) 
     assert out.of("observations") == []
 
 
-def test_repeat_of_city_and_dt_is_a_duplicate(tmp_path: Path) -> None:
-    out = run(tmp_path, [(b"7", payload(7), []), (b"7", payload(7, temp=4.0), []), (b"7", payload(7, NOW + 60), [])])
+REPEATED = [(b"7", payload(7), []), (b"7", payload(7, temp=4.0), []), (b"7", payload(7, NOW + 60), [])]
+
+
+def repeats(reason: str) -> float:
+    return REGISTRY.get_sample_value("weatherstream_repeats_total", {"reason": reason}) or 0.0
+
+
+def test_a_repeat_of_city_and_dt_is_counted_not_dead_lettered(tmp_path: Path) -> None:
+    before = repeats("duplicate")
+    out = run(tmp_path, REPEATED, expect_sends=2)
+    assert len(out.of("observations")) == 2 and out.of("deadletter") == []
+    assert repeats("duplicate") == before + 1
+
+
+def test_repeats_are_dead_letters_too_when_asked(tmp_path: Path) -> None:
+    before = repeats("duplicate")
+    out = run(tmp_path, REPEATED, dead_letter_repeats=True)
     assert len(out.of("observations")) == 2
     (dup,) = out.of("deadletter")
     assert dict(dup["headers"])["ws-reason"] == b"duplicate"
+    assert repeats("duplicate") == before + 1
 
 
 def test_units_header_converts(tmp_path: Path) -> None:
@@ -148,7 +166,7 @@ def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(t
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.ws_topics, name).send = captured.hook(name)
+        getattr(app.weather_topics, name).send = captured.hook(name)
     steps = 80 * 6  # 80 hours: the first day's slices have aged out of the 48 h retention
     start = NOW - 80 * 3600
 
@@ -185,7 +203,7 @@ def test_a_redelivered_observation_writes_its_record_again(tmp_path: Path) -> No
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.ws_topics, name).send = captured.hook(name)
+        getattr(app.weather_topics, name).send = captured.hook(name)
     table = app.tables["station_state"]
     written: list[Any] = []
     on_key_set = table.on_key_set  # every write's changelog record starts here (agents/statetable.py)
@@ -232,7 +250,7 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
     pipeline = pipeline_agent(app)
     captured = Captured()
     for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.ws_topics, name).send = captured.hook(name)
+        getattr(app.weather_topics, name).send = captured.hook(name)
     handle_batch = Pipeline.handle_batch
     crashes: list[int] = []
     crash_now = asyncio.Event()

@@ -32,7 +32,7 @@ class Output:
 def test_an_alert_is_sent_before_the_next_city_is_applied(tmp_path: Path) -> None:
     settings = load_settings(store="memory://", namespace="unit", data_dir=tmp_path)
     app = create_app(settings)
-    steps = pipeline.register(app, settings, app.ws_topics).pipeline
+    steps = pipeline.register(app, settings, app.weather_topics).pipeline
     log: list[str] = []
     alert = {"id": "a1"}
     batch = {city: [(Event(), None)] for city in (1, 2, 3)}

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from aiokafka.structs import ConsumerRecord
+from prometheus_client.parser import text_string_to_metric_families
 
 from weatherstream import kafka_clients
 from weatherstream.settings import Settings, load_settings
@@ -239,6 +241,15 @@ class WorkerProcess:
         checked = "\n".join(_without_library_tracebacks(text.splitlines(), library_ok))
         for marker in ("Traceback", "Crashed", "crashed"):
             assert marker not in checked, f"worker log contains {marker!r}:\n{text[-3000:]}"
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of the sample ``name`` with ``labels`` on the worker's /metrics (0 when it has none yet)."""
+        text = requests.get(f"http://127.0.0.1:{self.web_port}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return 0.0
 
     def dump_stacks(self) -> None:
         """Have the worker write every thread's and task's stack to its log (mode's SIGUSR1 handler), and

@@ -39,9 +39,11 @@ def test_hostile_corpus_each_input_has_exactly_one_outcome(settings: Settings, s
     _send(settings, [(c.key, c.value, c.headers) for c in corpus])
 
     valid = [c for c in corpus if c.expected == VALID]
-    bad = [c for c in corpus if c.expected != VALID]
+    repeats = [c for c in corpus if c.expected == "duplicate"]  # counted, not dead-lettered
+    bad = [c for c in corpus if c.expected not in (VALID, "duplicate")]
     observations = read_topic(settings, settings.topic_observations, expect=len(valid))
     letters = read_topic(settings, settings.topic_deadletter, expect=len(bad))
+    assert worker.metric("weatherstream_repeats_total", reason="duplicate") == len(repeats) > 0
 
     got_obs = Counter(Observation.loads(r.value).payload_json for r in observations)
     assert got_obs == Counter((c.value or b"").decode() for c in valid)
@@ -95,13 +97,19 @@ def test_real_dataset_replays_end_to_end(settings: Settings, start_worker) -> No
     assert sum(july) / len(july) > sum(january) / len(january) + 15
     worker.assert_healthy()
 
-    # Replaying the same file again adds no observation. Repeats within the 48 h dedup horizon behind the
-    # city's newest observation are duplicates; older ones can no longer be checked and are too late.
+    # Replaying the same file again adds no observation and no dead letter: repeats within the 48 h correction
+    # horizon behind the city's newest observation are duplicates, older ones are too late to tell; both are
+    # counted.
     again = subprocess.run(
         cli("produce", "--source", "replay", "--dataset", "pvlib-greensboro"),
         env=settings_env(settings), capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    letters = read_topic(settings, settings.topic_deadletter, expect=8760, timeout_s=240, settle_s=1)
-    assert Counter(dict(r.headers)["ws-reason"] for r in letters) == {b"duplicate": 49, b"too_late": 8760 - 49}
+    deadline = time.monotonic() + 240
+    while worker.metric("weatherstream_repeats_total", reason="too_late") < 8760 - 49:
+        assert time.monotonic() < deadline, "the worker did not count the repeated replay in time"
+        time.sleep(1)
+    assert worker.metric("weatherstream_repeats_total", reason="duplicate") == 49
+    assert worker.metric("weatherstream_repeats_total", reason="too_late") == 8760 - 49
+    assert read_topic(settings, settings.topic_deadletter, expect=0, settle_s=3) == []
     assert len(read_topic(settings, settings.topic_observations, expect=8760, settle_s=1)) == 8760

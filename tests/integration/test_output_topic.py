@@ -19,8 +19,8 @@ PAYLOAD = b'{"id": 2950159, "dt": 1795550000, "name": "Berlin", "main": {"temp":
 
 def test_an_output_topic_sends_what_fausts_send_would(settings: Settings) -> None:
     app = create_app(settings)
-    observations = app.ws_topics.observations
-    alerts = app.ws_topics.alerts
+    observations = app.weather_topics.observations
+    alerts = app.weather_topics.alerts
     assert isinstance(observations, OutputTopic) and isinstance(alerts, OutputTopic)
     obs = normalize(PAYLOAD, now=time.time(), units="metric", source="test", max_bytes=65536)
     alert = Alert(alert_id="a1", seq=1, city_id=obs.city_id, kind="heat", severity="warning", state="open",
@@ -69,7 +69,7 @@ def test_records_sent_in_batches_are_what_fausts_send_would_send(settings: Setti
     """RecordBatches (weatherstream/outgoing.py) against the broker: same partition, key, value and headers as
     faust's own send, for cities spread over the partitions, and the offsets its batches report."""
     app = create_app(settings)
-    observations = app.ws_topics.observations
+    observations = app.weather_topics.observations
     payloads = [PAYLOAD.replace(b"2950159", str(city).encode()) for city in (2950159, 2643743, 5128581, 524901)]
     cities = [normalize(p, now=time.time(), units="metric", source="test", max_bytes=65536) for p in payloads]
 

@@ -126,7 +126,8 @@ def test_wrong_user_mechanism_or_address_are_named(settings: Settings) -> None:
 def web_paths(city_id: int) -> list[str]:
     """Every page and API the worker serves (the project's and faust's built-in ones), plus error cases."""
     return [
-        "/", f"/city/{city_id}", "/static/dashboard.js", "/static/style.css", "/static/index.html", "/health",
+        "/", f"/city/{city_id}", "/static/common.js", "/static/style.css", "/static/index.html", "/map", "/alerts",
+        "/static/vendor/uPlot.iife.min.js", "/api/network", "/api/map", "/health",
         "/ready", "/metrics", "/api/cities", f"/api/cities/{city_id}", f"/api/cities/{city_id}/aggregates",
         f"/api/cities/{city_id}/aggregates?kind=nope", "/api/cities/abc", "/api/cities/404404",
         f"/api/alerts?city={city_id}&since=2000-01-01T00:00Z", "/api/alerts", "/router/", "/router/topics",

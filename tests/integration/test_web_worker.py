@@ -98,12 +98,26 @@ def test_any_worker_answers_for_any_city(settings: Settings, start_worker, tmp_p
 
     # The dashboard: its pages and files come from the worker itself, under the same security headers.
     status, headers, body = get(first.web_port, "/")
-    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/static/dashboard.js" in body
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/static/overview.js" in body
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert get(second.web_port, f"/city/{city_id}")[0] == 200
-    status, headers, _ = get(first.web_port, "/static/dashboard.js")
+    assert get(second.web_port, "/map")[0] == 200 and get(second.web_port, "/alerts")[0] == 200
+    status, headers, _ = get(first.web_port, "/static/common.js")
     assert status == 200 and headers["Content-Type"].startswith("application/javascript")
+    status, headers, body = get(first.web_port, "/static/vendor/uPlot.iife.min.js")
+    assert status == 200 and headers["Content-Type"].startswith("application/javascript") and b"uPlot" in body
     assert get(first.web_port, "/static/..%2Fapi.py")[0] == 404 and get(first.web_port, "/static/city.html")[0] == 404
+    assert get(first.web_port, "/static/vendor/..%2F..%2Fapi.py")[0] == 404
+    assert get(first.web_port, "/static/vendor/versions.txt")[0] == 404
+
+    # The overview and the map, for the whole network from any worker.
+    status, summary = get_json(second.web_port, "/api/network")
+    assert status == 200 and summary["stations"]["total"] == sum(
+        summary["stations"][k] for k in ("reporting", "stale", "silent")) > 0  # fmt: skip
+    status, points = get_json(first.web_port, "/api/map?quantity=temp")
+    stations = summary["stations"]["total"]
+    assert status == 200 and len(points["ids"]) == len(points["lat"]) == len(points["values"]) == stations
+    assert get_json(first.web_port, "/api/map?quantity=rainbow")[0] == 400
 
     # Prometheus: parseable, with the project's metrics.
     status, headers, body = get(first.web_port, "/metrics")

@@ -149,12 +149,14 @@ def test_final_and_corrected_aggregates_equal_the_oracle(settings: Settings, sta
     expected = expected_aggregates(arrivals)
     revisions = {k[2] for k in expected}
     assert revisions >= {1, 2} and any(v["late"] for v in expected.values())  # the input really has late data
-    worker = start_worker(**NO_IDLE)
+    # repeats become dead letters too when asked (by default they are only counted)
+    worker = start_worker(**NO_IDLE, WEATHERSTREAM_DEAD_LETTER_REPEATS="true")
     send(settings, raw, rate=200)  # a steady live rate, so the delays below are not backlog
     aggregates = compare(settings, expected)
     worker.assert_healthy()
     letters = read_topic(settings, settings.topic_deadletter, expect=2, settle_s=1)
     assert sorted(dict(r.headers)["ws-reason"] for r in letters) == [b"duplicate", b"too_late"]
+    assert worker.metric("weatherstream_repeats_total", reason="too_late") == 1
     # From the observation that moved the watermark past a window's end appearing in Kafka to the
     # window's final aggregate appearing in Kafka (reported, not asserted: timing is for benchmarks).
     delays = [ts - a.watermark_passed_at for ts, a in aggregates if a.watermark_passed_at and not a.late]

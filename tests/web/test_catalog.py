@@ -153,3 +153,25 @@ def test_search_finds_what_a_scan_of_every_station_finds_in_the_same_order() -> 
             page = snap.page(query, sort, descending, 0, 500, now=0)
             assert page["total"] == len(scan), (query, sort)
             assert [r["city_id"] for r in page["cities"]] == [snap.ids[i] for i in scan], (query, sort)
+
+
+def test_freshness_counts_every_station_once_with_never_heard_from_as_silent() -> None:
+    now = 1_790_000_000.0
+    ages = [0, 3599, 3600, 6 * 3600 - 1, 6 * 3600, 10 * 86400, None]
+    snap = Snapshot.of([{"city_id": i, "observed_at": None if a is None else now - a} for i, a in enumerate(ages)], 0.0)
+    assert snap.freshness(now) == {"reporting": 2, "stale": 2, "silent": 3}
+    assert snap.freshness(now + 3600) == {"reporting": 0, "stale": 3, "silent": 4}
+
+
+def test_map_points_skip_stations_without_a_position_and_give_observation_times_for_ages() -> None:
+    now = 1_790_000_000.0
+    snap = Snapshot.of([
+        {"city_id": 1, "city_name": "A", "lat": 51.50853, "lon": -0.12574, "temp_c": 12.34, "observed_at": now - 90},
+        {"city_id": 2, "city_name": "B", "lat": None, "lon": 13.4, "temp_c": 1.0, "observed_at": now},
+        {"city_id": 3, "city_name": "C", "lat": -33.9, "lon": 151.2, "temp_c": None, "observed_at": None},
+    ], 0.0)  # fmt: skip
+    temp = snap.points("temp")
+    assert temp == {"ids": [1, 3], "names": ["A", "C"], "lat": [51.509, -33.9], "lon": [-0.126, 151.2],
+                    "values": [12.3, None]}  # fmt: skip
+    assert snap.points("temp") is temp  # once per snapshot
+    assert snap.points("age")["values"] == [now - 90, None]

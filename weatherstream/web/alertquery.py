@@ -69,6 +69,7 @@ class AlertQuery:
             "truncated": truncated,
             # where the read stopped: a client goes on from there with until=<oldest_read>
             "oldest_read": oldest if truncated else None,
+            "kinds": KINDS,  # what kind= may name
         }
 
 

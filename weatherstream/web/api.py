@@ -2,19 +2,17 @@
 
 ``/api/cities/{id}`` and its aggregates are answered by the worker that owns the city's partition (its
 RocksDB tables hold the live open windows): any other worker forwards the request there. Closed windows,
-alerts and the list of cities come from Cassandra. No endpoint changes state; every response carries
-security headers (faust's built-in pages and error answers too); nothing here sends a wildcard CORS header.
+alerts, the station list, the overview and the map come from Cassandra (:mod:`weatherstream.web.network`).
+No endpoint changes state; every response carries security headers (faust's built-in pages and error answers
+too); nothing here sends a wildcard CORS header.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from faust.exceptions import SameNode
@@ -24,13 +22,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_lat
 from models import city_key
 from weatherstream import internals
 from weatherstream.app import WeatherStreamApp
-from weatherstream.db import connect_settings
-from weatherstream.settings import Settings
-from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_latest, read_network_alerts
+from weatherstream.sinks.cassandra import read_aggregates
 from weatherstream.times import parse_utc
-from weatherstream.web.alertquery import BadQuery, city_id_of, parse_alert_query
-from weatherstream.web.catalog import FIELDS as CATALOG_COLUMNS
-from weatherstream.web.catalog import MAX_LIMIT, SORTS, Snapshot, StationCatalog, snapshot_of
+from weatherstream.web.alertquery import city_id_of
+from weatherstream.web.network import NetworkViews
+from weatherstream.web.pages import StaticFiles
+from weatherstream.web.responses import CassandraReader, problem, respond, unreachable
 
 if TYPE_CHECKING:
     from agents import WorkerParts
@@ -47,15 +44,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "Cache-Control": "no-store",
 }
-#: the dashboard's files (in the package: it works offline, nothing comes from a CDN)
-STATIC = {"index.html": "text/html", "city.html": "text/html", "dashboard.js": "application/javascript",
-          "style.css": "text/css"}  # fmt: skip
 #: the edges of the freshness buckets of weatherstream_stations (seconds since a station's newest observation)
 AGE_EDGES_S = (3600.0, 6 * 3600.0, 24 * 3600.0)
 AGE_LABELS = ("under_1h", "1h_to_6h", "6h_to_24h", "over_24h")
-#: the most alert messages one network-wide /api/alerts request reads (its answer says when it stopped there)
-NETWORK_ALERT_ROWS = 20_000
-
 STATIONS = Gauge("weatherstream_stations", "Stations this worker owns, by the age of their newest observation.",
                  ["age"])  # fmt: skip
 OLDEST_AGE = Gauge("weatherstream_station_oldest_observation_age_seconds",
@@ -68,45 +59,6 @@ CONSUMER_LAG = Gauge("weatherstream_consumer_lag_messages", "Messages not yet co
                      ["topic", "partition"])  # fmt: skip
 
 
-class CassandraReader:
-    """A lazily opened Cassandra session for the views; queries run in a thread (the driver blocks)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.session: Any = None
-        self.lock = asyncio.Lock()
-
-    async def run(self, query: Callable[..., Any], *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        async with self.lock:
-            if self.session is None:
-                _, self.session = await loop.run_in_executor(None, connect_settings, self.settings)
-        return await loop.run_in_executor(None, query, self.session, self.settings.keyspace, *args)
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: aware datetimes as ISO 8601, dates as ISO, non-finite floats as null."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def load_catalog(session: Any, keyspace: str) -> Snapshot:
-    """The station list's snapshot, read and built in the thread that runs the query (not on the event loop)."""
-    return snapshot_of(read_latest(session, keyspace, CATALOG_COLUMNS))
-
-
-def respond(view: View, body: Any, status: int = 200) -> Response:
-    """``body`` as JSON (the security headers come from the response hook, as on every response)."""
-    return view.json(_clean(body), status=status)
-
-
 def _time(text: str | None, default: dt.datetime) -> dt.datetime:
     return parse_utc(text) if text else default
 
@@ -116,10 +68,6 @@ async def _add_security_headers(request: Any, response: Any) -> None:
     pages (``/router/``, ``/table/``) and the server's own 404 and 405 answers."""
     for header, value in SECURITY_HEADERS.items():
         response.headers.setdefault(header, value)
-
-
-def problem(view: View, status: int, message: str) -> Response:
-    return respond(view, {"error": message}, status)
 
 
 def register(app: WeatherStreamApp, parts: WorkerParts) -> None:
@@ -152,7 +100,8 @@ def register(app: WeatherStreamApp, parts: WorkerParts) -> None:
         return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     if pipeline is not None:
-        register_city_views(app, CityViews(app, CassandraReader(app.ws_settings), pipeline))
+        db = CassandraReader(app.settings)
+        register_city_views(app, StaticFiles(), NetworkViews(db), CityViews(app, db, pipeline))
 
 
 def update_gauges(app: WeatherStreamApp, pipeline: PipelineParts | None, sink: SinkProgress | None) -> None:
@@ -183,25 +132,48 @@ def update_gauges(app: WeatherStreamApp, pipeline: PipelineParts | None, sink: S
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
 
-def register_city_views(app: WeatherStreamApp, views: CityViews) -> None:
-    """The dashboard and the JSON API over cities, windows and alerts (on workers that run the pipeline)."""
+def register_city_views(app: WeatherStreamApp, files: StaticFiles, network: NetworkViews, views: CityViews) -> None:
+    """The dashboard and the JSON API over stations, windows and alerts (on workers that run the pipeline)."""
 
     @app.page("/")
-    async def dashboard(self: View, request: Request) -> Response:
-        return views.page(self, "index.html")
+    async def overview_page(self: View, request: Request) -> Response:
+        return files.page(self, "index.html")
+
+    @app.page("/map")
+    async def map_page(self: View, request: Request) -> Response:
+        return files.page(self, "map.html")
+
+    @app.page("/alerts")
+    async def alerts_page(self: View, request: Request) -> Response:
+        return files.page(self, "alerts.html")
 
     @app.page("/city/{city_id}")
     async def city_page(self: View, request: Request, city_id: str) -> Response:
-        return views.page(self, "city.html")
+        return files.page(self, "city.html")
 
     @app.page("/static/{name}")
     async def static(self: View, request: Request, name: str) -> Response:
-        return views.static(self, name)
+        return files.static(self, name)
+
+    @app.page("/static/vendor/{name}")
+    async def vendored(self: View, request: Request, name: str) -> Response:
+        return files.vendor(self, name)
+
+    @app.page("/api/network")
+    async def network_summary(self: View, request: Request) -> Response:
+        return await network.summary(self, request)
+
+    @app.page("/api/map")
+    async def map_points(self: View, request: Request) -> Response:
+        return await network.map_points(self, request)
 
     @app.page("/api/cities")
     async def cities(self: View, request: Request) -> Response:
-        """A page of the stations (``?q=`` search, ``sort=`` one of SORTS, ``order=desc``, ``offset``, ``limit``)."""
-        return await views.cities(self, request)
+        return await network.cities(self, request)
+
+    @app.page("/api/alerts")
+    async def alerts(self: View, request: Request) -> Response:
+        return await network.alerts(self, request)
 
     @app.page("/api/cities/{city_id}")
     async def city(self: View, request: Request, city_id: str) -> Response:
@@ -211,48 +183,15 @@ def register_city_views(app: WeatherStreamApp, views: CityViews) -> None:
     async def city_aggregates(self: View, request: Request, city_id: str) -> Response:
         return await views.at_owner(self, request, city_id, views.aggregates)
 
-    @app.page("/api/alerts")
-    async def alerts(self: View, request: Request) -> Response:
-        return await views.alerts(self, request)
-
 
 class CityViews:
-    """What the city views answer, from the pipeline's state (this worker's cities) and Cassandra (history)."""
+    """What the views of one city answer, from the pipeline's state (this worker's cities) and Cassandra."""
 
     def __init__(self, app: WeatherStreamApp, db: CassandraReader, pipeline: PipelineParts) -> None:
         self.app = app
         self.db = db
         self.state = pipeline.state
         self.aggregator = pipeline.pipeline.aggregator
-        self.pages = {name: resources.files("weatherstream.web").joinpath("static", name).read_bytes()
-                      for name in STATIC}  # fmt: skip
-        self.catalog = StationCatalog(lambda: db.run(load_catalog))
-
-    def page(self, view: View, name: str) -> Response:
-        return view.bytes(self.pages[name], content_type=STATIC[name])
-
-    def static(self, view: View, name: str) -> Response:
-        if name not in STATIC or name.endswith(".html"):
-            return problem(view, 404, "no such file")
-        return self.page(view, name)
-
-    async def cities(self, view: View, request: Request) -> Response:
-        query = request.query
-        sort, order = query.get("sort", "name"), query.get("order", "asc")
-        if sort not in SORTS or order not in ("asc", "desc"):
-            return problem(view, 400, f"sort must be one of {', '.join(SORTS)} and order asc or desc")
-        try:
-            offset, limit = int(query.get("offset", "0")), int(query.get("limit", "50"))
-        except ValueError:
-            return problem(view, 400, "offset and limit must be whole numbers")
-        if offset < 0 or not 1 <= limit <= MAX_LIMIT:
-            return problem(view, 400, f"offset must be 0 or more and limit between 1 and {MAX_LIMIT}")
-        try:
-            snapshot = await self.catalog.current()
-        except Exception as exc:  # noqa: BLE001 - said to the caller, not raised
-            return problem(view, 503, f"Cassandra is not reachable: {type(exc).__name__}")
-        return respond(view, snapshot.page(query.get("q", "")[:100], sort, order == "desc", offset, limit,
-                                           now=time.time()))  # fmt: skip
 
     async def at_owner(self, view: View, request: Request, text: str,
                        local: Callable[[View, Request, int], Awaitable[Response]]) -> Response:  # fmt: skip
@@ -294,7 +233,7 @@ class CityViews:
         try:
             closed = await self.db.run(read_aggregates, city_id, kinds, start, end)
         except Exception as exc:  # noqa: BLE001
-            return problem(view, 503, f"Cassandra is not reachable: {type(exc).__name__}")
+            return unreachable(view, exc)
         for row in closed:
             row["final"] = True
         live = [w for w in self.open_windows(city_id, self.state.record(city_id))
@@ -304,22 +243,6 @@ class CityViews:
             w["window_end"] = dt.datetime.fromtimestamp(w["window_end"], tz=dt.timezone.utc)
         merged = sorted(closed + live, key=lambda r: (r["kind"], r["window_start"]))
         return respond(view, {"city_id": city_id, "aggregates": merged})
-
-    async def alerts(self, view: View, request: Request) -> Response:
-        """Alert messages, newest first: of one city (``city=``) or of the whole network, filtered and paged
-        (:mod:`weatherstream.web.alertquery`)."""
-        try:
-            query = parse_alert_query(request.query, now=time.time())
-        except BadQuery as exc:
-            return problem(view, 400, str(exc))
-        try:
-            if query.city_id is not None:
-                rows, truncated = await self.db.run(read_alerts, query.city_id, query.start, query.end), False
-            else:
-                rows, truncated = await self.db.run(read_network_alerts, query.start, query.end, NETWORK_ALERT_ROWS)
-        except Exception as exc:  # noqa: BLE001
-            return problem(view, 503, f"Cassandra is not reachable: {type(exc).__name__}")
-        return respond(view, query.page(rows, truncated))
 
     def open_windows(self, city_id: int, record: CityRecord | None) -> list[dict[str, Any]]:
         """Live aggregates of the city's windows that have data and are not final yet."""

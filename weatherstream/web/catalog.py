@@ -23,8 +23,8 @@ import math
 import time
 from array import array
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence, Sized
+from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,16 @@ SORTS = ("name", "id", "country", "age", "temp")
 #: a snapshot is kept at least this many times as long as it took to load
 LOAD_SHARE = 10.0
 #: the columns a page carries per station (besides ``age_s``)
-FIELDS = ("city_id", "city_name", "country", "observed_at", "temp_c", "humidity_pct", "pressure_hpa",
+FIELDS = ("city_id", "city_name", "country", "lat", "lon", "observed_at", "temp_c", "humidity_pct", "pressure_hpa",
           "wind_speed_ms", "condition_main", "condition_description")  # fmt: skip
+#: the numeric columns a snapshot keeps (NaN where a station has no value)
+NUMBERS = ("lat", "lon", "observed_at", "temp_c", "humidity_pct", "pressure_hpa", "wind_speed_ms")
+PLAIN = tuple(column for column in NUMBERS if column != "observed_at")  # kept as given (observed_at: a time)
+#: freshness of a station's newest observation: its age below each edge (seconds), else the last name
+FRESHNESS = (("reporting", 3600.0), ("stale", 6 * 3600.0), ("silent", math.inf))
+#: what the map may colour stations by: a snapshot column, or the newest observation's age
+MAP_QUANTITIES = {"temp": "temp_c", "wind": "wind_speed_ms", "pressure": "pressure_hpa", "humidity": "humidity_pct",
+                  "age": "observed_at"}  # fmt: skip
 MAX_LIMIT = 500
 _NAN = math.nan
 
@@ -57,12 +65,13 @@ class Snapshot:
         self.names: list[str] = []
         self.lowered: list[str] = []
         self.countries: list[str] = []
-        self.numbers = {name: array("d") for name in ("observed_at", "temp_c", "humidity_pct", "pressure_hpa",
-                                                      "wind_speed_ms")}  # fmt: skip
+        self.numbers = {name: array("d") for name in NUMBERS}
         self.conditions: list[tuple[str | None, str | None]] = []
         self.orders: dict[str, array[int]] = {}
         self.ranks: dict[str, array[int]] = {}  # sort -> each station's place in its order
         self.search: SearchIndex | None = None
+        self.observed_sorted: list[float] | None = None
+        self.maps: dict[str, dict[str, Any]] = {}  # quantity -> the map's columns
 
     @classmethod
     def of(cls, rows: Iterable[dict[str, Any]], loaded_at: float) -> Snapshot:
@@ -76,7 +85,7 @@ class Snapshot:
             country = row.get("country") or ""
             snap.countries.append(interned.setdefault(country, country))
             snap.numbers["observed_at"].append(_time(row.get("observed_at")))
-            for column in ("temp_c", "humidity_pct", "pressure_hpa", "wind_speed_ms"):
+            for column in PLAIN:
                 snap.numbers[column].append(_number(row.get(column)))
             snap.conditions.append((row.get("condition_main"), row.get("condition_description")))
         return snap
@@ -135,9 +144,44 @@ class Snapshot:
             "observed_at": observed if known else None, "age_s": round(now - observed, 1) if known else None,
             "condition_main": main, "condition_description": description,
         }  # fmt: skip
-        for column in ("temp_c", "humidity_pct", "pressure_hpa", "wind_speed_ms"):
+        for column in PLAIN:
             value = self.numbers[column][i]
             out[column] = None if math.isnan(value) else value
+        return out
+
+    def freshness(self, now: float) -> dict[str, int]:
+        """How many stations are reporting, stale or silent (:data:`FRESHNESS`; never heard from: silent).
+        O(log stations): the observation times are sorted once per snapshot."""
+        if self.observed_sorted is None:
+            self.observed_sorted = sorted(t for t in self.numbers["observed_at"] if not math.isnan(t))
+        counts, newer_than = {}, len(self.observed_sorted)
+        for name, edge in FRESHNESS:
+            older = bisect_right(self.observed_sorted, now - edge) if math.isfinite(edge) else 0
+            counts[name] = newer_than - older
+            newer_than = older
+        counts[FRESHNESS[-1][0]] += len(self) - len(self.observed_sorted)
+        return counts
+
+    def points(self, quantity: str) -> dict[str, Any]:
+        """Every station with a position, for the map: ids, names, lat/lon (degrees, 3 decimals) and the value
+        of ``quantity`` (a key of :data:`MAP_QUANTITIES`; ``age``: the newest observation's epoch seconds, which
+        the page turns into ages; null where not known). Built once per snapshot and quantity."""
+        found = self.maps.get(quantity)
+        if found is not None:
+            return found
+        column = self.numbers[MAP_QUANTITIES[quantity]]
+        lat, lon = self.numbers["lat"], self.numbers["lon"]
+        out: dict[str, list[Any]] = {"ids": [], "names": [], "lat": [], "lon": [], "values": []}
+        digits = 0 if quantity == "age" else 1
+        for i in range(len(self.ids)):
+            if math.isnan(lat[i]) or math.isnan(lon[i]):
+                continue
+            out["ids"].append(self.ids[i])
+            out["names"].append(self.names[i])
+            out["lat"].append(round(lat[i], 3))
+            out["lon"].append(round(lon[i], 3))
+            out["values"].append(None if math.isnan(column[i]) else round(column[i], digits))
+        self.maps[quantity] = out
         return out
 
 
@@ -193,22 +237,26 @@ def snapshot_of(rows: Iterable[dict[str, Any]]) -> Snapshot:
     return snap
 
 
-class StationCatalog:
-    """A :class:`Snapshot` kept fresh on demand; ``load`` makes one (:func:`snapshot_of` every station's newest
-    observation), best off the event loop: at 100,000 stations that takes seconds."""
+T = TypeVar("T", bound=Sized)
 
-    def __init__(self, load: Callable[[], Awaitable[Snapshot]], refresh_s: float = 2.0) -> None:
+
+class KeptFresh(Generic[T]):
+    """A snapshot (of anything with a length) kept fresh on demand; ``load`` makes one, best off the event loop:
+    at 100,000 stations that takes seconds. ``what`` names it in the log."""
+
+    def __init__(self, load: Callable[[], Awaitable[T]], refresh_s: float = 2.0, what: str = "station catalog") -> None:
         self.load = load
         self.refresh_s = refresh_s
+        self.what = what
         self.load_s = 0.0  # how long the last load took
-        self.snapshot: Snapshot | None = None
-        self.loading: asyncio.Task[Snapshot] | None = None
+        self.snapshot: T | None = None
+        self.loading: asyncio.Task[T] | None = None
 
-    async def current(self) -> Snapshot:
+    async def current(self) -> T:
         """The snapshot (waiting only for the first); a stale one starts a reload in the background."""
         if self.snapshot is None:
-            self.snapshot = await self._reload()
-        elif time.time() - self.snapshot.loaded_at > self.keep_s and self.loading is None:
+            self.snapshot, self.loaded_at = await self._reload(), time.time()
+        elif time.time() - self.loaded_at > self.keep_s and self.loading is None:
             self.loading = asyncio.ensure_future(self._reload())
             self.loading.add_done_callback(self._loaded)
         return self.snapshot
@@ -218,20 +266,24 @@ class StationCatalog:
         """How old a snapshot may get before a request starts a reload."""
         return max(self.refresh_s, LOAD_SHARE * self.load_s)
 
-    async def _reload(self) -> Snapshot:
+    async def _reload(self) -> T:
         started = time.monotonic()
         snap = await self.load()
         self.load_s = time.monotonic() - started
-        logger.info("station catalog: %d stations loaded in %.2f s", len(snap), self.load_s)
+        logger.info("%s: %d loaded in %.2f s", self.what, len(snap), self.load_s)
         return snap
 
-    def _loaded(self, task: asyncio.Task[Snapshot]) -> None:
+    def _loaded(self, task: asyncio.Task[T]) -> None:
         self.loading = None
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None:
-            logger.warning("station catalog: reload failed (%s: %s); serving the previous snapshot",
+            logger.warning("%s: reload failed (%s: %s); serving the previous snapshot", self.what,
                            type(exc).__name__, exc)  # fmt: skip
             return
-        self.snapshot = task.result()
+        self.snapshot, self.loaded_at = task.result(), time.time()
+
+
+#: the station list: every station's newest observation (:func:`snapshot_of`), kept fresh
+StationCatalog = KeptFresh[Snapshot]
