@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import os
 import signal
 import threading
@@ -137,10 +138,10 @@ class LagWatch(threading.Thread):
         self.stopping.set()
         self.join(timeout=30)
 
-    def longest_stall_s(self) -> tuple[float, int | None]:
-        """The longest time any partition's committed offset stood still while it had records to handle, and
-        that partition."""
-        longest, which = 0.0, None
+    def longest_stall_s(self) -> tuple[float, int | None, float | None]:
+        """The longest time any partition's committed offset stood still while it had records to handle, that
+        partition, and when (monotonic) the stall began."""
+        longest, which, began = 0.0, None, None
         still_since: dict[int, float] = {}
         last: dict[int, int] = {}
         for t, parts in self.by_partition:
@@ -148,9 +149,14 @@ class LagWatch(threading.Thread):
                 if at >= end or last.get(p) != at:
                     still_since[p] = t  # caught up, or it moved: a stall could start only from here
                 elif t - still_since[p] > longest:
-                    longest, which = t - still_since[p], p
+                    longest, which, began = t - still_since[p], p, still_since[p]
                 last[p] = at
-        return round(longest, 1), which
+        return round(longest, 1), which, began
+
+    def longest_blind_s(self) -> float:
+        """The longest time without an answer about the group's offsets (a broker down, the group moving)."""
+        times = [t for t, _ in self.by_partition]
+        return round(max((b - a for a, b in itertools.pairwise(times)), default=0.0), 1)
 
     def figures(self, failed_at: float) -> dict[str, float | None]:
         """Seconds from the failure until the lag was back to at most what it was before it (steady input
@@ -443,7 +449,7 @@ def test_soak_with_a_worker_restarted_every_five_minutes(cluster: LocalStack, se
         print(f"{time.monotonic() - started:5.0f} s: worker {name} restarted ({sender.sent} events sent)", flush=True)
     assert sender.error is None, sender.error
     to_zero = wait_for_zero_lag(lag, timeout_s=600)
-    stall_s, stalled = lag.longest_stall_s()
+    stall_s, stalled, stall_began = lag.longest_stall_s()
     lag.stop()
     rss.stop()
     growth = rss.growth(started, SOAK_MINUTES)
@@ -454,6 +460,9 @@ def test_soak_with_a_worker_restarted_every_five_minutes(cluster: LocalStack, se
         "restarts": restarts,
         "longest_stall_s": stall_s,
         "stalled_partition": stalled,
+        # to set against the restarts' times printed above
+        "stall_began_s": round(stall_began - started, 1) if stall_began is not None else None,
+        "longest_unanswered_lag_read_s": lag.longest_blind_s(),
         "lag_zero_after_input_s": to_zero,
         "worker_rss_growth": round(growth, 3),
         "worker_rss_mb_max": round(max((b for _, _, b in rss.samples), default=0) / 2**20),
@@ -463,5 +472,7 @@ def test_soak_with_a_worker_restarted_every_five_minutes(cluster: LocalStack, se
     print("\nCLUSTER " + orjson.dumps(figures).decode(), flush=True)
     for worker in workers.values():
         worker.assert_healthy(library_ok=DRIVER_RECOVERS)
+    folders = sorted({str(w.log_path.parent) for w in workers.values()})
+    print(f"worker logs (pytest keeps them for its next three runs): {folders}")
     assert stall_s <= 60, f"partition {stalled} was not consumed for {stall_s} s while it had records"
     assert growth <= 1.10, f"worker memory grew {growth:.2f}x between the second and the last quarter"
