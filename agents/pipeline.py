@@ -330,13 +330,20 @@ class Pipeline:
         return obs
 
     # -- one city's part of a batch -------------------------------------------------------------------
-    def repeat(self, out: CityOutput, event: EventT, obs: Observation, reason: Reason, why: str) -> None:
-        """An observation that cannot change anything (a repeat, or too old to tell): counted and logged at
-        debug level; a dead letter too only with ``dead_letter_repeats`` (a re-run replay is not a problem)."""
+    def repeat(self, out: CityOutput, event: EventT, obs: Observation, reason: Reason) -> None:
+        """An observation that cannot change anything (a repeat, or too old to tell): counted, and logged at
+        debug level; a dead letter too only with ``dead_letter_repeats`` (a re-run replay is not a problem).
+        The message is made only when something uses it (a replay's repeats are many)."""
         metrics.REPEATS.labels(reason.value).inc()
+        letter = self.settings.dead_letter_repeats
+        if not letter and not logger.isEnabledFor(logging.DEBUG):
+            return
+        why = ("was already accepted" if reason is Reason.DUPLICATE else
+               f"is more than {self.settings.correction_horizon_s:.0f} s behind the city's watermark: too late to "
+               "correct its windows or to tell whether it is a repeat")  # fmt: skip
         message = f"city {obs.city_id} dt {obs.observed_at:.0f} {why}"
         logger.debug("repeat (%s): %s", reason.value, message)
-        if self.settings.dead_letter_repeats:
+        if letter:
             out.dead_letters.append(DeadLetterOut(event, reason, message, obs.source))
 
     def apply_city(self, city_id: int, items: Sequence[tuple[EventT, Observation | None]]) -> CityOutput:
@@ -369,12 +376,10 @@ class Pipeline:
             if verdict is windows.Verdict.FORGOTTEN:
                 continue
             if verdict is windows.Verdict.DUPLICATE:
-                self.repeat(out, event, obs, Reason.DUPLICATE, "was already accepted")
+                self.repeat(out, event, obs, Reason.DUPLICATE)
                 continue
             if verdict is windows.Verdict.TOO_LATE:
-                self.repeat(out, event, obs, Reason.TOO_LATE, f"is more than {self.settings.correction_horizon_s:.0f} "
-                            "s behind the city's watermark: too late to correct its windows or to tell whether it "
-                            "is a repeat")  # fmt: skip
+                self.repeat(out, event, obs, Reason.TOO_LATE)
                 continue
             # APPLIED, or REDELIVERED after a crash: the first send may never have left the producer. A second
             # copy is harmless: the sinks overwrite by (city, time).

@@ -63,19 +63,8 @@ async function load() {
   const data = await getJSON(`/api/alerts?${params}`);
   total = data.total;
   showKinds(data.kinds);
-  const body = document.querySelector("#alerts tbody");
-  body.replaceChildren();
-  for (const alert of data.alerts) {
-    const row = el("tr");
-    for (const cell of alertCells(alert, true)) row.appendChild(cell);
-    body.appendChild(row);
-  }
-  if (!data.alerts.length) body.appendChild(el("tr")).appendChild(el("td", "no alerts match"));
-  const last = Math.min(data.offset + data.alerts.length, data.total);
-  document.getElementById("count").textContent = `${data.total} alert messages`;
-  document.getElementById("pageinfo").textContent = data.total ? `${data.offset + 1}–${last}` : "";
-  document.getElementById("prev").disabled = data.offset === 0;
-  document.getElementById("next").disabled = last >= data.total;
+  showAlertRows("#alerts tbody", data.alerts, true, "no alerts match");
+  showPager(data, data.alerts.length, `${data.total} alert messages`);
   document.getElementById("note").textContent = `from ${utc(data.from)} to ${utc(data.to)}` + (data.truncated
     ? ` · only the newest messages were read, back to ${utc(data.oldest_read)}: set "until" to that time for older ones`
     : "");

@@ -188,17 +188,6 @@ function showTable(rows) {
   }
 }
 
-function showAlerts(alerts) {
-  const body = document.querySelector("#alerts tbody");
-  body.replaceChildren();
-  for (const alert of alerts.slice(0, 50)) {
-    const row = el("tr");
-    for (const cell of alertCells(alert, false)) row.appendChild(cell);
-    body.appendChild(row);
-  }
-  if (!alerts.length) body.appendChild(el("tr")).appendChild(el("td", `no alerts in the last ${state.days} days`));
-}
-
 async function load() {
   const from = new Date(Date.now() - state.days * 86400 * 1000).toISOString();
   const [city, windows, alerts] = await Promise.all([
@@ -213,7 +202,7 @@ async function load() {
     .sort((a, b) => Date.parse(a.window_start) - Date.parse(b.window_start));
   for (const name of Object.keys(CHARTS)) drawChart(name, rows, alerts.alerts);
   showTable(rows);
-  showAlerts(alerts.alerts);
+  showAlertRows("#alerts tbody", alerts.alerts.slice(0, 50), false, `no alerts in the last ${state.days} days`);
   setStatus(`served by ${city.served_by} · updated ${new Date().toLocaleTimeString()}`);
 }
 

@@ -52,18 +52,30 @@ function cityLink(id, name) {
   return link;
 }
 
-// The cells of an alert message's row: time, station, kind, severity and state, its text.
-function alertCells(alert, withCity) {
-  const cells = [el("td", utc(alert.observed_at), "time")];
-  if (withCity) {
-    const where = el("td");
-    where.appendChild(cityLink(alert.city_id, alert.city_name));
-    cells.push(where);
+// Fill the table body `selector` with alert messages, one row each (time, station when `withCity`, kind,
+// severity and state, its text), or one row saying `none` when there are none.
+function showAlertRows(selector, alerts, withCity, none) {
+  const body = document.querySelector(selector);
+  body.replaceChildren();
+  for (const alert of alerts) {
+    const row = el("tr");
+    row.appendChild(el("td", utc(alert.observed_at), "time"));
+    if (withCity) row.appendChild(el("td")).appendChild(cityLink(alert.city_id, alert.city_name));
+    row.appendChild(el("td", alert.kind));
+    row.appendChild(el("td", `${alert.severity} · ${alert.state}`, `severity-${alert.severity}`));
+    row.appendChild(el("td", alert.message));  // says itself when it is about historical data
+    body.appendChild(row);
   }
-  cells.push(el("td", alert.kind));
-  cells.push(el("td", `${alert.severity} · ${alert.state}`, `severity-${alert.severity}`));
-  cells.push(el("td", alert.message));  // says itself when it is about historical data
-  return cells;
+  if (!alerts.length) body.appendChild(el("tr")).appendChild(el("td", none));
+}
+
+// The pager under a server-paged list: "first–last" of `data.total`, previous and next enabled as they apply.
+function showPager(data, shown, countText) {
+  const last = Math.min(data.offset + shown, data.total);
+  document.getElementById("count").textContent = countText;
+  document.getElementById("pageinfo").textContent = data.total ? `${data.offset + 1}–${last}` : "";
+  document.getElementById("prev").disabled = data.offset === 0;
+  document.getElementById("next").disabled = last >= data.total;
 }
 
 // Run `load` now and every REFRESH_MS; its errors go to the status line.

@@ -39,14 +39,7 @@ async function showSummary() {
   if (!incidents.open) body.appendChild(el("tr")).appendChild(el("td", "no open incidents"));
   document.getElementById("incidents-note").textContent = `incidents with a message since ${utc(incidents.since)}` +
     (incidents.truncated ? " (only the newest messages were read: there are more)" : "");
-  const newest = document.querySelector("#newest tbody");
-  newest.replaceChildren();
-  for (const alert of incidents.newest_alerts) {
-    const row = el("tr");
-    for (const cell of alertCells(alert, true)) row.appendChild(cell);
-    newest.appendChild(row);
-  }
-  if (!incidents.newest_alerts.length) newest.appendChild(el("tr")).appendChild(el("td", "no alerts this week"));
+  showAlertRows("#newest tbody", incidents.newest_alerts, true, "no alerts this week");
   return data;
 }
 
@@ -72,11 +65,7 @@ async function showCities() {
     row.appendChild(el("td", text, cls));
     body.appendChild(row);
   }
-  const last = Math.min(data.offset + data.cities.length, data.total);
-  document.getElementById("count").textContent = `${data.total} stations${list.q ? " found" : ""}`;
-  document.getElementById("pageinfo").textContent = data.total ? `${data.offset + 1}–${last}` : "";
-  document.getElementById("prev").disabled = data.offset === 0;
-  document.getElementById("next").disabled = last >= data.total;
+  showPager(data, data.cities.length, `${data.total} stations${list.q ? " found" : ""}`);
   for (const button of document.querySelectorAll("button[data-sort]")) {
     const sorted = button.dataset.sort === list.sort;
     button.parentElement.setAttribute("aria-sort", sorted ? (list.order === "asc" ? "ascending" : "descending") : "none");
