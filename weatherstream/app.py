@@ -151,6 +151,7 @@ def create_app(settings: Settings) -> WeatherStreamApp:
         topic_allow_declare=True,
         table_standby_replicas=settings.table_standby_replicas,
         broker_session_timeout=settings.broker_session_timeout_s,
+        broker_commit_interval=settings.broker_commit_interval_s,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_max_batch_size=1024 * 1024,  # changelog records are large; 16 KiB batches mean many requests

@@ -60,10 +60,28 @@ def consumer_state(app: AppT) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - e.g. the consumer has not started
         assigned = []
         lines.append(f"assignment: unreadable ({exc!r})")
+    add("flow can resume", lambda: consumer.can_resume_flow.is_set())
+    add("fetcher service", lambda: (app._fetcher.state, app._fetcher.should_stop))  # type: ignore[attr-defined]
+    client: Any = None
+    try:
+        client = consumer._thread._ensure_consumer()
+    except Exception as exc:  # noqa: BLE001 - e.g. the consumer has not started
+        lines.append(f"aiokafka consumer: unreadable ({exc!r})")
+    if client is not None:
+        add("aiokafka fetch task done", lambda: client._fetcher._fetch_task.done())
     for tp in assigned:
         if tp.topic not in app.tables.changelog_topics:
             add(f"{tp.topic}[{tp.partition}] read offset / high water",
                 lambda tp=tp: (consumer._read_offset.get(tp), consumer.highwater(tp)))  # fmt: skip
+            if client is not None:
+                add(f"{tp.topic}[{tp.partition}] aiokafka position / paused / awaiting reset",
+                    lambda tp=tp: _aiokafka_partition(client, tp))  # fmt: skip
     for agent in app.agents.values():
         add(f"agent {agent.name} channel queue", lambda agent=agent: agent.channel.queue.qsize())
     return lines
+
+
+def _aiokafka_partition(client: Any, tp: Any) -> tuple[Any, bool, bool]:
+    state = client._subscription.subscription.assignment.state_value(tp)
+    position = state.position if state.has_valid_position else None
+    return position, state.paused, state.awaiting_reset

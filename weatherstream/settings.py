@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         le=300,
         description="A worker that stops heartbeating (killed, frozen) loses its partitions after this long.",
     )
+    broker_commit_interval_s: float = Field(
+        default=2.8,
+        gt=0,
+        le=3600,
+        description="How often the worker commits the input offsets it has handled: after a crash, up to this much "
+        "input is handled again (repeats are recognised and counted).",
+    )
     batch_max_events: int = Field(
         default=500, ge=1, le=100_000, description="Most events the pipeline agent processes in one batch."
     )

@@ -17,17 +17,20 @@ control suspended, or an older consumer generation) and *acknowledges* them, alt
 them. Their offsets would then count as done, and a commit made once the batch in flight is acknowledged
 could move past them. :class:`Consumer` does not record such acknowledgements, so the commit stops
 before them and they are fetched again. (The offset jumps the takeover test did show came from the fetch
-position instead; :class:`agents.batching.OffsetGuard` handles those.)
+position instead; :class:`agents.batching.OffsetGuard` handles those.) "Fetched again" needs a seek back, which
+aiokafka skips for partitions the group never committed: :meth:`Consumer.seek_to_committed` seeks those to
+their first record.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import Message
+from faust.types import TP, Message
 
 from weatherstream import internals, metrics
 
@@ -49,6 +52,19 @@ class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek each assigned partition to the group's committed offset, and those the group never committed
+        (or committed at 0) to their first record.
+
+        faust calls this when a rebalance's recovery is done, to fetch again what its stream dropped during the
+        rebalance. aiokafka seeks only partitions with a committed offset above 0 and leaves the others where
+        its fetching got to, past the dropped records: a worker killed before its first commit lost them for
+        good on restart. Changelog partitions are left alone: recovery positions them itself.
+        """
+        committed = await super().seek_to_committed()
+        await seek_uncommitted_to_start(self, committed)
+        return committed
+
     def ack(self, message: Message) -> bool:
         """Record ``message`` as done, unless no stream took it up because a rebalance made it stale."""
         if is_skipped_by_rebalance(message, self.app):
@@ -58,6 +74,22 @@ class Consumer(faust_aiokafka.Consumer):
                          message.topic, message.partition, message.offset)  # fmt: skip
             return False
         return bool(super().ack(message))
+
+
+async def seek_uncommitted_to_start(consumer: Any, committed: Mapping[Any, int | None]) -> list[TP]:
+    """Seek the partitions of ``committed`` that have no committed offset (None or 0), changelogs apart, to
+    their first record, when the reset policy is ``earliest``; returns them."""
+    if consumer.app.conf.consumer_auto_offset_reset != "earliest":
+        return []
+    changelogs = consumer.app.tables.changelog_topics
+    never = sorted(TP(tp.topic, tp.partition) for tp, offset in committed.items()
+                   if not offset and tp.topic not in changelogs)  # fmt: skip
+    if never:
+        starts = await consumer.earliest_offsets(*never)
+        await consumer.seek_wait({tp: int(starts[tp]) for tp in never})
+        logger.info("%d partition(s) without a committed offset start from their first record: %s",
+                    len(never), ", ".join(f"{tp.topic}[{tp.partition}]" for tp in never))  # fmt: skip
+    return never
 
 
 def is_skipped_by_rebalance(message: Message, app: Any) -> bool:

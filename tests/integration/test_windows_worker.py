@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from models import Aggregate
 from tests.integration.conftest import read_topic
 from tests.oracle import COMPARED, Obs, expected_aggregates
+from weatherstream import kafka_clients
 from weatherstream.settings import Settings
 from weatherstream.topics import create_namespace_topics
 
@@ -165,17 +166,49 @@ def test_final_and_corrected_aggregates_equal_the_oracle(settings: Settings, sta
           f"max {max(delays) * 1000:.1f} ms over {len(delays)} aggregates")  # fmt: skip
 
 
-def test_kill_9_in_the_middle_still_equals_the_oracle(settings: Settings, start_worker) -> None:  # type: ignore[no-untyped-def]
+def _committed_input(settings: Settings) -> dict[int, int]:
+    """The pipeline group's committed offsets on the raw topic, by partition (those it committed)."""
+
+    async def read() -> dict[int, int]:
+        admin = kafka_clients.admin(settings)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(settings.app_id)
+        finally:
+            await admin.close()
+        return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == settings.topic_raw and o.offset > 0}
+
+    return asyncio.run(read())
+
+
+def _sought_to_first_record(log: str) -> str:
+    """The partitions a worker's consumer sought to their first record for want of a committed offset."""
+    lines = [line for line in log.splitlines() if "without a committed offset start from their first record" in line]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("commit_interval_s", ["0.2", "3600"], ids=["committed", "before-the-first-commit"])
+def test_kill_9_in_the_middle_still_equals_the_oracle(settings: Settings, start_worker, commit_interval_s: str) -> None:  # type: ignore[no-untyped-def]
+    """Killed after it committed part of the input, the restarted worker goes on from there; killed before its
+    first commit, it starts from each partition's first record and so also fetches again what it dropped during
+    its own recovery (aiokafka seeks back only partitions with a commit)."""
     arrivals, raw = make_input()
     expected = expected_aggregates(arrivals)
-    worker = start_worker(name="w", **NO_IDLE)
+    worker = start_worker(name="w", **NO_IDLE, WEATHERSTREAM_BROKER_COMMIT_INTERVAL_S=commit_interval_s)
     send(settings, raw)
     _wait_for_aggregates(settings, len(expected) // 3)
+    if commit_interval_s == "0.2":
+        time.sleep(0.5)  # at least two commits
     os.killpg(worker.proc.pid, signal.SIGKILL)
     worker.proc.wait()
+    committed = _committed_input(settings)
+    assert bool(committed) == (commit_interval_s == "0.2"), committed
     restarted = start_worker(name="w", data="w", **NO_IDLE)  # same RocksDB folder, as after a real crash
     compare(settings, expected)
     restarted.assert_healthy()
+    sought = _sought_to_first_record(restarted.log())
+    for p in range(settings.partitions):
+        assert (f"{settings.topic_raw}[{p}]" in sought) == (p not in committed), (p, sought)
 
 
 def test_second_worker_takes_over_when_one_stops(settings: Settings, start_worker) -> None:  # type: ignore[no-untyped-def]
