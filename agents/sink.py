@@ -10,8 +10,8 @@ Emits: ``{ns}.deadletter`` for a record that is not one (``bad_type``) or that C
 
 It runs as a task of the faust worker, with an aiokafka consumer of its own rather than a faust agent: it
 needs batches, not a stream, and faust's per-message path (conductor, stream, acknowledgement) cost about
-60 us of CPU per record, more than everything else the sink does with it (``docs/benchmarks.md``, design
-choices). It keeps no tables, so it gives up nothing faust would provide.
+60 us of CPU per record, more than everything else the sink does with it (``docs/benchmarks.md``, what
+changed the numbers). It keeps no tables, so it gives up nothing faust would provide.
 
 At start it connects and applies the schema migrations, retrying until Cassandra answers, then joins its
 group. A batch's offsets are committed only after every row of it is written and its dead letters are

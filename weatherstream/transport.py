@@ -7,7 +7,7 @@ message could sit up to that long before the pipeline sees it. The wait is a set
 (``WEATHERSTREAM_CONSUMER_FETCH_MAX_WAIT_MS``, default 20 ms) applied through this transport. So is the
 least a fetch waits for (``WEATHERSTREAM_CONSUMER_FETCH_MIN_BYTES``, default 64 KiB; faust leaves aiokafka's
 1 byte): with 1 byte, steady input answers every fetch at once with the few records that came since, and
-64 KiB took about a third off the worker's CPU at 200 events/s (``docs/benchmarks.md``, design choices). Those two suit
+64 KiB took about a third off the worker's CPU at 200 events/s (``docs/benchmarks.md``). Those two suit
 steady input; a worker with little or no input would wake for a fetch 50 times a second. So
 :class:`AdaptiveFetch` switches the fetch to a long poll that answers at the first byte while the input rate
 is low (a new message is handed on at once, and an idle worker's fetch wakes every 5 s), and back when it rises.
