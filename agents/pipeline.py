@@ -48,6 +48,7 @@ from agents.outbox import OutboxSender
 from agents.resilience import Backoff, WorkerStopping, with_retries
 from agents.statetable import StateTable
 from models import Aggregate, Alert, Observation, Reason, city_key
+from models.observation import LATEST_FIELDS
 from weatherstream import internals, metrics
 from weatherstream.app import Topics, WeatherStreamApp
 from weatherstream.core import aggregator as windows
@@ -75,10 +76,6 @@ ALERT_FIELDS = set(Alert._options.fields)
 #: outputs and changelog records waiting beyond this many bytes are sent before the batch goes on (all of a
 #: batch's at once made produce requests of megabytes, copied twice on their way to the socket: +30 MB RSS)
 SEND_EVERY_BYTES = 256 * 1024
-#: what the city record keeps of its newest observation (for the web view)
-LATEST_FIELDS = ("observed_at", "city_name", "country", "timezone_offset_s", "temp_c", "feels_like_c", "humidity_pct",
-                 "pressure_hpa", "wind_speed_ms", "wind_gust_ms", "rain_1h_mm", "snow_1h_mm", "condition_main",
-                 "condition_description", "source")  # fmt: skip
 
 
 def window_config(settings: Settings) -> windows.AggregatorConfig:

@@ -62,3 +62,10 @@ class Observation(faust.Record, serializer="json", include_metadata=False):
     def observed_at_utc(self) -> dt.datetime:
         """:attr:`observed_at` as an aware UTC datetime."""
         return dt.datetime.fromtimestamp(self.observed_at, tz=dt.timezone.utc)
+
+
+#: what a station's newest observation keeps: the pipeline's city record (for the web view) and, with the
+#: station's position, the ``latest_by_city`` table
+LATEST_FIELDS = ("observed_at", "city_name", "country", "timezone_offset_s", "temp_c", "feels_like_c", "humidity_pct",
+                 "pressure_hpa", "wind_speed_ms", "wind_gust_ms", "rain_1h_mm", "snow_1h_mm", "condition_main",
+                 "condition_description", "source")  # fmt: skip

@@ -103,7 +103,7 @@ def test_records_that_cannot_become_rows_say_why(record: object, complaint: str)
 
 def test_insert_statement_binds_every_column_and_the_ttl() -> None:
     cql = rows.ALERTS_BY_DAY.insert_cql("ks")
-    assert cql.startswith("INSERT INTO ks.alerts_by_day (day, observed_at, alert_id")
+    assert cql.startswith("INSERT INTO ks.alerts_by_day (day, alert_id, seq, city_id")
     assert cql.count("?") == len(rows.ALERTS_BY_DAY.columns) + 1 and cql.endswith("USING TTL ?")
 
 

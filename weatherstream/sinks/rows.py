@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.aggregate import Aggregate
+from models.alert import Alert
+from models.observation import LATEST_FIELDS, Observation
+
 UTC = dt.timezone.utc
 
 
@@ -69,23 +73,14 @@ class Table:
 
 OBSERVATIONS = Table(
     "observations_by_city_day",
-    ("city_id", "day", "observed_at", "city_name", "country", "lat", "lon", "timezone_offset_s", "temp_c",
-     "feels_like_c", "temp_min_c", "temp_max_c", "pressure_hpa", "sea_level_hpa", "grnd_level_hpa", "humidity_pct",
-     "wind_speed_ms", "wind_deg", "wind_gust_ms", "clouds_pct", "rain_1h_mm", "snow_1h_mm", "visibility_m",
-     "condition_id", "condition_main", "condition_description", "sunrise", "sunset", "source", "ingested_at",
-     "payload_json"),
+    ("city_id", "day", *(f for f in Observation._options.fields if f != "city_id")),
     frozenset({"observed_at", "sunrise", "sunset", "ingested_at"}),
     ("city_id", "day"),
-)  # fmt: skip
+)
 
 AGGREGATES = Table(
     "aggregates_by_city",
-    ("city_id", "kind", "window_start", "revision", "window_end", "window_id", "count", "expected_count", "coverage",
-     "cadence_s", "temp_min_c", "temp_max_c", "temp_mean_c", "temp_std_c", "feels_like_mean_c", "humidity_min_pct",
-     "humidity_max_pct", "humidity_mean_pct", "pressure_min_hpa", "pressure_max_hpa", "pressure_mean_hpa",
-     "pressure_first_hpa", "pressure_last_hpa", "wind_mean_ms", "wind_max_ms", "gust_max_ms", "rain_total_mm",
-     "snow_total_mm", "condition", "first_observed_at", "last_observed_at", "late", "closed_at",
-     "watermark_passed_at"),
+    tuple(f for f in Aggregate._options.fields if f != "eid"),  # eid identifies the message, not the window
     frozenset({"window_start", "window_end", "first_observed_at", "last_observed_at", "closed_at",
                "watermark_passed_at"}),
     ("city_id", "kind"),
@@ -93,17 +88,13 @@ AGGREGATES = Table(
 
 LATEST = Table(
     "latest_by_city",
-    ("bucket", "city_id", "city_name", "country", "lat", "lon", "timezone_offset_s", "observed_at", "temp_c",
-     "feels_like_c", "humidity_pct", "pressure_hpa", "wind_speed_ms", "wind_gust_ms", "rain_1h_mm", "snow_1h_mm",
-     "condition_main", "condition_description", "source"),
+    ("bucket", "city_id", "lat", "lon", *LATEST_FIELDS),
     frozenset({"observed_at"}),
     ("bucket",),
     newest_wins=True,
-)  # fmt: skip
+)
 
-_ALERT_COLUMNS = ("observed_at", "alert_id", "seq", "city_id", "kind", "severity", "state", "incident_start",
-                  "detected_at", "message", "city_name", "observed_value", "reference", "score", "unit",
-                  "historical")  # fmt: skip
+_ALERT_COLUMNS = tuple(Alert._options.fields)
 _ALERT_TIMES = frozenset({"observed_at", "incident_start", "detected_at"})
 ALERTS_BY_CITY = Table("alerts_by_city", _ALERT_COLUMNS, _ALERT_TIMES, ("city_id",))
 ALERTS_BY_DAY = Table("alerts_by_day", ("day", *_ALERT_COLUMNS), _ALERT_TIMES, ("day",))
