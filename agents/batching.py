@@ -393,9 +393,8 @@ class OffsetGuard:
             await self._seek(tp, start)
 
     def _committed(self, tp: TP) -> int | None:
-        committed = getattr(self.app.consumer, "_committed_offset", {})  # faust keeps it; no public accessor
-        value = committed.get(tp)
-        return int(value) if value is not None and value > 0 else None
+        value = internals.committed_offset(self.app.consumer, tp)
+        return value if value is not None and value > 0 else None
 
     async def _start_of(self, tp: TP) -> int | None:
         """Where the partition's next event must be: the group's committed offset (faust's copy, else the

@@ -31,14 +31,12 @@ import contextlib
 import logging
 import random
 import time
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-from faust.streams import _current_event  # the context table reads and writes take their partition from
 from faust.types import EventT, StreamT
 
 from agents.batching import OffsetGuard, delivered, event_batches, joined_batches, run_batch
@@ -135,19 +133,6 @@ def headers_of(event: EventT) -> dict[str, bytes]:
     return {str(k): bytes(v) if v is not None else b"" for k, v in items}
 
 
-@contextlib.contextmanager
-def acting_for(event: EventT) -> Iterator[None]:
-    """Table reads and writes inside go to ``event``'s partition (its RocksDB and changelog partition).
-
-    Faust takes the partition from the stream's current event, which in a batch is just the last one.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 @dataclass
 class DeadLetterOut:
     event: EventT
@@ -225,7 +210,7 @@ class Pipeline:
                         # could come back empty and the write would lose state.
                         raise WorkerStopping("the tables are closed")
                     try:
-                        with acting_for(items[-1][0]):  # no await inside
+                        with internals.acting_for(items[-1][0]):  # no await inside
                             out = self.apply_city(city_id, items)
                             self.write_city(city_id, items[-1][0].message.partition, out)
                             return out.to_send()

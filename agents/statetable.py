@@ -91,7 +91,7 @@ class StateTable:
     """City records and cold slices in ``table`` (bytes keys and values), cached decoded.
 
     Reads and writes inside a batch go to the partition of the event being handled (see
-    ``agents.pipeline.acting_for``); reads outside one (the web views) find the key in any partition open here.
+    ``weatherstream.internals.acting_for``); reads outside one (the web views) find the key in any partition open here.
     """
 
     def __init__(self, app: AppT, table: TableT, *, record_entries: int, slice_entries: int) -> None:

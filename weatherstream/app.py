@@ -18,7 +18,7 @@ import faust
 from faust.types import TopicT
 
 from models import Aggregate, Alert, Observation
-from weatherstream import metrics
+from weatherstream import internals, metrics
 from weatherstream.diagnostics import consumer_state, waiting_points
 from weatherstream.internals import share_rocksdb_memory
 from weatherstream.kafka_clients import KafkaSecurity
@@ -54,7 +54,7 @@ class OutputTopic(faust.Topic):
         callback: Any = None,
         force: bool = False,
     ) -> Any:
-        attached = self.app._attachments.enabled and not force  # type: ignore[attr-defined]
+        attached = internals.attachments_enabled(self.app) and not force
         if callback is not None or attached:  # faust's own bookkeeping is needed for these
             return await super().send(key=key, value=value, partition=partition, timestamp=timestamp,
                                       headers=headers, schema=schema, key_serializer=key_serializer,

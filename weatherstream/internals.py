@@ -4,11 +4,16 @@ place.
 Each function says which private attribute it uses and why no public API does. Each checks that the
 attribute is there and raises :class:`InternalsChanged` (saying which version was checked) rather than
 misbehaving silently after an upgrade. Checked against faust-streaming 0.15.3, rocksdict 0.3.29,
-aiokafka 0.14.0 and cassandra-driver 3.30.1.
+aiokafka 0.14.0 and cassandra-driver 3.30.1 (``tests/test_internals.py`` checks the installed series).
+
+Two other modules touch faust in ways a function here cannot hold: ``weatherstream/transport.py`` subclasses
+faust's aiokafka driver (the test checks that faust still has each method it overrides), and
+``weatherstream/diagnostics.py`` reads private state only to print it, each read reported as unreadable if gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,6 +23,7 @@ import rocksdict
 from cassandra.query import BoundStatement
 from faust import stores
 from faust.stores import rocksdb as faust_rocksdb
+from faust.streams import _current_event
 from faust.types import AppT, TableT
 
 from weatherstream.errors import WeatherStreamError
@@ -232,6 +238,33 @@ def forget_progress_from(consumer: Any, tp: Any, offset: int) -> None:
         gaps[tp].chop(offset, max(offset + 1, gaps[tp].end()))
 
 
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset faust's consumer last committed for ``tp`` (None before its first commit). faust keeps it in
+    ``Consumer._committed_offset``; it has no public accessor."""
+    value = _attribute(consumer, "_committed_offset", "committed offsets").get(tp)
+    return None if value is None else int(value)
+
+
+@contextlib.contextmanager
+def acting_for(event: Any) -> Iterator[None]:
+    """Table reads and writes inside go to ``event``'s partition (its RocksDB and changelog partition).
+
+    faust takes the partition from the stream's current event (``faust.streams._current_event``, a context
+    variable), which in a batch is just the last one; no public API sets it.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def attachments_enabled(app: AppT) -> bool:
+    """Whether faust attaches sends to the event being processed (``App._attachments``, no public accessor):
+    then a send must go through faust's own path, which defers it to the event's acknowledgement."""
+    return bool(_attribute(_attribute(app, "_attachments", "send attachments"), "enabled", "send attachments"))
+
+
 # -- the consumer's fetch ---------------------------------------------------------------------------------
 def fetcher_of(app: AppT) -> Any:
     """The running aiokafka fetcher of faust's consumer (None before it runs). aiokafka reads the fetch wait and
@@ -257,6 +290,14 @@ def set_fetch(app: AppT, max_wait_ms: int, min_bytes: int) -> bool:
 def _set_fetch(fetcher: Any, max_wait_ms: int, min_bytes: int) -> None:
     fetcher._fetch_max_wait_ms = max_wait_ms
     fetcher._fetch_min_bytes = min_bytes
+
+
+def preset_consumer_fetch(consumer: Any, max_wait_ms: int, min_bytes: int) -> None:
+    """Fetch settings for an aiokafka consumer that has not started: ``AIOKafkaConsumer.start()`` builds its
+    fetcher from ``_fetch_max_wait_ms`` and ``_fetch_min_bytes`` (faust passes neither)."""
+    _attribute(consumer, "_fetch_max_wait_ms", "fetch settings")
+    _attribute(consumer, "_fetch_min_bytes", "fetch settings")
+    _set_fetch(consumer, max_wait_ms, min_bytes)
 
 
 def set_consumer_fetch(consumer: Any, max_wait_ms: int, min_bytes: int) -> bool:

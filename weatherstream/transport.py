@@ -42,9 +42,8 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         settings = getattr(self.app, "settings", None)
         if settings is not None:
-            # Read by AIOKafkaConsumer.start() when it builds its fetcher.
-            consumer._fetch_max_wait_ms = int(settings.consumer_fetch_max_wait_ms)
-            consumer._fetch_min_bytes = int(settings.consumer_fetch_min_bytes)
+            internals.preset_consumer_fetch(consumer, int(settings.consumer_fetch_max_wait_ms),
+                                            int(settings.consumer_fetch_min_bytes))  # fmt: skip
         return consumer
 
 

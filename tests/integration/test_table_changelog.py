@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaConsumer
 from faust.tables.base import Collection
 from faust.types import TP
 
-from agents.pipeline import acting_for
 from agents.statetable import StateTable
+from weatherstream import internals
 from weatherstream.app import create_app
 from weatherstream.settings import Settings
 from weatherstream.topics import create_changelog_topics
@@ -50,7 +50,7 @@ def test_the_state_table_sends_what_fausts_changelog_would(settings: Settings, t
             await app.producer.flush()
             await asyncio.gather(*theirs)
             assert len(cached.outgoing) == 0  # faust's path bypasses the cache's hooks
-            with acting_for(EVENT):  # the cache's path: the table's hooks note the writes...
+            with internals.acting_for(EVENT):  # the cache's path: the table's hooks note the writes...
                 table[KEY] = VALUE
                 del table[KEY]
             assert len(cached.outgoing) == 2

@@ -119,7 +119,7 @@ def update_gauges(app: WeatherStreamApp, pipeline: PipelineParts | None, sink: S
     CONSUMER_LAG.clear()
     if app.consumer is not None:
         for tp in sorted(app.consumer.assignment()):
-            committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # faust keeps it here
+            committed = internals.committed_offset(app.consumer, tp)
             try:
                 highwater = app.consumer.highwater(tp)
             except Exception as exc:  # noqa: BLE001 - not known yet (just assigned)

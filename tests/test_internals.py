@@ -1,0 +1,75 @@
+"""The library internals the project relies on (``weatherstream/internals.py``) are there in the installed versions,
+and a missing one is a clear error, not a silent misbehaviour."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import metadata
+from types import SimpleNamespace
+
+import aiokafka
+import faust
+import pytest
+from faust.streams import current_event
+from faust.types import TP
+
+from weatherstream import internals
+
+
+class Event:
+    """Stands for a faust event: the context variable holds a weak reference to it."""
+
+
+def test_the_installed_libraries_are_of_the_series_the_internals_were_checked_with() -> None:
+    checked = dict(part.rsplit(" ", 1) for part in internals.CHECKED_WITH.split(", "))
+    series = {name: ".".join(version.split(".")[:2]) for name, version in checked.items()}
+    installed = {name: ".".join(metadata.version(name).split(".")[:2]) for name in checked}
+    assert installed == series, (
+        f"installed {installed}, weatherstream/internals.py was checked with {checked}: check each internal it "
+        "uses against the installed versions, then update CHECKED_WITH and the bounds in setup.cfg"
+    )
+
+
+def test_the_faust_internals_are_there() -> None:
+    app = faust.App("internals-test", broker="kafka://127.0.0.1:1")
+    assert internals.committed_offset(app.consumer, TP("raw", 0)) is None  # before any commit
+    assert internals.attachments_enabled(app) in (True, False)
+    event = Event()
+    with internals.acting_for(event):
+        assert current_event() is event
+    assert current_event() is None
+
+
+def test_the_aiokafka_fetch_settings_are_there() -> None:
+    async def preset() -> tuple[int, int]:
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+        internals.preset_consumer_fetch(consumer, 20, 65536)
+        return consumer._fetch_max_wait_ms, consumer._fetch_min_bytes
+
+    assert asyncio.run(preset()) == (20, 65536)
+
+
+def test_a_missing_internal_says_what_to_do() -> None:
+    with pytest.raises(internals.InternalsChanged, match=r"install versions within the bounds setup\.cfg gives"):
+        internals.committed_offset(SimpleNamespace(), TP("raw", 0))
+    with pytest.raises(internals.InternalsChanged, match="_attachments is missing"):
+        internals.attachments_enabled(SimpleNamespace())  # type: ignore[arg-type]
+
+
+def test_the_faust_methods_the_transport_overrides_are_still_called_by_faust() -> None:
+    # weatherstream/transport.py subclasses faust's aiokafka driver: a hook renamed upstream would no longer be
+    # called, silently. Each must still exist on the class faust uses and be overridden by ours.
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from weatherstream import transport
+
+    hooks = [(transport._ConsumerThread, faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer"),
+             (transport.Consumer, faust_aiokafka.Consumer, "_new_consumer_thread"),
+             (transport.Consumer, faust_aiokafka.Consumer, "seek_to_committed"),
+             (transport.Producer, faust_aiokafka.Producer, "_settings_extra")]  # fmt: skip
+    for ours, theirs, name in hooks:
+        assert callable(getattr(theirs, name, None)), (
+            f"faust's {theirs.__name__} has no {name}: {internals.CHECKED_WITH}"
+        )
+        assert name in vars(ours), (ours, name)
+    assert transport.Transport.Consumer is transport.Consumer and transport.Transport.Producer is transport.Producer
