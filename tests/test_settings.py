@@ -1,4 +1,3 @@
-import re
 from pathlib import Path
 
 import pytest
@@ -77,12 +76,3 @@ def test_invalid_values_name_the_variable_to_fix(
     monkeypatch.setenv(var, value)
     with pytest.raises(SettingsError, match=fragment):
         load_settings()
-
-
-def test_every_setting_is_documented_in_the_readme() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    documented = set(re.findall(r"WEATHERSTREAM_([A-Z0-9_]+)", readme))
-    missing = [name.upper() for name in Settings.model_fields if name.upper() not in documented]
-    assert not missing, f"settings missing from the README's settings table: {missing}"
-    unknown = sorted(d for d in documented if d.lower() not in Settings.model_fields and not d.startswith("_"))
-    assert not unknown, f"the README names settings that do not exist: {unknown}"
