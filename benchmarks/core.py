@@ -25,7 +25,7 @@ from collections.abc import Callable
 from agents.pipeline import engine_config, sample_of, window_config
 from benchmarks.drain import workload
 from models import Observation
-from weatherstream.core import aggregator as windows
+from weatherstream.core import aggregator
 from weatherstream.core.anomaly import engine as anomaly
 from weatherstream.core.normalize import InvalidPayload, normalize
 from weatherstream.settings import load_settings
@@ -39,7 +39,7 @@ class Stages:
         self.payloads = payloads
         self.batch = batch
         self.now = time.time()
-        self.aggregator = windows.Aggregator(window_config(settings))
+        self.aggregator = aggregator.Aggregator(window_config(settings))
         self.anomaly_engine = anomaly.AnomalyEngine(engine_config(settings))
         self.by_city: dict[int, list[tuple[int, Observation]]] = {}
         for offset, obs in enumerate(self.normalize()):

@@ -31,8 +31,6 @@ class Reason(str, enum.Enum):
     SINK_REJECTED = "sink_rejected"  # Cassandra refused the row itself (not an outage): kept for a replay
 
 
-HEADER_PREFIX = "ws-"
-
 HeadersArg = Union[Mapping[str, bytes], Iterable[tuple[str, bytes]], None]
 
 

@@ -1,6 +1,6 @@
 """The one settings object, read from environment variables prefixed ``WEATHERSTREAM_``.
 
-Nothing else in the project reads ``os.environ``: code asks :func:`get_settings` (or receives a
+Nothing else in the project reads ``os.environ``: code calls :func:`load_settings` (or receives a
 :class:`Settings`), and command-line flags override fields by passing them to :class:`Settings`.
 
 Example:
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -522,9 +521,3 @@ def load_settings(**overrides: Any) -> Settings:
             else:  # a rule across settings: its message names them
                 problems.append(str(err["msg"]).removeprefix("Value error, "))
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return load_settings()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 
@@ -111,16 +110,6 @@ BUILTIN_CITIES: tuple[City, ...] = tuple(City(*row) for row in (
     (4469146, "Greensboro", "US", 36.0726, -79.7920, "America/New_York"),
 ))
 # fmt: on
-
-
-@lru_cache(maxsize=1)
-def _by_id() -> dict[int, City]:
-    return {c.city_id: c for c in BUILTIN_CITIES}
-
-
-def builtin_city(city_id: int) -> City | None:
-    """The built-in city with ``city_id``, if there is one."""
-    return _by_id().get(city_id)
 
 
 @dataclass(frozen=True)

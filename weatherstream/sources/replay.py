@@ -28,7 +28,6 @@ from weatherstream.sources.errors import ReplayFormatError
 
 CONDITION_FIELDS = tuple(f for f in Conditions.__dataclass_fields__)
 CSV_FIELDS = ("time", "city_id", "name", "country", "lat", "lon", *CONDITION_FIELDS)
-FORMATS = ("auto", "jsonl", "csv", "tmy3")
 
 
 class ByteCounter(io.RawIOBase):
