@@ -42,7 +42,7 @@ from weatherstream import internals, kafka_clients, metrics
 from weatherstream.app import Topics, WeatherStreamApp
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
-from weatherstream.sinks.cassandra import CassandraWriter, RowsFailed, RowWrite, retryable
+from weatherstream.sinks.writer import CassandraWriter, RowsFailed, RowWrite, retryable
 
 logger = logging.getLogger(__name__)
 

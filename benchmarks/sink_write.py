@@ -22,7 +22,7 @@ from weatherstream.core.normalize import normalize
 from weatherstream.db import connect_settings
 from weatherstream.settings import load_settings
 from weatherstream.sinks import rows
-from weatherstream.sinks.cassandra import CassandraWriter, RowWrite
+from weatherstream.sinks.writer import CassandraWriter, RowWrite
 from weatherstream.sources.synthetic import SyntheticConfig, generate
 
 

@@ -661,7 +661,7 @@ def query(obj: _Context, what: str, city_id: int, start: str | None, end: str | 
     from cassandra import InvalidRequest, Unauthorized
 
     from agents.pipeline import window_config
-    from weatherstream.sinks.cassandra import read_aggregates, read_alerts, read_observations
+    from weatherstream.queries import read_aggregates, read_alerts, read_observations
     from weatherstream.sinks.errors import SinkError
 
     settings = obj.settings()

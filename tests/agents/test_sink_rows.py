@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord
 
 from agents.sink import BatchRows
 from weatherstream.sinks import rows
-from weatherstream.sinks.cassandra import RowWrite
+from weatherstream.sinks.writer import RowWrite
 
 OBS, AGG = "ns.observations", "ns.aggregates"
 TABLES = {OBS: (rows.OBSERVATIONS,), AGG: (rows.AGGREGATES,)}

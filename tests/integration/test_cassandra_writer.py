@@ -12,7 +12,7 @@ import pytest
 from models import Aggregate
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
-from weatherstream.sinks.cassandra import MAX_BATCH_ROWS, CassandraWriter, RowsFailed, RowWrite
+from weatherstream.sinks.writer import MAX_BATCH_ROWS, CassandraWriter, RowsFailed, RowWrite
 
 CITY = 2950159
 T0 = 1_700_000_000.0  # 2023-11-14 22:13 UTC: the 90 minutes below stay in one UTC day (one partition)

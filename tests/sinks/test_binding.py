@@ -24,7 +24,7 @@ from weatherstream.internals import bound_statement
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
 from weatherstream.sinks.binding import Binder
-from weatherstream.sinks.cassandra import CassandraWriter, RowWrite
+from weatherstream.sinks.writer import CassandraWriter, RowWrite
 
 UTC = dt.timezone.utc
 PROTOCOL = 5
@@ -41,6 +41,9 @@ def schema_types() -> dict[str, dict[str, str]]:
         for name, body in re.findall(r"CREATE TABLE IF NOT EXISTS \{keyspace\}\.(\w+) \((.*?)\n\)", script.read_text(),
                                      re.S):  # fmt: skip
             out[name] = dict(re.findall(r"^\s+(\w+) (\w+),$", body, re.M))
+        for name, column, kind in re.findall(r"ALTER TABLE \{keyspace\}\.(\w+) ADD IF NOT EXISTS (\w+) (\w+);",
+                                             script.read_text()):  # fmt: skip
+            out[name][column] = kind
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from weatherstream.sinks.cassandra import InFlight
+from weatherstream.sinks.writer import InFlight
 
 
 class Timer:
@@ -74,7 +74,7 @@ def test_a_finished_request_is_released_and_forgotten() -> None:
 
 def test_a_driver_without_the_internals_costs_memory_not_rows(caplog: pytest.LogCaptureFixture, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(InFlight, "releasing", True)
-    with caplog.at_level(logging.ERROR, logger="weatherstream.sinks.cassandra"):
+    with caplog.at_level(logging.ERROR, logger="weatherstream.sinks.writer"):
         inflight = run([Bare(), Bare()], lambda r: r.inner.complete())
     assert inflight.running == 0 and inflight.responses == {}
     assert InFlight.releasing is False

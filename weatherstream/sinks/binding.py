@@ -7,7 +7,7 @@ to ask the column encryption policy about it, and serializes timestamps through 
 column types: the driver's own packers (:mod:`cassandra.marshal`) for numbers and booleans, UTF-8 for text,
 and for timestamps and dates the same arithmetic as the driver's, without the time tuples. A value of any
 other type or column goes through the driver's serializer for that column, so the bytes are always the
-driver's. :class:`~weatherstream.sinks.cassandra.CassandraWriter` binds each table's first row both ways and
+driver's. :class:`~weatherstream.sinks.writer.CassandraWriter` binds each table's first row both ways and
 uses the driver's ``bind`` from then on if they differ.
 """
 

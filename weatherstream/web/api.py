@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_lat
 from models import city_key
 from weatherstream import internals
 from weatherstream.app import WeatherStreamApp
-from weatherstream.sinks.cassandra import read_aggregates
+from weatherstream.queries import read_aggregates
 from weatherstream.times import parse_utc
 from weatherstream.web.alertquery import city_id_of
 from weatherstream.web.network import NetworkViews

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 
-from weatherstream.sinks.cassandra import read_alerts, read_latest, read_network_alerts
+from weatherstream.queries import read_alerts, read_latest, read_network_alerts
 from weatherstream.web.alertquery import BadQuery, parse_alert_query
 from weatherstream.web.catalog import FIELDS as CATALOG_COLUMNS
 from weatherstream.web.catalog import FRESHNESS, MAP_QUANTITIES, MAX_LIMIT, SORTS, KeptFresh, Snapshot, snapshot_of
