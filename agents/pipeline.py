@@ -49,7 +49,7 @@ from models import Aggregate, Alert, Observation, Reason, city_key
 from models.observation import LATEST_FIELDS
 from weatherstream import internals, metrics
 from weatherstream.app import Topics, WeatherStreamApp
-from weatherstream.core import aggregator as windows
+from weatherstream.core import aggregator
 from weatherstream.core.anomaly import engine as anomaly
 from weatherstream.core.anomaly.baseline import HourlyBaseline
 from weatherstream.core.anomaly.detectors import QualityDetector, RateDetector, StatisticalDetector
@@ -76,9 +76,9 @@ ALERT_FIELDS = set(Alert._options.fields)
 SEND_EVERY_BYTES = 256 * 1024
 
 
-def window_config(settings: Settings) -> windows.AggregatorConfig:
+def window_config(settings: Settings) -> aggregator.AggregatorConfig:
     """The windowing rules the settings describe."""
-    return windows.AggregatorConfig(
+    return aggregator.AggregatorConfig(
         spec=WindowSpec(
             tumbling_s=tuple(settings.window_tumbling_s),
             local_day=settings.window_local_day,
@@ -146,7 +146,7 @@ class CityOutput:
     """What one city's part of a batch writes and sends."""
 
     record: CityRecord
-    changes: windows.Changes | None = None
+    changes: aggregator.Changes | None = None
     write: bool = False  # the record must be written
     observations: list[Observation] = field(default_factory=list)
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
@@ -175,7 +175,7 @@ class Pipeline:
     def __init__(self, app: WeatherStreamApp, settings: Settings, topics: Topics, state: StateTable,
                  cities: CityIndex) -> None:  # fmt: skip
         self.app, self.settings, self.topics, self.state, self.cities = app, settings, topics, state, cities
-        self.aggregator = windows.Aggregator(window_config(settings))
+        self.aggregator = aggregator.Aggregator(window_config(settings))
         self.engine = anomaly.AnomalyEngine(engine_config(settings))
         # Records this worker wrote in an earlier batch of the same generation are durable (delivered); a
         # failed batch starts a new generation, so nothing it may have left half-sent counts as durable.
@@ -353,14 +353,14 @@ class Pipeline:
                 continue
             offset = event.message.offset
             verdict = city.apply(sample_of(obs, offset), wall_now=now, event_ts=event.message.timestamp)
-            if verdict in (windows.Verdict.REDELIVERED, windows.Verdict.FORGOTTEN):
+            if verdict in (aggregator.Verdict.REDELIVERED, aggregator.Verdict.FORGOTTEN):
                 metrics.REDELIVERED.inc()
-            if verdict is windows.Verdict.FORGOTTEN:
+            if verdict is aggregator.Verdict.FORGOTTEN:
                 continue
-            if verdict is windows.Verdict.DUPLICATE:
+            if verdict is aggregator.Verdict.DUPLICATE:
                 self.repeat(out, event, obs, Reason.DUPLICATE)
                 continue
-            if verdict is windows.Verdict.TOO_LATE:
+            if verdict is aggregator.Verdict.TOO_LATE:
                 self.repeat(out, event, obs, Reason.TOO_LATE)
                 continue
             # APPLIED, or REDELIVERED after a crash: the first send may never have left the producer. A second
@@ -368,8 +368,9 @@ class Pipeline:
             out.observations.append(obs)
             if newest is None or obs.observed_at >= newest.observed_at:
                 newest = obs
-            heal = heal or verdict is windows.Verdict.REDELIVERED
+            heal = heal or verdict is aggregator.Verdict.REDELIVERED
             outcome = self.engine.apply(state, obs, offset, wall_now=now, owned=owned)
+            obs.pressure_tendency_3h_hpa = outcome.pressure_tendency_3h_hpa
             heal = heal or outcome.verdict is anomaly.Verdict.REDELIVERED
             state, owned = outcome.state, True
             for alert in outcome.alerts:
@@ -378,7 +379,7 @@ class Pipeline:
             kind_metric = metrics.WINDOWS_CORRECTED if entry["revision"] > 1 else metrics.WINDOWS_FINALIZED
             kind_metric.labels(entry["kind"]).inc()
         changes = out.changes = city.end(durable=durable and not heal)
-        window_state = windows.confirm(changes.state, self.aggregates_out.delivered(changes.state.outbox))
+        window_state = aggregator.confirm(changes.state, self.aggregates_out.delivered(changes.state.outbox))
         if state is not None:
             state = anomaly.confirm(state, self.alerts_out.delivered(state["outbox"]))
         self.awaiting.pop(city_id, None)  # what was delivered by now is confirmed (see confirm_when_delivered)

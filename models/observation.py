@@ -22,8 +22,10 @@ class Observation(faust.Record, serializer="json", include_metadata=False):
         wind_speed_ms, wind_gust_ms: m/s; wind_deg: meteorological direction, degrees (0..360).
         clouds_pct: cloud cover, %; visibility_m: metres.
         rain_1h_mm, snow_1h_mm: precipitation of the last hour, mm.
+        pressure_tendency_3h_hpa: the change of ``pressure_hpa`` over the 3 h before (from the station's
+            reading 2.5-3 h earlier, if the pipeline holds one), hPa; set by the pipeline, not by sources.
         source: where it came from ("owm", "synthetic", "replay", or what a foreign producer said).
-        ingested_at: when the ingest agent accepted it, UTC epoch seconds.
+        ingested_at: when the pipeline agent accepted it, UTC epoch seconds.
         payload_json: the original payload text exactly as received.
     """
 
@@ -48,6 +50,7 @@ class Observation(faust.Record, serializer="json", include_metadata=False):
     clouds_pct: float | None = None
     rain_1h_mm: float | None = None
     snow_1h_mm: float | None = None
+    pressure_tendency_3h_hpa: float | None = None
     visibility_m: float | None = None
     condition_id: int | None = None
     condition_main: str | None = None
@@ -67,5 +70,5 @@ class Observation(faust.Record, serializer="json", include_metadata=False):
 #: what a station's newest observation keeps: the pipeline's city record (for the web view) and, with the
 #: station's position, the ``latest_by_city`` table
 LATEST_FIELDS = ("observed_at", "city_name", "country", "timezone_offset_s", "temp_c", "feels_like_c", "humidity_pct",
-                 "pressure_hpa", "wind_speed_ms", "wind_gust_ms", "rain_1h_mm", "snow_1h_mm", "condition_main",
-                 "condition_description", "source")  # fmt: skip
+                 "pressure_hpa", "pressure_tendency_3h_hpa", "wind_speed_ms", "wind_gust_ms", "rain_1h_mm",
+                 "snow_1h_mm", "condition_main", "condition_description", "source")  # fmt: skip

@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import itertools
 import os
+import re
 import signal
 import threading
 import time
@@ -282,16 +283,22 @@ def test_workers_migrating_at_once_through_other_nodes_create_each_table_once(
         t.join(timeout=120)
     try:
         assert not errors, errors
-        expected = {}
+        expected, added = {}, set()
         for m in migrations():
             for statement in m.statements(settings.keyspace):
                 if statement.startswith("CREATE TABLE"):
                     expected[statement.split(".")[1].split()[0]] = statement.rsplit("id = ", 1)[1]
+                elif match := re.match(r"ALTER TABLE \w+\.(\w+) ADD IF NOT EXISTS (\w+) ", statement):
+                    added.add((match[1], match[2]))
+        assert added, "no migration adds a column: the check below would check nothing"
         for host, (_, session) in zip(hosts, sessions, strict=True):
             rows = session.execute("SELECT table_name, id FROM system_schema.tables WHERE keyspace_name = %s",
                                    (settings.keyspace,))  # fmt: skip
             found = {r.table_name: str(r.id) for r in rows if r.table_name in expected}
             assert found == expected, f"node {host} knows other tables or ids"
+            columns = session.execute("SELECT table_name, column_name FROM system_schema.columns "
+                                      "WHERE keyspace_name = %s", (settings.keyspace,))  # fmt: skip
+            assert added <= {(r.table_name, r.column_name) for r in columns}, f"node {host} lacks an added column"
     finally:
         sessions[0][1].execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
         for cluster_, _ in sessions:

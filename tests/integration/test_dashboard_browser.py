@@ -10,12 +10,14 @@ and works from the keyboard. ``WEATHERSTREAM_SCREENSHOTS=docs/images`` keeps the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +29,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.integration.conftest import cli, settings_env
 from tests.integration.test_sink_worker import count_rows, wait_for
+from weatherstream.core.normalize import InvalidPayload, normalize
 from weatherstream.settings import Settings
 from weatherstream.sources.synthetic import SyntheticConfig, generate
 
@@ -40,14 +43,30 @@ def tool(name: str, package: str) -> str:
     return path
 
 
-def send_workload(settings: Settings, tmp_path: Path, stations: int = STATIONS,
-                  anomalies: int = 12) -> tuple[dict[int, str], dict[int, float], int]:  # fmt: skip
-    """``stations`` stations over ``HOURS`` hours of recent event time; the first is named like a script tag.
-    Returns their names, each one's newest observation time and how many observations were sent."""
+@dataclass
+class Workload:
+    names: dict[int, str] = field(default_factory=dict)  # station -> name
+    newest: dict[int, float] = field(default_factory=dict)  # station -> its newest observation time
+    pressures: dict[tuple[int, float], float] = field(default_factory=dict)  # accepted (station, time) -> hPa
+    sent: int = 0
+
+    def tendency(self, city_id: int) -> float | None:
+        """The newest pressure minus the first accepted one 3 h to 2.5 h before it (None without)."""
+        t = self.newest[city_id]
+        now = self.pressures.get((city_id, t))
+        for start in (t - 3 * 3600, t - 2.5 * 3600):
+            if now is not None and (city_id, start) in self.pressures:
+                return round(now - self.pressures[(city_id, start)], 1)
+        return None
+
+
+def send_workload(settings: Settings, tmp_path: Path, stations: int = STATIONS, anomalies: int = 12) -> Workload:
+    """``stations`` stations over ``HOURS`` hours of recent event time, sent in time order; the first is named like
+    a script tag."""
     count = stations * HOURS * 3600 // STEP_S
     start = float(int(time.time()) // STEP_S * STEP_S - HOURS * 3600)
-    names: dict[int, str] = {}
-    newest: dict[int, float] = {}
+    work = Workload()
+    names, newest = work.names, work.newest
     lines = []
     config = SyntheticConfig(cities=stations, count=count, seed=9, start=start, step_s=STEP_S, anomalies=anomalies)
     for record in generate(config):
@@ -57,12 +76,17 @@ def send_workload(settings: Settings, tmp_path: Path, stations: int = STATIONS,
         names[body["id"]] = body["name"]
         newest[body["id"]] = max(newest.get(body["id"], 0.0), float(body["dt"]))
         lines.append(orjson.dumps(body))
+        with contextlib.suppress(InvalidPayload):  # an impossible value: a dead letter, not in the history
+            obs = normalize(lines[-1], now=time.time())
+            if obs.pressure_hpa is not None:
+                work.pressures[(obs.city_id, obs.observed_at)] = obs.pressure_hpa
     path = tmp_path / "stations.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     done = subprocess.run(cli("produce", "--source", "replay", "--file", str(path)), env=settings_env(settings),
                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return names, newest, len(lines)
+    work.sent = len(lines)
+    return work
 
 
 class Watched:
@@ -151,7 +175,8 @@ def check_overview(browser: Browser, base: str, names: dict[int, str], newest: d
     watched.clean()
 
 
-def check_map(browser: Browser, base: str, names: dict[int, str], newest: dict[int, float], tmp_path: Path) -> None:
+def check_map(browser: Browser, base: str, work: Workload, tmp_path: Path) -> None:
+    names, newest = work.names, work.newest
     watched = Watched(browser, base)
     page = watched.page
     page.goto(f"{base}/map")
@@ -179,6 +204,14 @@ def check_map(browser: Browser, base: str, names: dict[int, str], newest: dict[i
     ages = page.evaluate("() => Object.fromEntries(points.ids.map((id, i) => [id, points.values[i]]))")
     for city, observed in newest.items():  # the snapshot is a few seconds old at most
         assert abs(ages[str(city)] - (time.time() - observed)) < 120, (city, ages[str(city)])
+    # colour by pressure tendency: each station's change over the 3 h before its newest observation
+    page.select_option("#quantity", "tendency")
+    expect(page.locator("#legend")).to_contain_text("+6.0 hPa in 3 h")
+    page.wait_for_function("() => points && points.quantity === 'tendency'")
+    shown = page.evaluate("() => Object.fromEntries(points.ids.map((id, i) => [id, points.values[i]]))")
+    expected = {str(city): work.tendency(city) for city in names}
+    assert sum(value is not None for value in expected.values()) >= len(names) - 5, expected
+    assert shown == expected
     # a click on a station opens its page
     x, y, city_id = page.evaluate("""() => {
         const c = document.getElementById('map'), t = transform(c), r = devicePixelRatio;
@@ -193,11 +226,14 @@ def check_map(browser: Browser, base: str, names: dict[int, str], newest: dict[i
     watched.clean()
 
 
-def check_city(browser: Browser, base: str, city_id: int, tmp_path: Path) -> None:
+def check_city(browser: Browser, base: str, city_id: int, work: Workload, tmp_path: Path) -> None:
     watched = Watched(browser, base)
     page = watched.page
     page.goto(f"{base}/city/{city_id}")
     expect(page.locator("#name")).to_have_text(SCRIPT_NAME)
+    tendency = work.tendency(city_id)
+    if tendency is not None:  # the newest pressure and its change over 3 h
+        expect(page.locator("#now")).to_contain_text(f"({'+' if tendency > 0 else ''}{tendency:.1f} hPa in 3 h)")
     expect(page.locator(".uplot")).to_have_count(3)
     api = requests.get(f"{base}/api/cities/{city_id}/aggregates", params={"kind": "tumbling-1h",
                        "from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 86400))},
@@ -267,21 +303,22 @@ def check_alerts(browser: Browser, base: str, settings: Settings, tmp_path: Path
 def test_dashboard_pages_in_headless_chromium(settings: Settings, start_worker, browser: Browser,  # type: ignore[no-untyped-def]
                                               tmp_path: Path) -> None:  # fmt: skip
     worker = start_worker()
-    names, newest, sent = send_workload(settings, tmp_path, anomalies=ANOMALIES)
+    work = send_workload(settings, tmp_path, anomalies=ANOMALIES)
+    names, newest, sent = work.names, work.newest, work.sent
     # every observation is a row, but for the injected impossible values (every 7th incident): dead letters
     wait_for("observation rows", lambda: count_rows(settings, "observations_by_city_day"), sent - (ANOMALIES + 1) // 7)
     wait_for("stations", lambda: count_rows(settings, "latest_by_city"), len(names))
     base = f"http://127.0.0.1:{worker.web_port}"
     script_city = next(city for city, name in names.items() if name == SCRIPT_NAME)
     check_overview(browser, base, names, newest, tmp_path)
-    check_map(browser, base, names, newest, tmp_path)
-    check_city(browser, base, script_city, tmp_path)
+    check_map(browser, base, work, tmp_path)
+    check_city(browser, base, script_city, work, tmp_path)
     check_alerts(browser, base, settings, tmp_path)
 
 
 def test_metrics_pass_promtool_check(settings: Settings, start_worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     worker = start_worker()
-    _, _, sent = send_workload(settings, tmp_path, stations=3, anomalies=0)
+    sent = send_workload(settings, tmp_path, stations=3, anomalies=0).sent
     wait_for("observation rows", lambda: count_rows(settings, "observations_by_city_day"), sent)
     text = requests.get(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=30).text
     families = ("weatherstream_events_in_total", "weatherstream_sink_write_seconds_bucket",

@@ -33,15 +33,16 @@ SORTS = ("name", "id", "country", "age", "temp")
 LOAD_SHARE = 10.0
 #: the columns a page carries per station (besides ``age_s``)
 FIELDS = ("city_id", "city_name", "country", "lat", "lon", "observed_at", "temp_c", "humidity_pct", "pressure_hpa",
-          "wind_speed_ms", "condition_main", "condition_description")  # fmt: skip
+          "pressure_tendency_3h_hpa", "wind_speed_ms", "condition_main", "condition_description")  # fmt: skip
 #: the numeric columns a snapshot keeps (NaN where a station has no value)
-NUMBERS = ("lat", "lon", "observed_at", "temp_c", "humidity_pct", "pressure_hpa", "wind_speed_ms")
+NUMBERS = ("lat", "lon", "observed_at", "temp_c", "humidity_pct", "pressure_hpa", "pressure_tendency_3h_hpa",
+           "wind_speed_ms")  # fmt: skip
 PLAIN = tuple(column for column in NUMBERS if column != "observed_at")  # kept as given (observed_at: a time)
 #: freshness of a station's newest observation: its age below each edge (seconds), else the last name
 FRESHNESS = (("reporting", 3600.0), ("stale", 6 * 3600.0), ("silent", math.inf))
 #: what the map may colour stations by: a snapshot column, or the newest observation's age
-MAP_QUANTITIES = {"temp": "temp_c", "wind": "wind_speed_ms", "pressure": "pressure_hpa", "humidity": "humidity_pct",
-                  "age": "observed_at"}  # fmt: skip
+MAP_QUANTITIES = {"temp": "temp_c", "wind": "wind_speed_ms", "pressure": "pressure_hpa",
+                  "tendency": "pressure_tendency_3h_hpa", "humidity": "humidity_pct", "age": "observed_at"}  # fmt: skip
 MAX_LIMIT = 500
 _NAN = math.nan
 

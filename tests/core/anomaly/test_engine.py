@@ -155,3 +155,31 @@ def test_an_owned_state_changed_in_place_gives_what_copies_give() -> None:
             copying, in_place, owned = a.state, b.state, True
         assert copying == in_place
         assert read == as_read  # the state the batch read (shared with the cache) was left as it was
+
+
+def test_pressure_tendency_is_the_change_since_the_reading_three_hours_before() -> None:
+    run = Run()
+    pressures = [1012.0, 1011.0, 1010.5, 1009.0]  # hourly
+    outcomes = [run.feed(observed_at=T0 + i * 3600, pressure_hpa=p) for i, p in enumerate(pressures)]
+    assert [o.pressure_tendency_3h_hpa for o in outcomes] == [None, None, None, -3.0]
+    # a reading 2 h 40 min before is the start too (times drift); none between 3 h and 2.5 h before: unknown
+    assert run.feed(observed_at=T0 + 3 * 3600 + 2400, pressure_hpa=1009.5).pressure_tendency_3h_hpa == -1.5
+    assert run.feed(observed_at=T0 + 7 * 3600, pressure_hpa=1009.5).pressure_tendency_3h_hpa is None
+    # no pressure now: no tendency; a reading without pressure is passed over for the next one in the span
+    assert run.feed(observed_at=T0 + 8 * 3600).pressure_tendency_3h_hpa is None
+    run.feed(observed_at=T0 + 8 * 3600 + 600, pressure_hpa=1010.0)
+    assert run.feed(observed_at=T0 + 11 * 3600, pressure_hpa=1012.25).pressure_tendency_3h_hpa == 2.25
+
+
+def test_a_repeat_gets_the_tendency_its_first_copy_got() -> None:
+    run = Run()
+    run.feed(observed_at=T0, pressure_hpa=1000.0)
+    first = run.feed(observed_at=T0 + 3 * 3600, pressure_hpa=1004.0)
+    again = run.engine.apply(run.state, Observation(city_id=7, observed_at=T0 + 3 * 3600, pressure_hpa=1004.0),
+                             run.offset + 1, wall_now=T0)  # fmt: skip
+    redelivered = run.engine.apply(run.state, Observation(city_id=7, observed_at=T0 + 3 * 3600, pressure_hpa=1004.0),
+                                   run.offset, wall_now=T0)  # fmt: skip
+    assert again.verdict is Verdict.DUPLICATE and redelivered.verdict is Verdict.REDELIVERED
+    assert (
+        first.pressure_tendency_3h_hpa == again.pressure_tendency_3h_hpa == redelivered.pressure_tendency_3h_hpa == 4.0
+    )

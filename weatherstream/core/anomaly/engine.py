@@ -41,6 +41,9 @@ from weatherstream.core.anomaly.texts import describe
 State = dict[str, Any]
 HISTORY_S = 3 * 3600
 MAX_GAPS = 20
+#: a pressure tendency is the change over 3 h (as in synoptic reports); the reading it starts from may be up to
+#: this much later than 3 h before, for stations whose times drift
+TENDENCY_SLACK_S = 1800.0
 
 
 class Verdict(enum.Enum):
@@ -75,6 +78,22 @@ class Outcome:
     verdict: Verdict
     state: State
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    pressure_tendency_3h_hpa: float | None = None  # see pressure_tendency_3h_hpa()
+
+
+def pressure_tendency_3h_hpa(history: list[list[Any]], t: float, pressure_hpa: float | None) -> float | None:
+    """The change of sea-level pressure over the 3 h before ``t``: ``pressure_hpa`` minus the earliest reading in
+    ``history`` (``[t, temp_c, pressure_hpa]``, sorted by time) between 3 h and 2.5 h before ``t``; None without
+    such a reading or without a pressure now."""
+    if pressure_hpa is None:
+        return None
+    first, last = t - HISTORY_S, t - HISTORY_S + TENDENCY_SLACK_S
+    for entry in history[bisect.bisect_left(history, first, key=entry_time) :]:
+        if entry[0] > last:
+            break
+        if entry[2] is not None:
+            return round(pressure_hpa - entry[2], 3)
+    return None
 
 
 def new_state(baseline: HourlyBaseline) -> State:
@@ -114,16 +133,18 @@ class AnomalyEngine:
             s = state
         else:
             s = _copy(state) if state else new_state(cfg.statistical.baseline)
-        if offset <= s["last_offset"]:
-            return Outcome(Verdict.REDELIVERED, s)
-        s["last_offset"] = offset
         t = obs.observed_at
         history = s["history"]  # sorted by time
+        # also for a repeat, whose copy replaces the stored row
+        tendency = pressure_tendency_3h_hpa(history, t, obs.pressure_hpa)
+        if offset <= s["last_offset"]:
+            return Outcome(Verdict.REDELIVERED, s, pressure_tendency_3h_hpa=tendency)
+        s["last_offset"] = offset
         at = bisect.bisect_left(history, t, key=entry_time)
         if (at < len(history) and history[at][0] == t) or t == s["last_t"]:
-            return Outcome(Verdict.DUPLICATE, s)
+            return Outcome(Verdict.DUPLICATE, s, pressure_tendency_3h_hpa=tendency)
         s["name"] = obs.city_name or s["name"]
-        out = Outcome(Verdict.APPLIED, s)
+        out = Outcome(Verdict.APPLIED, s, pressure_tendency_3h_hpa=tendency)
         active = {k: True for k in s["incidents"]}
         hour = int(((t + (obs.timezone_offset_s or 0)) // 3600) % 24)
         signals: list[Signal] = []

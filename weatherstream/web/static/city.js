@@ -51,6 +51,12 @@ function offsetText() {
   return `UTC${sign}${pad(Math.floor(Math.abs(minutes) / 60))}:${pad(Math.abs(minutes) % 60)}`;
 }
 
+// " (+1.2 hPa in 3 h)": the pressure tendency after the pressure, or nothing when it is not known
+function tendencyText(change) {
+  if (change === null || change === undefined) return "";
+  return ` (${change > 0 ? "+" : ""}${fmt(change, 1, " hPa in 3 h")})`;
+}
+
 function showNow(city) {
   const latest = city.latest || {};
   state.offset = latest.timezone_offset_s || 0;
@@ -61,7 +67,7 @@ function showNow(city) {
   const now = document.getElementById("now");
   now.replaceChildren(
     el("p", `${fmt(latest.temp_c, 1, " °C")} · humidity ${fmt(latest.humidity_pct, 0, " %")} · ` +
-      `${fmt(latest.pressure_hpa, 1, " hPa")} · wind ${fmt(latest.wind_speed_ms, 1, " m/s")} · ` +
+      `${fmt(latest.pressure_hpa, 1, " hPa")}${tendencyText(latest.pressure_tendency_3h_hpa)} · wind ${fmt(latest.wind_speed_ms, 1, " m/s")} · ` +
       `${latest.condition_description || latest.condition_main || ""}`, "big-line"),
     el("p", observed ? `observed ${local.getFullYear()}-${pad(local.getMonth() + 1)}-${pad(local.getDate())} ` +
       `${pad(local.getHours())}:${pad(local.getMinutes())} local time (${offsetText()}), ${utc(observed)} · ` +

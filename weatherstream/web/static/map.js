@@ -5,8 +5,9 @@
 
 const SCALES = {  // quantity -> [low, high, unit, digits]; colours run blue (low) to red (high)
   temp: [-30, 40, " °C", 1], wind: [0, 25, " m/s", 1], pressure: [960, 1050, " hPa", 0],
-  humidity: [0, 100, " %", 0],
+  tendency: [-6, 6, " hPa in 3 h", 1], humidity: [0, 100, " %", 0],
 };
+const SIGNED = new Set(["tendency"]);  // a change: rises carry a plus sign
 const FRESHNESS = [[3600, "#137333", "under 1 h"], [6 * 3600, "#e37400", "1 h – 6 h"], [Infinity, "#c5221f", "over 6 h"]];
 const CELL = 8;  // px, the grid used to find the dot under the pointer
 
@@ -59,7 +60,11 @@ function describe(value) {
   if (quantity === "age") return age(value)[0];
   if (quantity === "incidents") return `${value} open incident${value === 1 ? "" : "s"}`;
   const [, , unit, digits] = SCALES[quantity];
-  return fmt(value, digits, unit);
+  return scaled(value, digits, unit);
+}
+
+function scaled(value, digits, unit) {
+  return (SIGNED.has(quantity) && value > 0 ? "+" : "") + fmt(value, digits, unit);
 }
 
 function showLegend() {
@@ -74,7 +79,7 @@ function showLegend() {
   else if (quantity === "incidents") { swatch("none", "#7f8c99"); swatch("1", "#e37400"); swatch("2 or more", "#c5221f"); }
   else {
     const [low, high, unit, digits] = SCALES[quantity];
-    for (const t of [0, 0.25, 0.5, 0.75, 1]) swatch(fmt(low + t * (high - low), digits, unit), colour(low + t * (high - low)));
+    for (const t of [0, 0.25, 0.5, 0.75, 1]) swatch(scaled(low + t * (high - low), digits, unit), colour(low + t * (high - low)));
   }
   swatch("no value", "#9aa4ae");
 }
