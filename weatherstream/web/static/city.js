@@ -54,7 +54,7 @@ function offsetText() {
 // " (+1.2 hPa in 3 h)": the pressure tendency after the pressure, or nothing when it is not known
 function tendencyText(change) {
   if (change === null || change === undefined) return "";
-  return ` (${change > 0 ? "+" : ""}${fmt(change, 1, " hPa in 3 h")})`;
+  return ` (${fmtChange(change, 1, " hPa in 3 h")})`;
 }
 
 function showNow(city) {

@@ -15,6 +15,11 @@ function fmt(value, digits, unit) {
   return value === null || value === undefined ? "–" : `${Number(value).toFixed(digits)}${unit}`;
 }
 
+// a change: fmt with a plus sign for rises
+function fmtChange(value, digits, unit) {
+  return (value > 0 ? "+" : "") + fmt(value, digits, unit);
+}
+
 // [text, css class] of a number of seconds since an observation
 function age(seconds) {
   if (seconds === null || seconds === undefined) return ["never", "old"];

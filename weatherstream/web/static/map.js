@@ -64,7 +64,7 @@ function describe(value) {
 }
 
 function scaled(value, digits, unit) {
-  return (SIGNED.has(quantity) && value > 0 ? "+" : "") + fmt(value, digits, unit);
+  return (SIGNED.has(quantity) ? fmtChange : fmt)(value, digits, unit);
 }
 
 function showLegend() {
