@@ -1,4 +1,5 @@
-"""Connecting to Cassandra with the project's defaults (protocol v5, local DC, quick reconnection).
+"""Connecting to Cassandra with the project's defaults (protocol v5, token-aware routing in the local DC, quick
+reconnection).
 
 Credentials and TLS come from the settings; neither the password nor the key material is ever logged.
 """
@@ -13,7 +14,13 @@ from typing import TYPE_CHECKING
 from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, WhiteListRoundRobinPolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    LoadBalancingPolicy,
+    TokenAwarePolicy,
+    WhiteListRoundRobinPolicy,
+)
 
 if TYPE_CHECKING:
     from weatherstream.settings import Settings
@@ -38,16 +45,22 @@ def connect(
 ) -> tuple[Cluster, Session]:
     """Open a driver session; the caller owns the cluster and must call ``cluster.shutdown()``.
 
-    A node that goes away is tried again every 0.5 s at first, at most every 10 s, so writes resume
-    soon after an outage. Statements are prepared on one node, and on the others when they first need them.
+    A request goes first to the node that owns its partition (token-aware routing), so that node coordinates
+    it without a hop to another. A node that goes away is tried again every 0.5 s at first, at most every
+    10 s, so writes resume soon after an outage. Statements are prepared on one node, and on the others when
+    they first need them.
     ``only_contact_points``: send every request to ``hosts`` only (e.g. to ask one node of a cluster about
     itself).
 
     Raises:
         cassandra.cluster.NoHostAvailable: no contact point answered (or the credentials were refused).
     """
-    policy = (
-        WhiteListRoundRobinPolicy(list(hosts)) if only_contact_points else DCAwareRoundRobinPolicy(local_dc=local_dc)
+    policy: LoadBalancingPolicy = (
+        WhiteListRoundRobinPolicy(list(hosts))
+        if only_contact_points
+        # A request goes to the node that owns its partition (the first replica, not a random one: the sink packs
+        # small partitions that share their first replica into one batch), else to any node of the local DC.
+        else TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc), shuffle_replicas=False)
     )
     profile = ExecutionProfile(
         load_balancing_policy=policy,

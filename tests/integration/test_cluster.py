@@ -305,6 +305,46 @@ def test_workers_migrating_at_once_through_other_nodes_create_each_table_once(
             cluster_.shutdown()
 
 
+def test_sink_requests_are_coordinated_by_a_node_that_owns_every_partition_in_them(
+    cluster: LocalStack, settings: Settings
+) -> None:
+    """With one replica per partition, each request the sink makes (a packed batch of one-row partitions, a
+    station's observation each, or the rows of one partition) goes to the node that holds all its partitions,
+    not to any node."""
+    from weatherstream.sinks import rows
+    from weatherstream.sinks.writer import CassandraWriter, RowWrite
+
+    one_copy = cluster_settings(namespace=settings.namespace, keyspace=settings.keyspace,
+                                cassandra_replication="NetworkTopologyStrategy:datacenter1=1")  # fmt: skip
+    writer = CassandraWriter(one_copy)
+    writer.open()
+    assert writer.session is not None and writer.cluster is not None
+    t0 = 1_700_000_000.0
+    stations = [{"city_id": 1000 + i, "observed_at": t0, "temp_c": 1.0, "payload_json": "{}"} for i in range(300)]
+    one_station = [{"city_id": 7, "observed_at": t0 + 600 * k, "temp_c": 2.0} for k in range(20)]
+    writes = [RowWrite(rows.OBSERVATIONS, rows.row(rows.OBSERVATIONS, r)) for r in stations + one_station]
+    try:
+        requests = list(writer._grouped([(w, writer._bind(w)) for w in writes]))
+        assert len(requests) < len(stations), f"{len(requests)} requests for {len(stations)} one-row partitions"
+        packed = 0
+        for chunk, statement in requests:
+            keys = {writer._bind(w).routing_key for w in chunk}
+            owners = {r.address for k in keys for r in writer.cluster.metadata.get_replicas(one_copy.keyspace, k)}
+            response = writer.session.execute_async(statement)
+            response.result()
+            coordinator = response.coordinator_host  # a Host (an "address:port" string in older drivers)
+            assert owners == {getattr(coordinator, "address", str(coordinator).split(":")[0])}, (
+                f"a request for partitions held by {owners} was coordinated by {response.coordinator_host}"
+            )
+            packed += len(keys) > 1
+        assert packed, "no request held more than one partition: packing was not checked"
+        stored = writer.session.execute(f"SELECT COUNT(*) FROM {one_copy.keyspace}.observations_by_city_day")
+        assert stored.one()[0] == len(writes)
+    finally:
+        writer.session.execute(f"DROP KEYSPACE IF EXISTS {one_copy.keyspace}", timeout=60)
+        writer.close()
+
+
 # --- make cluster-test: one failure per run, DOWN_S long (60 s there) ---------------------------------
 
 
