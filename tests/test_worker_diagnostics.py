@@ -1,7 +1,8 @@
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
-from weatherstream.diagnostics import waiting_points
+from weatherstream.diagnostics import waiting_points, watch_loop_delay
 
 
 async def _stuck_generator(event: asyncio.Event) -> AsyncIterator[int]:
@@ -43,3 +44,20 @@ def test_the_consumer_state_of_a_worker_not_started_says_what_it_could_not_read(
     assert "flow control active: False" in lines  # faust suspends the flow until the first recovery
     assert any(line.startswith("assignment: unreadable") for line in lines)
     assert any(line.startswith("agent ") and line.endswith("channel queue: 0") for line in lines)
+
+
+def test_the_loop_delay_is_how_long_a_blocking_callback_held_the_loop() -> None:
+    delays: list[float] = []
+
+    async def main() -> None:
+        watch = asyncio.create_task(watch_loop_delay(delays.append, every_s=0.02))
+        await asyncio.sleep(0.05)
+        time.sleep(0.3)  # holds the loop: the watch's wake-up comes about this much late
+        await asyncio.sleep(0.05)
+        watch.cancel()
+
+    asyncio.run(main())
+    assert len(delays) >= 3
+    assert min(delays) >= 0.0
+    assert 0.28 <= max(delays) < 5.0
+    assert sorted(delays)[len(delays) // 2] < 0.28  # most wake-ups were not held up

@@ -19,7 +19,7 @@ from faust.types import TopicT
 
 from models import Aggregate, Alert, Observation
 from weatherstream import internals, metrics
-from weatherstream.diagnostics import consumer_state, waiting_points
+from weatherstream.diagnostics import consumer_state, waiting_points, watch_loop_delay
 from weatherstream.internals import share_rocksdb_memory
 from weatherstream.kafka_clients import KafkaSecurity
 from weatherstream.memory import MemoryTrimmer, collect_everything
@@ -195,6 +195,7 @@ def create_app(settings: Settings) -> WeatherStreamApp:
     )
     app.trim_memory = _trim_memory_every(app, settings.memory_trim_interval_s)
     _collect_garbage_every(app, settings.gc_full_interval_s)
+    _watch_loop_delay(app)
     return app
 
 
@@ -229,6 +230,16 @@ def _collect_garbage_every(app: WeatherStreamApp, interval_s: float) -> None:
             metrics.GC_FULL_SECONDS.observe(took)
 
     app.timer(interval=interval_s, name="collect_garbage")(collect_garbage)
+
+
+def _watch_loop_delay(app: WeatherStreamApp) -> None:
+    """A task that keeps ``weatherstream_event_loop_delay_seconds`` up to date
+    (:func:`weatherstream.diagnostics.watch_loop_delay`)."""
+
+    async def watch_event_loop() -> None:
+        await watch_loop_delay(metrics.EVENT_LOOP_DELAY_SECONDS.observe)
+
+    app.task(watch_event_loop)
 
 
 class Worker(faust.Worker):

@@ -1,4 +1,5 @@
-"""What a worker that seems stuck is doing: written to its log on ``kill -USR1 <pid>``.
+"""What a worker that seems stuck is doing: written to its log on ``kill -USR1 <pid>``; and how long its event
+loop is held by other work (:func:`watch_loop_delay`).
 
 mode (under faust) writes every thread's and asyncio task's stack; its task stacks stop at the first
 async generator, and faust's streams are made of them. :func:`waiting_points` goes inside them for the
@@ -7,14 +8,32 @@ project's own code, and :func:`consumer_state` says whether the consumer hands o
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from faust.types import AppT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+LOOP_DELAY_EVERY_S = 0.1
+
+
+async def watch_loop_delay(observe: Callable[[float], None], every_s: float = LOOP_DELAY_EVERY_S) -> None:
+    """Sleep ``every_s`` again and again and ``observe`` how many seconds later than due each wake-up came.
+
+    A late wake-up means callbacks ran (or something blocked) for that long in one go: what an alert or a web
+    request may wait on top of its own work. Runs until cancelled.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + every_s
+        await asyncio.sleep(every_s)
+        observe(max(0.0, loop.time() - due))
 
 
 def waiting_points() -> list[str]:
