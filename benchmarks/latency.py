@@ -15,7 +15,7 @@ p99 and range, and a rate counts as sustainable when it was in more than half of
 Whether the worker's committed offsets reached the end within 10 s of the last send is recorded too, and
 where the time went: scheduled send -> detection (``detected_at`` of the alert), detection -> the alert's
 record, record -> arrival; how late the producer itself sent; the worker's CPU seconds per second, the
-messages it consumed, its batch sizes and how late its event loop woke a 0.1 s timer (from its ``/metrics``).
+messages it consumed, its batch sizes and how late its event loop woke a 0.25 s timer (from its ``/metrics``).
 
     .venv/bin/python -m benchmarks.latency [--rates 200,500,1000] [--seconds 60] [--warmup 10] [--repeat 1]
         [--layout all|split|two] [--tree DIR] [--profile]
@@ -91,7 +91,7 @@ def worker_counters(port: int) -> dict[str, float]:
 
 
 def loop_delay(spent: dict[str, float]) -> dict[str, Any]:
-    """How late the workers' event loops woke their 0.1 s timer during the step (``weatherstream_event_loop_delay_
+    """How late the workers' event loops woke their 0.25 s timer during the step (``weatherstream_event_loop_delay_
     seconds``, summed over the workers): wake-ups, how many came over 25 and 100 ms late, and the bucket of the
     latest one. Late wake-ups mean a batch, a collection or a blocking call held the loop that long."""
     buckets = sorted((float(name[8:]), n) for name, n in spent.items() if name.startswith("loop_le_"))

@@ -78,7 +78,7 @@ GC_FULL_SECONDS = Histogram(
 )
 EVENT_LOOP_DELAY_SECONDS = Histogram(
     "weatherstream_event_loop_delay_seconds",
-    "How late the worker's event loop woke a timer due every 0.1 s: the time other work held the loop (a batch, "
+    "How late the worker's event loop woke a timer due every 0.25 s: the time other work held the loop (a batch, "
     "a garbage collection, a blocking call). Anything the worker does waits this long at most on top of its own work.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
