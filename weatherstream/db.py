@@ -58,8 +58,7 @@ def connect(
     policy: LoadBalancingPolicy = (
         WhiteListRoundRobinPolicy(list(hosts))
         if only_contact_points
-        # A request goes to the node that owns its partition (the first replica, not a random one: the sink packs
-        # small partitions that share their first replica into one batch), else to any node of the local DC.
+        # the first replica, not a random one: the sink packs partitions that share their first replica
         else TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc), shuffle_replicas=False)
     )
     profile = ExecutionProfile(
