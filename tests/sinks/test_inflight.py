@@ -8,7 +8,9 @@ import logging
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
+from weatherstream.sinks import rows
 from weatherstream.sinks.writer import InFlight
 
 
@@ -80,3 +82,27 @@ def test_a_driver_without_the_internals_costs_memory_not_rows(caplog: pytest.Log
     assert InFlight.releasing is False
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "garbage collector" in said[0] and "cassandra-driver" in said[0]
+
+
+def test_rows_of_a_batch_across_tables_are_counted_by_their_own_tables() -> None:
+    """A batch packed across partitions may hold several tables' rows: each table's counter gets its own."""
+
+    def counted() -> dict[str, float]:
+        return {t.name: REGISTRY.get_sample_value("weatherstream_sink_rows_total", {"table": t.name}) or 0.0
+                for t in (rows.OBSERVATIONS, rows.LATEST)}  # fmt: skip
+
+    def write(table: rows.Table) -> Any:
+        return type("W", (), {"table": table})()
+
+    async def scenario() -> None:
+        inflight = InFlight(asyncio.get_running_loop(), limit=10, latencies_s=None)
+        response = Response()
+        chunk = [write(rows.OBSERVATIONS), write(rows.LATEST), write(rows.OBSERVATIONS)]
+        await inflight.start(chunk, lambda: response)
+        response.complete()
+        assert await inflight.finish() == []
+
+    before = counted()
+    asyncio.run(scenario())
+    after = counted()
+    assert {name: after[name] - before[name] for name in after} == {"observations_by_city_day": 2, "latest_by_city": 1}

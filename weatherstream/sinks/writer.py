@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -156,9 +156,10 @@ class InFlight:
             if error is not None:
                 self.errors.extend((w, error) for w in chunk)
                 continue
-            table = chunk[0].table.name
-            metrics.SINK_WRITE_SECONDS.labels(table).observe(took)
-            metrics.SINK_ROWS.labels(table).inc(len(chunk))
+            # A batch across partitions may hold rows of several tables (they share a replica).
+            for table, rows_written in Counter(w.table.name for w in chunk).items():
+                metrics.SINK_WRITE_SECONDS.labels(table).observe(took)
+                metrics.SINK_ROWS.labels(table).inc(rows_written)
             if self.latencies_s is not None:
                 self.latencies_s.append(took)
         if self.changed is not None and not self.changed.done():
