@@ -204,15 +204,17 @@ class Settings(BaseSettings):
     sink_max_in_flight: int = Field(
         default=64, ge=1, le=4096, description="Most Cassandra writes the sink has outstanding at once."
     )
-    sink_batch_partitions: int = Field(
-        default=10, ge=1, le=1000,
+    sink_batch_partitions: int | None = Field(
+        default=None, ge=1, le=1000,
         description="Most partitions the sink packs into one unlogged batch (1: a batch holds one partition's "
-        "rows only); Cassandra warns above unlogged_batch_across_partitions_warn_threshold (10).",
+        "rows only). Unset: the cluster's unlogged_batch_across_partitions_warn_threshold, read on connecting "
+        "(10 if it cannot be read).",
     )  # fmt: skip
-    sink_batch_kib: int = Field(
-        default=5, ge=1, le=1024,
-        description="Most KiB in a batch across partitions, as Cassandra counts them (estimated); Cassandra warns "
-        "above batch_size_warn_threshold (5 KiB) and refuses above batch_size_fail_threshold (50 KiB).",
+    sink_batch_kib: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Most KiB in a batch across partitions, as Cassandra counts them (estimated). Unset: the "
+        "cluster's batch_size_warn_threshold, read on connecting (5 if it cannot be read); never above its "
+        "batch_size_fail_threshold.",
     )  # fmt: skip
     sink_batch_max_events: int = Field(
         default=5000, ge=1, le=100_000, description="Most records the sink writes in one batch."

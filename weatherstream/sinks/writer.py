@@ -2,8 +2,8 @@
 
 :class:`CassandraWriter` is what the sink agent uses: ``open()`` connects and applies the migrations,
 ``write()`` sends a list of rows with at most ``WEATHERSTREAM_SINK_MAX_IN_FLIGHT`` requests outstanding,
-putting rows of one partition into an unlogged batch, and a few small partitions that share a replica into
-one unlogged batch too (within Cassandra's warning thresholds). It raises on the
+putting rows of one partition into an unlogged batch, and small partitions that share a replica into one
+unlogged batch too (within the cluster's warning thresholds, :func:`batch_limits`). It raises on the
 first failure after every request has finished; :func:`retryable` says whether trying again can help.
 """
 
@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -64,6 +64,78 @@ def retryable(exc: BaseException) -> bool:
         return True  # the schema is missing (a dropped keyspace?): wait for `db migrate`, do not dead-letter
     # Authentication and authorization problems are configuration, not data: wait for the fix.
     return isinstance(exc, ErrorMessage) and type(exc).__name__ in {"Unauthorized", "AuthenticationFailed"}
+
+
+#: The cluster's settings that bound batches across partitions (``system_views.settings``, Cassandra 4.0 and
+#: later; the ``_in_kb`` names are 4.0's).
+THRESHOLDS = (
+    "unlogged_batch_across_partitions_warn_threshold", "batch_size_warn_threshold", "batch_size_fail_threshold",
+    "batch_size_warn_threshold_in_kb", "batch_size_fail_threshold_in_kb",
+)  # fmt: skip
+#: Cassandra's defaults of those thresholds: partitions, warning KiB
+DEFAULT_BATCH_PARTITIONS, DEFAULT_BATCH_KIB = 10, 5
+_SIZE_UNITS = {"B": 1 / 1024, "KiB": 1, "MiB": 1024, "GiB": 1024 * 1024}
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How far the sink packs small partitions into one unlogged batch: partitions and KiB per batch."""
+
+    partitions: int
+    kib: int
+
+
+def batch_limits(settings: Settings, cluster: Mapping[str, str]) -> BatchLimits:
+    """The sink's batch limits: the settings where set, else the cluster's warning thresholds (``cluster``:
+    name -> value as ``system_views.settings`` gives them; empty: unknown, Cassandra's defaults then).
+
+    A batch's size stays within the cluster's failure threshold whatever the settings say (above it the
+    batch would be refused).
+    """
+    partitions = settings.sink_batch_partitions
+    if partitions is None:
+        found = _number(cluster.get("unlogged_batch_across_partitions_warn_threshold"))
+        partitions = DEFAULT_BATCH_PARTITIONS if found is None else min(1000, max(1, int(found)))
+    kib = settings.sink_batch_kib
+    if kib is None:
+        found = _kib(cluster, "batch_size_warn_threshold")
+        kib = DEFAULT_BATCH_KIB if found is None else max(1, int(found))
+    fail = _kib(cluster, "batch_size_fail_threshold")
+    if fail is not None and kib > fail:
+        logger.warning("sink: batches kept within %d KiB, the cluster's batch_size_fail_threshold, not %d KiB",
+                       int(fail), kib)  # fmt: skip
+        kib = max(1, int(fail))
+    return BatchLimits(partitions, kib)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _kib(cluster: Mapping[str, str], name: str) -> float | None:
+    """A size threshold in KiB: ``name`` ("5KiB", "512B", "1MiB") or 4.0's ``name_in_kb`` ("5")."""
+    text = cluster.get(name)
+    if text is None:
+        return _number(cluster.get(f"{name}_in_kb"))
+    digits = text.rstrip("BKMGi")
+    unit = text[len(digits) :] or "KiB"
+    value = _number(digits)
+    return value * _SIZE_UNITS[unit] if value is not None and unit in _SIZE_UNITS else None
+
+
+def read_thresholds(session: Session) -> dict[str, str]:
+    """The cluster's :data:`THRESHOLDS` (from the node that answers; empty if they cannot be read)."""
+    names = ", ".join(f"'{name}'" for name in THRESHOLDS)
+    try:
+        found = session.execute(f"SELECT name, value FROM system_views.settings WHERE name IN ({names})", timeout=10)
+    except Exception as exc:  # noqa: BLE001 - an older Cassandra, or a role without access: Cassandra's defaults
+        logger.info("sink: cannot read the cluster's batch thresholds (%s: %s); packing within Cassandra's defaults",
+                    type(exc).__name__, exc)  # fmt: skip
+        return {}
+    return {row.name: row.value for row in found if row.value is not None}
 
 
 @dataclass(frozen=True)
@@ -194,6 +266,7 @@ class CassandraWriter:
         self.binders: dict[str, Binder] = {}  # by table: rows serialized without the driver's bind
         self.binders_checked: set[str] = set()  # tables whose first row was bound both ways, alike
         self.latencies_s: list[float] | None = None  # set to a list to record every request's latency
+        self.limits = batch_limits(settings, {})  # the cluster's thresholds replace the defaults on open()
         self.ttl_s = {
             rows.OBSERVATIONS.name: settings.observations_ttl_s,
             rows.LATEST.name: 0,
@@ -223,6 +296,9 @@ class CassandraWriter:
             ) from None
         try:
             migrate(self.session, self.settings)
+            self.limits = batch_limits(self.settings, read_thresholds(self.session))
+            logger.info("sink: small partitions packed into unlogged batches of at most %d partitions and %d KiB",
+                        self.limits.partitions, self.limits.kib)  # fmt: skip
             for table in self.TABLES:
                 prepared = self.session.prepare(table.insert_cql(self.settings.keyspace))
                 self.prepared[table.name] = prepared
@@ -305,10 +381,9 @@ class CassandraWriter:
         batch of a few small partitions that share their first replica.
 
         With many stations a batch holds one or two rows per partition; a request per partition then costs the
-        worker more than the rows do. Small partitions are packed together, at most
-        ``sink_batch_partitions`` of them and ``sink_batch_kib`` in all (by default under Cassandra's
-        warning thresholds for batches across partitions). A row that could not be bound comes alone, with
-        its exception.
+        worker more than the rows do. Small partitions are packed together, within :attr:`limits` (by default
+        the cluster's warning thresholds for batches across partitions). A row that could not be bound comes
+        alone, with its exception.
         """
         by_partition: dict[tuple[str, bytes], list[tuple[RowWrite, Any]]] = {}
         for w, statement in bound:
@@ -317,7 +392,7 @@ class CassandraWriter:
                 continue
             # The routing key is the partition key serialized: equal for rows of one partition, and already made.
             by_partition.setdefault((w.table.name, statement.routing_key), []).append((w, statement))
-        most_partitions, most_bytes = self.settings.sink_batch_partitions, self.settings.sink_batch_kib * 1024
+        most_partitions, most_bytes = self.limits.partitions, self.limits.kib * 1024
         packing: dict[Any, tuple[list[list[tuple[RowWrite, Any]]], int]] = {}  # replica -> (partitions, bytes)
         one_node = self.cluster is None or len(self.cluster.metadata.all_hosts()) <= 1
         for group in by_partition.values():

@@ -115,7 +115,7 @@ class CassandraServer:
         return [self.data_dir]
 
     def config_text(self) -> str:
-        """The node's ``cassandra.yaml``: one token, loopback only, small thread pools."""
+        """The node's ``cassandra.yaml``: one token, loopback only, small thread pools, larger batch warnings."""
         d = self.data_dir
         cluster = self.nodes > 1
         return f"""\
@@ -150,6 +150,10 @@ concurrent_counter_writes: 4
 concurrent_compactors: 1
 disk_failure_policy: stop
 commit_failure_policy: stop
+# The sink packs small partitions that share a replica into one unlogged batch, up to these (it reads them):
+# with one observation per station, a request per ~50 rows rather than per ~4 (docs/scaling.md).
+unlogged_batch_across_partitions_warn_threshold: 50
+batch_size_warn_threshold: 32KiB
 """ + (self.AUTH_CONFIG if self.auth else "")
 
     #: PasswordAuthenticator with roles and permissions; the node creates the superuser
