@@ -13,11 +13,14 @@ For each station count: a fresh namespace and keyspace, the workload preloaded, 
   namespace; the time from its start until ``/ready`` (its tables recovered from the changelogs) and the
   state changelog's size.
 
-Ratios are to the smallest station count of the run. ``--tree DIR`` runs the worker of another checkout
-(e.g. a ``git worktree`` of an older commit) on the same workload, for a before/after comparison.
+Ratios are to the smallest station count of the run; with ``--repeat N`` the station counts run N times in
+turn, each run's ratio is to the smallest count's run of its round, and the summary gives each count's median
+ratio and range (the machine's speed drifts over minutes, so only ratios within a round compare).
+``--tree DIR`` runs the worker of another checkout (e.g. a ``git worktree`` of an older commit) on the same
+workload, for a before/after comparison.
 
     .venv/bin/python -m benchmarks.keyscale [--events 200000] [--stations 50,5000,50000,100000] [--idle 60]
-                                            [--tree DIR] [--profile]
+                                            [--repeat 1] [--tree DIR] [--profile]
 
 Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
 """
@@ -88,6 +91,7 @@ class Scale:
     ok: bool = False
     note: str = ""
     profile: str = ""
+    round: int = 1  # which round of ``--repeat`` it belongs to
     work: dict[str, float] = field(default_factory=dict)  # the worker's counters at the end of the drain
     timings: dict[str, list[float]] = field(default_factory=dict)
 
@@ -257,6 +261,21 @@ def _views(port: int, result: Scale) -> None:
     result.metrics_ms = round(statistics.median(timings["metrics"]), 1)
 
 
+def summarize(results: list[Scale], scales: list[int]) -> list[dict[str, Any]]:
+    """Per station count: the median CPU per event and the median and range of its rounds' ratios."""
+    out = []
+    for stations in scales:
+        runs = [r for r in results if r.stations == stations]
+        ratios = [r.timings["x_cpu_per_event"][0] for r in runs]
+        out.append({
+            "stations": stations, "runs": len(runs),
+            "cpu_us_per_event": round(statistics.median(r.cpu_us_per_event for r in runs), 1),
+            "ratio": round(statistics.median(ratios), 2), "ratio_low": min(ratios), "ratio_high": max(ratios),
+            "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+        })  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
@@ -269,26 +288,41 @@ def main() -> None:
         action="store_true",
         help="Sample the worker with py-spy during the drain (slows it; benchmarks/results/profile-*).",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="Rounds over the station counts; a run's ratio is to the smallest count's run of its round, and the "
+        "summary gives the median and range of each count's ratios (the machine's speed drifts over minutes).",
+    )  # fmt: skip
     args = parser.parse_args()
     scales = [int(s) for s in args.stations.split(",")]
     results: list[Scale] = []
-    for stations in scales:
-        r = run_scale(stations, args.events, args.idle, args.timeout, args.tree, args.profile)
-        results.append(r)
-        print(f"  {stations:>7} stations: {r.cpu_us_per_event:8.1f} us/ev  rss {r.peak_rss_mb:6.1f} MB  idle "
-              f"{r.idle_cpu_pct:5.2f} %  /api/cities {r.cities_page_ms} ms (first {r.cities_first_ms})  /metrics "
-              f"{r.metrics_ms} ms  recovery {r.recovery_s} s  {'ok' if r.ok else 'FAILED'} {r.note} {r.profile}",
-              file=sys.stderr)  # fmt: skip
-    base = results[0]
-    for r in results:
-        ratio = r.cpu_us_per_event / base.cpu_us_per_event if base.cpu_us_per_event else 0.0
-        r.timings["x_cpu_per_event"] = [round(ratio, 2)]
+    for round_number in range(1, args.repeat + 1):
+        this_round: list[Scale] = []
+        for stations in scales:
+            r = run_scale(stations, args.events, args.idle, args.timeout, args.tree, args.profile)
+            r.round = round_number
+            this_round.append(r)
+            print(f"  {stations:>7} stations: {r.cpu_us_per_event:8.1f} us/ev  rss {r.peak_rss_mb:6.1f} MB  idle "
+                  f"{r.idle_cpu_pct:5.2f} %  /api/cities {r.cities_page_ms} ms (first {r.cities_first_ms})  "
+                  f"/metrics {r.metrics_ms} ms  recovery {r.recovery_s} s  {'ok' if r.ok else 'FAILED'} {r.note} "
+                  f"{r.profile}", file=sys.stderr)  # fmt: skip
+        base = this_round[0]
+        for r in this_round:
+            ratio = r.cpu_us_per_event / base.cpu_us_per_event if base.cpu_us_per_event else 0.0
+            r.timings["x_cpu_per_event"] = [round(ratio, 2)]
+        results += this_round
+    summary = summarize(results, scales)
+    if args.repeat > 1:
+        for row in summary:
+            print(f"  {row['stations']:>7} stations, median of {args.repeat}: {row['cpu_us_per_event']:8.1f} us/ev, "
+                  f"ratio {row['ratio']:.2f}x ({row['ratio_low']:.2f}-{row['ratio_high']:.2f})",
+                  file=sys.stderr)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"keyscale-{stamp}.json"
     doc = {"mode": "keyscale", "at": stamp, "events": args.events, "tree": str(args.tree or ROOT), "machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "runs": [r.__dict__ for r in results]}  # fmt: skip
+        "summary": summary, "runs": [r.__dict__ for r in results]}  # fmt: skip
     out.write_text(json.dumps(doc, indent=2))
     print(f"results: {out}", file=sys.stderr)
     sys.exit(0 if all(r.ok for r in results) else 1)
