@@ -13,9 +13,10 @@ For each station count: a fresh namespace and keyspace, the workload preloaded, 
   namespace; the time from its start until ``/ready`` (its tables recovered from the changelogs) and the
   state changelog's size.
 
-Ratios are to the smallest station count of the run; with ``--repeat N`` the station counts run N times in
-turn, each run's ratio is to the smallest count's run of its round, and the summary gives each count's median
-ratio and range (the machine's speed drifts over minutes, so only ratios within a round compare).
+Ratios are to the smallest station count of the run (runs that were not correct get none). With
+``--repeat N`` the station counts run N times in turn, each run's ratio is to the smallest count's run of its
+round, and the summary gives each count's median ratio and range (the machine's speed drifts over minutes, so
+only ratios within a round compare).
 ``--tree DIR`` runs the worker of another checkout (e.g. a ``git worktree`` of an older commit) on the same
 workload, for a before/after comparison.
 
@@ -91,7 +92,7 @@ class Scale:
     ok: bool = False
     note: str = ""
     profile: str = ""
-    round: int = 1  # which round of ``--repeat`` it belongs to
+    repeat: int = 1  # which round of ``--repeat`` it belongs to
     work: dict[str, float] = field(default_factory=dict)  # the worker's counters at the end of the drain
     timings: dict[str, list[float]] = field(default_factory=dict)
 
@@ -262,16 +263,18 @@ def _views(port: int, result: Scale) -> None:
 
 
 def summarize(results: list[Scale], scales: list[int]) -> list[dict[str, Any]]:
-    """Per station count: the median CPU per event and the median and range of its rounds' ratios."""
-    out = []
+    """Per station count: the median CPU per event of its correct runs, and the median and range of the ratios of
+    the rounds whose run and base run were both correct (None where there are none)."""
+    out: list[dict[str, Any]] = []
     for stations in scales:
-        runs = [r for r in results if r.stations == stations]
-        ratios = [r.timings["x_cpu_per_event"][0] for r in runs]
+        runs = [r for r in results if r.stations == stations and r.ok]
+        ratios = [r.timings["x_cpu_per_event"][0] for r in runs if r.timings.get("x_cpu_per_event")]
         out.append({
-            "stations": stations, "runs": len(runs),
-            "cpu_us_per_event": round(statistics.median(r.cpu_us_per_event for r in runs), 1),
-            "ratio": round(statistics.median(ratios), 2), "ratio_low": min(ratios), "ratio_high": max(ratios),
-            "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+            "stations": stations, "runs_ok": len(runs), "runs": sum(r.stations == stations for r in results),
+            "cpu_us_per_event": round(statistics.median(r.cpu_us_per_event for r in runs), 1) if runs else None,
+            "ratio": round(statistics.median(ratios), 2) if ratios else None,
+            "ratio_low": min(ratios, default=None), "ratio_high": max(ratios, default=None),
+            "peak_rss_mb": max((r.peak_rss_mb for r in runs), default=None),
         })  # fmt: skip
     return out
 
@@ -294,28 +297,30 @@ def main() -> None:
         "summary gives the median and range of each count's ratios (the machine's speed drifts over minutes).",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
     scales = [int(s) for s in args.stations.split(",")]
     results: list[Scale] = []
-    for round_number in range(1, args.repeat + 1):
+    for repeat in range(1, args.repeat + 1):
         this_round: list[Scale] = []
         for stations in scales:
             r = run_scale(stations, args.events, args.idle, args.timeout, args.tree, args.profile)
-            r.round = round_number
+            r.repeat = repeat
             this_round.append(r)
             print(f"  {stations:>7} stations: {r.cpu_us_per_event:8.1f} us/ev  rss {r.peak_rss_mb:6.1f} MB  idle "
                   f"{r.idle_cpu_pct:5.2f} %  /api/cities {r.cities_page_ms} ms (first {r.cities_first_ms})  "
                   f"/metrics {r.metrics_ms} ms  recovery {r.recovery_s} s  {'ok' if r.ok else 'FAILED'} {r.note} "
                   f"{r.profile}", file=sys.stderr)  # fmt: skip
-        base = this_round[0]
+        base = min(this_round, key=lambda r: r.stations)
         for r in this_round:
-            ratio = r.cpu_us_per_event / base.cpu_us_per_event if base.cpu_us_per_event else 0.0
-            r.timings["x_cpu_per_event"] = [round(ratio, 2)]
+            if r.ok and base.ok and base.cpu_us_per_event:  # a failed run's CPU figure means nothing
+                r.timings["x_cpu_per_event"] = [round(r.cpu_us_per_event / base.cpu_us_per_event, 2)]
         results += this_round
     summary = summarize(results, scales)
     if args.repeat > 1:
         for row in summary:
-            print(f"  {row['stations']:>7} stations, median of {args.repeat}: {row['cpu_us_per_event']:8.1f} us/ev, "
-                  f"ratio {row['ratio']:.2f}x ({row['ratio_low']:.2f}-{row['ratio_high']:.2f})",
+            print(f"  {row['stations']:>7} stations, {row['runs_ok']} of {row['runs']} runs correct: median "
+                  f"{row['cpu_us_per_event']} us/ev, ratio {row['ratio']}x ({row['ratio_low']}-{row['ratio_high']})",
                   file=sys.stderr)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -73,9 +73,9 @@ def main() -> None:
     writer = CassandraWriter(settings)
     writer.open()
     cassandra_defaults = CassandraWriter(settings.model_copy(update={"sink_batch_partitions": 10, "sink_batch_kib": 5}))
-    cassandra_defaults.open()
     network = observations(args.stations, args.stations)
     try:
+        cassandra_defaults.open()
         many: dict[str, list[dict]] = {}  # type: ignore[type-arg]
         for _ in range(3):  # in turn: the machine's speed drifts
             for name, packing in ((f"the cluster's thresholds {writer.limits}", writer),

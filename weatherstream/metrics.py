@@ -55,7 +55,8 @@ ALERTS = Counter(
 SINK_ROWS = Counter("weatherstream_sink_rows_total", "Rows written to Cassandra, by table.", ["table"])
 SINK_WRITE_SECONDS = Histogram(
     "weatherstream_sink_write_seconds",
-    "Latency of one Cassandra write request (a row or a one-partition batch), by table.",
+    "Latency of one Cassandra write request (a row or a batch), by table: a batch holding rows of several tables "
+    "is observed once for each of them.",
     ["table"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )

@@ -74,7 +74,10 @@ def test_small_partitions_share_requests_within_the_limits(cassandra_session, se
     values[TEMP] = "warm"
     writer = CassandraWriter(settings)
     writer.open()
-    assert writer.limits == BatchLimits(partitions=50, kib=32)
+    assert writer.limits == BatchLimits(partitions=50, max_bytes=32 * 1024), (
+        "the local node's thresholds: a node started before they were in its cassandra.yaml runs without them "
+        "(`weatherstream stack down`, then `make test` again)"
+    )
     writer.latencies_s = []  # one entry per request
     try:
         with caplog.at_level(logging.WARNING, logger="cassandra"), pytest.raises(RowsFailed) as failed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -72,68 +73,81 @@ THRESHOLDS = (
     "unlogged_batch_across_partitions_warn_threshold", "batch_size_warn_threshold", "batch_size_fail_threshold",
     "batch_size_warn_threshold_in_kb", "batch_size_fail_threshold_in_kb",
 )  # fmt: skip
-#: Cassandra's defaults of those thresholds: partitions, warning KiB
-DEFAULT_BATCH_PARTITIONS, DEFAULT_BATCH_KIB = 10, 5
-_SIZE_UNITS = {"B": 1 / 1024, "KiB": 1, "MiB": 1024, "GiB": 1024 * 1024}
+#: Cassandra's defaults of those thresholds: partitions, warning and failure sizes (bytes)
+DEFAULT_BATCH_PARTITIONS, DEFAULT_BATCH_BYTES, DEFAULT_FAIL_BYTES = 10, 5 * 1024, 50 * 1024
+_SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
 @dataclass(frozen=True)
 class BatchLimits:
-    """How far the sink packs small partitions into one unlogged batch: partitions and KiB per batch."""
+    """How far the sink packs small partitions into one unlogged batch: partitions and bytes per batch."""
 
     partitions: int
-    kib: int
+    max_bytes: int
 
 
 def batch_limits(settings: Settings, cluster: Mapping[str, str]) -> BatchLimits:
     """The sink's batch limits: the settings where set, else the cluster's warning thresholds (``cluster``:
     name -> value as ``system_views.settings`` gives them; empty: unknown, Cassandra's defaults then).
 
-    A batch's size stays within the cluster's failure threshold whatever the settings say (above it the
-    batch would be refused).
+    A batch's size stays within the cluster's failure threshold (Cassandra's default, 50 KiB, if unknown)
+    whatever the settings say: above it the batch would be refused.
     """
     partitions = settings.sink_batch_partitions
     if partitions is None:
         found = _number(cluster.get("unlogged_batch_across_partitions_warn_threshold"))
         partitions = DEFAULT_BATCH_PARTITIONS if found is None else min(1000, max(1, int(found)))
-    kib = settings.sink_batch_kib
-    if kib is None:
-        found = _kib(cluster, "batch_size_warn_threshold")
-        kib = DEFAULT_BATCH_KIB if found is None else max(1, int(found))
-    fail = _kib(cluster, "batch_size_fail_threshold")
-    if fail is not None and kib > fail:
-        logger.warning("sink: batches kept within %d KiB, the cluster's batch_size_fail_threshold, not %d KiB",
-                       int(fail), kib)  # fmt: skip
-        kib = max(1, int(fail))
-    return BatchLimits(partitions, kib)
+    if settings.sink_batch_kib is not None:
+        max_bytes = settings.sink_batch_kib * 1024
+    else:
+        max_bytes = _bytes(cluster, "batch_size_warn_threshold") or DEFAULT_BATCH_BYTES
+    fail = _bytes(cluster, "batch_size_fail_threshold") or DEFAULT_FAIL_BYTES
+    if max_bytes > fail:
+        logger.warning("sink: batches kept within %d bytes, the cluster's batch_size_fail_threshold (or Cassandra's "
+                       "default), not %d", fail, max_bytes)  # fmt: skip
+        max_bytes = fail
+    return BatchLimits(partitions, max_bytes)
 
 
 def _number(text: str | None) -> float | None:
     try:
-        return float(text) if text is not None else None
+        value = float(text) if text is not None else None
     except ValueError:
         return None
+    return value if value is not None and math.isfinite(value) and value > 0 else None
 
 
-def _kib(cluster: Mapping[str, str], name: str) -> float | None:
-    """A size threshold in KiB: ``name`` ("5KiB", "512B", "1MiB") or 4.0's ``name_in_kb`` ("5")."""
+def _bytes(cluster: Mapping[str, str], name: str) -> int | None:
+    """A size threshold in bytes: ``name`` ("5KiB", "512B", "1MiB") or 4.0's ``name_in_kb`` ("5")."""
     text = cluster.get(name)
     if text is None:
-        return _number(cluster.get(f"{name}_in_kb"))
+        kib = _number(cluster.get(f"{name}_in_kb"))
+        return int(kib * 1024) if kib is not None else None
     digits = text.rstrip("BKMGi")
     unit = text[len(digits) :] or "KiB"
     value = _number(digits)
-    return value * _SIZE_UNITS[unit] if value is not None and unit in _SIZE_UNITS else None
+    if value is None or unit not in _SIZE_UNITS:
+        return None
+    return max(1, int(value * _SIZE_UNITS[unit]))
 
 
 def read_thresholds(session: Session) -> dict[str, str]:
-    """The cluster's :data:`THRESHOLDS` (from the node that answers; empty if they cannot be read)."""
+    """The cluster's :data:`THRESHOLDS`, from the node that answers (all nodes should agree).
+
+    Empty if this Cassandra has no such table or the role may not read it (logged: Cassandra's defaults
+    apply then). A timeout or an unreachable node raises, so that connecting is tried again.
+    """
     names = ", ".join(f"'{name}'" for name in THRESHOLDS)
     try:
         found = session.execute(f"SELECT name, value FROM system_views.settings WHERE name IN ({names})", timeout=10)
-    except Exception as exc:  # noqa: BLE001 - an older Cassandra, or a role without access: Cassandra's defaults
-        logger.info("sink: cannot read the cluster's batch thresholds (%s: %s); packing within Cassandra's defaults",
-                    type(exc).__name__, exc)  # fmt: skip
+    except Exception as exc:
+        if isinstance(exc, (NoHostAvailable, OperationTimedOut, ConnectionException, OSError)):
+            raise  # the cluster, not the table: open() fails and is tried again
+        logger.warning("sink: cannot read the cluster's batch thresholds from system_views.settings (%s: %s): "
+                       "packing batches within Cassandra's defaults (10 partitions, 5 KiB). To follow the "
+                       "cluster's, grant the role SELECT on system_views.settings, or set "
+                       "WEATHERSTREAM_SINK_BATCH_PARTITIONS and WEATHERSTREAM_SINK_BATCH_KIB",
+                       type(exc).__name__, exc)  # fmt: skip
         return {}
     return {row.name: row.value for row in found if row.value is not None}
 
@@ -297,8 +311,8 @@ class CassandraWriter:
         try:
             migrate(self.session, self.settings)
             self.limits = batch_limits(self.settings, read_thresholds(self.session))
-            logger.info("sink: small partitions packed into unlogged batches of at most %d partitions and %d KiB",
-                        self.limits.partitions, self.limits.kib)  # fmt: skip
+            logger.info("sink: small partitions packed into unlogged batches of at most %d partitions and %d bytes",
+                        self.limits.partitions, self.limits.max_bytes)  # fmt: skip
             for table in self.TABLES:
                 prepared = self.session.prepare(table.insert_cql(self.settings.keyspace))
                 self.prepared[table.name] = prepared
@@ -392,7 +406,7 @@ class CassandraWriter:
                 continue
             # The routing key is the partition key serialized: equal for rows of one partition, and already made.
             by_partition.setdefault((w.table.name, statement.routing_key), []).append((w, statement))
-        most_partitions, most_bytes = self.limits.partitions, self.limits.kib * 1024
+        most_partitions, most_bytes = self.limits.partitions, self.limits.max_bytes
         packing: dict[Any, tuple[list[list[tuple[RowWrite, Any]]], int]] = {}  # replica -> (partitions, bytes)
         one_node = self.cluster is None or len(self.cluster.metadata.all_hosts()) <= 1
         for group in by_partition.values():

@@ -151,7 +151,7 @@ concurrent_compactors: 1
 disk_failure_policy: stop
 commit_failure_policy: stop
 # The sink packs small partitions that share a replica into one unlogged batch, up to these (it reads them):
-# with one observation per station, a request per ~50 rows rather than per ~4 (docs/scaling.md).
+# with one observation per station, about 26 rows per request rather than 4 (docs/scaling.md).
 unlogged_batch_across_partitions_warn_threshold: 50
 batch_size_warn_threshold: 32KiB
 """ + (self.AUTH_CONFIG if self.auth else "")
