@@ -231,3 +231,38 @@ def test_no_secret_shows_anywhere(settings: Settings, secure_stack: LocalStack, 
     assert leaks == {}, f"secrets shown: {leaks}"
     assert len(seen) > 100, sorted(seen)  # the scan did look at everything
     print(f"\nscanned {len(seen)} outputs, {sum(map(len, seen.values())) / 1e6:.1f} MB: no secret")
+
+
+def test_a_limited_role_packs_batches_within_the_clusters_thresholds_once_granted(
+    settings: Settings, secure_stack: LocalStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sink reads the cluster's batch thresholds from system_views.settings; a role limited to its keyspace
+    may not, gets Cassandra's defaults and a warning that says what to grant, and the cluster's once granted."""
+    import logging
+
+    from weatherstream.db import connect
+    from weatherstream.sinks.writer import BatchLimits, CassandraWriter
+    from weatherstream.stack.cassandra import CassandraServer
+
+    def limits() -> BatchLimits:
+        writer = CassandraWriter(settings)
+        writer.open()
+        try:
+            return writer.limits
+        finally:
+            writer.close()
+
+    with caplog.at_level(logging.WARNING, logger="weatherstream.sinks.writer"):
+        assert limits() == BatchLimits(partitions=10, max_bytes=5 * 1024)
+    assert "grant the role SELECT on system_views.settings" in caplog.text
+    user, password = CassandraServer.SUPERUSER
+    cluster, session = connect(["127.0.0.1"], settings.cassandra_port, username=user, password=password)
+    try:
+        session.execute(f"GRANT SELECT ON system_views.settings TO {ROLE}")
+        time.sleep(3)  # the node caches a role's permissions for permissions_validity (2 s)
+        try:
+            assert limits() == BatchLimits(partitions=50, max_bytes=32 * 1024)  # the secure stack's cassandra.yaml
+        finally:
+            session.execute(f"REVOKE SELECT ON system_views.settings FROM {ROLE}")
+    finally:
+        cluster.shutdown()
