@@ -144,10 +144,10 @@ def read_thresholds(session: Session) -> dict[str, str]:
         if isinstance(exc, (NoHostAvailable, OperationTimedOut, ConnectionException, OSError)):
             raise  # the cluster, not the table: open() fails and is tried again
         logger.warning("sink: cannot read the cluster's batch thresholds from system_views.settings (%s: %s): "
-                       "packing batches within Cassandra's defaults (10 partitions, 5 KiB). To follow the "
+                       "packing batches within Cassandra's defaults (%d partitions, %d bytes). To follow the "
                        "cluster's, grant the role SELECT on system_views.settings, or set "
                        "WEATHERSTREAM_SINK_BATCH_PARTITIONS and WEATHERSTREAM_SINK_BATCH_KIB",
-                       type(exc).__name__, exc)  # fmt: skip
+                       type(exc).__name__, exc, DEFAULT_BATCH_PARTITIONS, DEFAULT_BATCH_BYTES)  # fmt: skip
         return {}
     return {row.name: row.value for row in found if row.value is not None}
 
