@@ -107,6 +107,7 @@ MEASUREMENTS = (
     "temp_c", "feels_like_c", "pressure_hpa", "humidity_pct", "wind_speed_ms", "wind_gust_ms",
     "clouds_pct", "rain_1h_mm", "snow_1h_mm", "visibility_m",
 )  # fmt: skip
+_MEASURED = frozenset(MEASUREMENTS)
 
 
 def _temp_to_c(value: float, units: str) -> float:
@@ -254,12 +255,14 @@ def normalize(
 
     sections = {"main": main, "wind": wind, "coord": coord, "clouds": clouds, "rain": rain, "snow": snow, "": doc}
     values: dict[str, Any] = {}
+    measured = False
     for field, section, key, path, convert, bounds in _RULES:
         raw = sections[section].get(key)
         if raw is None:
             values[field] = None
             continue
-        raw = _finite(raw, path)
+        if raw.__class__ is not float or not math.isfinite(raw):  # the usual float needs no more checks
+            raw = _finite(raw, path)
         if convert is not None:
             if convert == "temperature":
                 if units == "metric" and 173.0 <= raw <= 343.0:
@@ -276,7 +279,8 @@ def normalize(
         if not bounds.low <= raw <= bounds.high:
             _out_of_range(bounds, raw, path)
         values[field] = raw
-    if all(values[m] is None for m in MEASUREMENTS):
+        measured = measured or field in _MEASURED
+    if not measured:
         raise InvalidPayload(Reason.MISSING_FIELD, "no measurement at all (temperature, pressure, wind, ...)")
 
     condition: Mapping[str, Any] = {}

@@ -208,7 +208,9 @@ class Summary:
             only = parts[0].copy()
             only.offsets = []
             return only
-        times = [t for p in parts for t in p.times]
+        times: list[float] = []
+        for p in parts:
+            times += p.times
         times.sort()  # usually in order already (slices come in time order): a linear pass then
         out.times = times
         firsts = [p.times[0] for p in parts]

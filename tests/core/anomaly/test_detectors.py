@@ -13,6 +13,7 @@ from weatherstream.core.anomaly.detectors import (
     QualityDetector,
     RateDetector,
     StatisticalDetector,
+    Threshold,
 )
 
 
@@ -74,6 +75,21 @@ def test_physical_thresholds(kind: str, field: str, values: list[tuple[float, in
     for value, level in values:
         assert threshold.judge(obs(**{field: value}), active=False).level == level
     assert threshold.judge(obs(), active=False).level == NONE  # not measured: no alert
+
+
+@pytest.mark.parametrize(
+    "threshold",
+    [*DEFAULT_THRESHOLDS, Threshold("odd", "temp_c", "°C", warning=30.0, critical=20.0, clear=10.0),
+     Threshold("odd_low", "temp_c", "°C", warning=-30.0, critical=-20.0, clear=-10.0, above=False)],
+    ids=lambda t: t.kind,
+)  # fmt: skip
+def test_alarming_is_exactly_a_warning_or_critical_judgement(threshold: Threshold) -> None:
+    # The engine judges a threshold of a kind with no open incident only when it is alarming (a quicker test).
+    for tenths in range(-600, 601):
+        value = tenths / 10
+        judged = threshold.judge(obs(**{threshold.field: value}), active=False).level
+        assert threshold.alarming(value) == (judged >= WARNING), value
+    assert not threshold.alarming(None)
 
 
 def test_threshold_hysteresis_band() -> None:

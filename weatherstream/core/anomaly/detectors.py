@@ -9,8 +9,9 @@ value hovering around a threshold does not open and resolve incidents over and o
 from __future__ import annotations
 
 import bisect
+import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -61,6 +62,14 @@ class Threshold:
     clear: float
     above: bool = True
 
+    def alarming(self, value: float | None) -> bool:
+        """Whether :meth:`judge` would give ``value`` a warning or critical level (None: not measured)."""
+        if value is None:
+            return False
+        if self.above:
+            return value >= self.warning or value >= self.critical
+        return value <= self.warning or value <= self.critical
+
     def judge(self, obs: Observation, active: bool) -> Signal:
         value = getattr(obs, self.field)
         if value is None:
@@ -94,7 +103,7 @@ class StatisticalDetector:
     clear_z: float = 2.5
 
     def judge(self, state: list[list[float]], hour: int, temp_c: float | None,
-              active: dict[str, bool]) -> list[Signal]:  # fmt: skip
+              active: Mapping[str, object]) -> list[Signal]:  # fmt: skip
         if temp_c is None:
             return []
         z = self.baseline.score(state, hour, temp_c)
@@ -122,20 +131,21 @@ class RateDetector:
     temp_change_critical_c: float = 12.0
 
     def judge(self, history: Sequence[Sequence[float | None]], obs: Observation,
-              active: dict[str, bool]) -> list[Signal]:  # fmt: skip
-        """``history``: ``[t, temp_c, pressure_hpa]`` of this city, oldest first (sorted by time)."""
+              active: Mapping[str, object]) -> list[Signal]:  # fmt: skip
+        """``history``: ``[t, temp_c, pressure_hpa]`` of this city, oldest first (sorted by time); ``active``: the
+        kinds with an open incident (a true value)."""
         t = obs.observed_at
         out = []
         before = bisect.bisect_left(history, t, key=entry_time)  # history[:before] is earlier than t
         if obs.pressure_hpa is not None:
             since = bisect.bisect_left(history, t - 3 * 3600, hi=before, key=entry_time)
             # the highest pressure of the last 3 h (the earliest of equal ones: the fall's whole span)
-            top: float | None = None
-            top_t: float | None = None
+            highest, top_t = -math.inf, None
             for e_t, _, p in history[since:before]:
-                if p is not None and (top is None or p > top):
-                    top, top_t = p, e_t
-            fall = (top - obs.pressure_hpa) if top is not None else 0.0
+                if p is not None and p > highest:
+                    highest, top_t = p, e_t
+            top = highest if top_t is not None else None
+            fall = (highest - obs.pressure_hpa) if top_t is not None else 0.0
             level = (
                 CRITICAL
                 if fall >= self.pressure_fall_critical_hpa
@@ -150,10 +160,12 @@ class RateDetector:
         if obs.temp_c is not None:
             since = bisect.bisect_left(history, t - 3600, hi=before, key=entry_time)
             # the earlier temperature farthest from this one (the earliest of equally far ones)
-            change, far, far_t = 0.0, None, None
+            temp, change, far, far_t = obs.temp_c, 0.0, None, None
             for e_t, x, _ in history[since:before]:
-                if x is not None and (far is None or abs(obs.temp_c - x) > change):
-                    change, far, far_t = abs(obs.temp_c - x), x, e_t
+                if x is not None:
+                    distance = abs(temp - x)
+                    if far is None or distance > change:
+                        change, far, far_t = distance, x, e_t
             level = (
                 CRITICAL if change >= self.temp_change_critical_c else WARNING if change >= self.temp_change_c else NONE
             )

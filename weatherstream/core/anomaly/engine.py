@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import enum
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,8 +113,14 @@ class AnomalyEngine:
         self.config = config or EngineConfig()
 
     def cadence_s(self, state: State) -> float:
+        """The median of the city's recent gaps (the default below three)."""
         gaps = state["gaps"]
-        return statistics.median(gaps) if len(gaps) >= 3 else self.config.default_cadence_s
+        n = len(gaps)
+        if n < 3:
+            return self.config.default_cadence_s
+        ordered = sorted(gaps)  # statistics.median's own arithmetic, without its checks: once per observation
+        mid = n // 2
+        return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
     def due_at(self, state: State | None) -> float | None:
         """When (wall clock) a tick would open the city's ``silent_station`` incident (None: it would not)."""
@@ -145,12 +150,15 @@ class AnomalyEngine:
             return Outcome(Verdict.DUPLICATE, s, pressure_tendency_3h_hpa=tendency)
         s["name"] = obs.city_name or s["name"]
         out = Outcome(Verdict.APPLIED, s, pressure_tendency_3h_hpa=tendency)
-        active = {k: True for k in s["incidents"]}
+        incidents = s["incidents"]  # the open incidents by kind: detectors judge those against their clear levels
         hour = int(((t + (obs.timezone_offset_s or 0)) // 3600) % 24)
-        signals: list[Signal] = []
-        signals += cfg.statistical.judge(s["baseline"], hour, obs.temp_c, active)
-        signals += [th.judge(obs, active.get(th.kind, False)) for th in cfg.thresholds]
-        signals += cfg.rate.judge(s["history"], obs, active)
+        signals = cfg.statistical.judge(s["baseline"], hour, obs.temp_c, incidents)
+        for th in cfg.thresholds:
+            # A quiet threshold of a kind with no open incident has nothing to open or clear: not judged.
+            active = th.kind in incidents
+            if active or th.alarming(getattr(obs, th.field)):
+                signals.append(th.judge(obs, active))
+        signals += cfg.rate.judge(history, obs, incidents)
 
         in_order = s["last_t"] is None or t > s["last_t"]
         if in_order:
@@ -173,7 +181,6 @@ class AnomalyEngine:
             s["last_t"] = t
         s["last_wall"] = wall_now
 
-        incidents = s["incidents"]
         for signal in signals:
             if signal.level >= WARNING or signal.kind in incidents:  # otherwise there is nothing to open or clear
                 self._lifecycle(s, out, obs.city_id, signal, t, wall_now)
