@@ -11,6 +11,9 @@ input topic of the system is committed to its end, so start-up is not counted fo
 ``--systems`` defaults to every one of :data:`SYSTEMS`, in that order. ``--baseline DIR`` also runs each
 weatherstream system from another checkout (``<system>@baseline``), interleaved with this one's.
 
+The result checks the drain's :data:`TARGETS` (``targets``, also printed): the ratio of CPU per event of each
+round in which both systems ran correctly, their median, and whether it is within the target.
+
 Needs the local stack (`weatherstream stack up`); `make bench` runs it. Results: benchmarks/results/.
 """
 
@@ -467,6 +470,39 @@ def summary(runs: list[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+#: the drain's targets: (system, the system it is compared with, the largest allowed ratio of CPU per event)
+TARGETS = (
+    ("weatherstream-nosink", "faust-floor", 2.0),  # the pipeline without the sink: at most twice the floor
+    ("weatherstream", "quix", 0.4),  # with the sink: at most 0.4x the same job in Quix Streams
+)
+
+
+def round_ratios(runs: list[Run], system: str, reference: str) -> list[float]:
+    """``system``'s CPU per event over ``reference``'s, for each round (repetition) in which both ran correctly:
+    only runs of one round compare, the machine's speed drifts over minutes."""
+    by_round: dict[tuple[str, int], Run] = {(r.system, r.repetition): r for r in runs if r.ok}
+    out = []
+    for (name, repetition), run in sorted(by_round.items(), key=lambda item: item[0][1]):
+        other = by_round.get((reference, repetition))
+        if name == system and other is not None and other.cpu_us_per_event > 0:
+            out.append(round(run.cpu_us_per_event / other.cpu_us_per_event, 3))
+    return out
+
+
+def check_targets(runs: list[Run]) -> list[dict[str, Any]]:
+    """Each target whose two systems ran (also for ``<system>@baseline``): the ratio of each round, their median,
+    and whether the median is within the target."""
+    out = []
+    for system, reference, limit in TARGETS:
+        for name in (system, f"{system}@baseline"):
+            ratios = round_ratios(runs, name, reference)
+            if ratios:
+                median = round(statistics.median(ratios), 3)
+                out.append({"system": name, "against": reference, "limit": limit, "per_round": ratios,
+                            "median": median, "met": median <= limit})  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
@@ -504,10 +540,14 @@ def main() -> None:
     out = RESULTS / f"drain-{stamp}.json"
     doc = {"mode": "drain", "at": stamp, "events": args.events, "cities": args.cities, "machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "runs": [r.__dict__ for r in runs], "summary": summary(runs)}  # fmt: skip
+        "runs": [r.__dict__ for r in runs], "summary": summary(runs), "targets": check_targets(runs)}  # fmt: skip
     out.write_text(json.dumps(doc, indent=2))
     for row in doc["summary"]:
         print(json.dumps(row))
+    for t in doc["targets"]:
+        print(f"target: {t['system']} <= {t['limit']}x {t['against']}: per round "
+              f"{', '.join(f'{x:.2f}' for x in t['per_round'])}; median {t['median']:.2f}x: "
+              f"{'met' if t['met'] else 'NOT met'}", file=sys.stderr)  # fmt: skip
     print(f"results: {out}", file=sys.stderr)
     sys.exit(0 if all(r.ok for r in runs) else 1)
 

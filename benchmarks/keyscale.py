@@ -13,7 +13,8 @@ For each station count: a fresh namespace and keyspace, the workload preloaded, 
   namespace; the time from its start until ``/ready`` (its tables recovered from the changelogs) and the
   state changelog's size.
 
-Ratios are to the smallest station count of the run (runs that were not correct get none). With
+The result checks the key-scale :data:`TARGETS` (``targets``, also printed). Ratios are to the smallest station
+count of the run (runs that were not correct get none). With
 ``--repeat N`` the station counts run N times in turn, each run's ratio is to the smallest count's run of its
 round, and the summary gives each count's median ratio and range (the machine's speed drifts over minutes, so
 only ratios within a round compare).
@@ -279,6 +280,39 @@ def summarize(results: list[Scale], scales: list[int]) -> list[dict[str, Any]]:
     return out
 
 
+#: the key-scale targets: (station count, what, the summary's or a run's figure, the largest allowed value);
+#: the ratio is to the smallest count of the run, which the target means to be 50 stations
+TARGETS = (
+    (100_000, "CPU per event vs 50 stations", "ratio", 1.3),
+    (100_000, "peak RSS, MB", "peak_rss_mb", 350.0),
+    (50, "idle CPU, % of a core", "idle_cpu_pct", 1.0),
+    (100_000, "idle CPU, % of a core", "idle_cpu_pct", 3.0),
+    (100_000, "/api/cities page, ms", "cities_page_ms", 100.0),
+    (100_000, "/metrics, ms", "metrics_ms", 200.0),
+)
+
+
+def check_targets(results: list[Scale], summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target whose station count ran correctly: the value (the summary's median ratio and largest RSS; the
+    median of the runs for the rest), the range over the runs, and whether the value is within the target."""
+    out = []
+    smallest = min((row["stations"] for row in summary), default=None)
+    for stations, what, name, limit in TARGETS:
+        row = next((row for row in summary if row["stations"] == stations), None)
+        runs = [r for r in results if r.stations == stations and r.ok]
+        if row is None or not runs or (name == "ratio" and (smallest != 50 or row["ratio"] is None)):
+            continue
+        if name == "ratio":
+            value, low, high = row["ratio"], row["ratio_low"], row["ratio_high"]
+        else:
+            values = [getattr(r, name) for r in runs]
+            value = max(values) if name == "peak_rss_mb" else statistics.median(values)
+            low, high = min(values), max(values)
+        out.append({"stations": stations, "target": what, "limit": limit, "value": round(value, 2),
+                    "low": low, "high": high, "met": value <= limit})  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
@@ -327,8 +361,12 @@ def main() -> None:
     out = RESULTS / f"keyscale-{stamp}.json"
     doc = {"mode": "keyscale", "at": stamp, "events": args.events, "tree": str(args.tree or ROOT), "machine": {
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "summary": summary, "runs": [r.__dict__ for r in results]}  # fmt: skip
+        "summary": summary, "targets": check_targets(results, summary),
+        "runs": [r.__dict__ for r in results]}  # fmt: skip
     out.write_text(json.dumps(doc, indent=2))
+    for t in doc["targets"]:
+        print(f"target: {t['target']} at {t['stations']:,} stations <= {t['limit']:g}: {t['value']:g} (runs "
+              f"{t['low']:g}-{t['high']:g}): {'met' if t['met'] else 'NOT met'}", file=sys.stderr)  # fmt: skip
     print(f"results: {out}", file=sys.stderr)
     sys.exit(0 if all(r.ok for r in results) else 1)
 
