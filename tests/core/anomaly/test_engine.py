@@ -1,8 +1,10 @@
 from typing import Any
 
+import pytest
+
 from models import Observation
 from weatherstream.core.anomaly.baseline import HourlyBaseline
-from weatherstream.core.anomaly.detectors import StatisticalDetector
+from weatherstream.core.anomaly.detectors import StatisticalDetector, Threshold
 from weatherstream.core.anomaly.engine import AnomalyEngine, EngineConfig, Verdict, confirm, outbox_id
 from weatherstream.core.anomaly.scoring import score
 
@@ -183,3 +185,15 @@ def test_a_repeat_gets_the_tendency_its_first_copy_got() -> None:
     assert (
         first.pressure_tendency_3h_hpa == again.pressure_tendency_3h_hpa == redelivered.pressure_tendency_3h_hpa == 4.0
     )
+
+
+def test_threshold_kinds_must_be_their_own() -> None:
+    # The engine leaves a quiet threshold unjudged, which is only the same as judging it while no other signal of
+    # the observation shares its kind (each signal of an open incident's kind counts towards clearing it).
+    wind = Threshold("wind", "wind_speed_ms", "m/s", warning=20.0, critical=30.0, clear=15.0)
+    gust = Threshold("wind", "wind_gust_ms", "m/s", warning=25.0, critical=35.0, clear=20.0)
+    with pytest.raises(ValueError, match="rename wind"):
+        EngineConfig(thresholds=(wind, gust))
+    with pytest.raises(ValueError, match="rename temp_jump"):
+        EngineConfig(thresholds=(Threshold("temp_jump", "temp_c", "°C", 40.0, 45.0, 38.0),))
+    assert EngineConfig(thresholds=(wind,)).thresholds == (wind,)

@@ -9,7 +9,6 @@ value hovering around a threshold does not open and resolve incidents over and o
 from __future__ import annotations
 
 import bisect
-import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from weatherstream.core.anomaly.baseline import HourlyBaseline
 
 NONE, INFO, WARNING, CRITICAL = 0, 1, 2, 3
 SEVERITY_NAMES = {INFO: "info", WARNING: "warning", CRITICAL: "critical"}
+#: the kinds of the statistical, rate and quality detectors' signals (a threshold's kind must be another)
+DETECTOR_KINDS = ("temp_high", "temp_low", "pressure_drop", "temp_jump", "stuck_sensor", "silent_station")
 #: the time of a history entry ``[t, temp_c, pressure_hpa]`` (histories are sorted by it)
 entry_time = operator.itemgetter(0)
 
@@ -140,12 +141,12 @@ class RateDetector:
         if obs.pressure_hpa is not None:
             since = bisect.bisect_left(history, t - 3 * 3600, hi=before, key=entry_time)
             # the highest pressure of the last 3 h (the earliest of equal ones: the fall's whole span)
-            highest, top_t = -math.inf, None
+            top: float | None = None
+            top_t: float | None = None
             for e_t, _, p in history[since:before]:
-                if p is not None and p > highest:
-                    highest, top_t = p, e_t
-            top = highest if top_t is not None else None
-            fall = (highest - obs.pressure_hpa) if top_t is not None else 0.0
+                if p is not None and (top is None or p > top):
+                    top, top_t = p, e_t
+            fall = (top - obs.pressure_hpa) if top is not None else 0.0
             level = (
                 CRITICAL
                 if fall >= self.pressure_fall_critical_hpa

@@ -24,6 +24,7 @@ from models import Observation
 from weatherstream.core.anomaly.baseline import HourlyBaseline
 from weatherstream.core.anomaly.detectors import (
     DEFAULT_THRESHOLDS,
+    DETECTOR_KINDS,
     NONE,
     SEVERITY_NAMES,
     WARNING,
@@ -70,6 +71,16 @@ class EngineConfig:
     historical_after_s: float = 6 * 3600.0
     suppress_historical: bool = False
     default_cadence_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        # One signal per kind and observation: an incident's lifecycle counts each of its kind's signals, and a
+        # quiet threshold is not judged at all (AnomalyEngine.apply), which only holds when no other signal
+        # shares its kind.
+        kinds = [th.kind for th in self.thresholds]
+        shared = sorted({k for k in kinds if kinds.count(k) > 1} | (set(kinds) & set(DETECTOR_KINDS)))
+        if shared:
+            raise ValueError(f"threshold kinds must be unique and differ from {', '.join(DETECTOR_KINDS)}; "
+                             f"rename {', '.join(shared)}")  # fmt: skip
 
 
 @dataclass
