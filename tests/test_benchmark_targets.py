@@ -13,6 +13,7 @@ def test_drain_ratios_pair_runs_of_one_round_and_leave_out_failed_ones() -> None
         drain_run("weatherstream-nosink", 2, 300.0), drain_run("faust-floor", 2, 200.0),
         drain_run("weatherstream-nosink", 3, 500.0), drain_run("faust-floor", 3, 100.0, ok=False),
         drain_run("weatherstream-nosink", 4, 180.0),  # its floor run is missing
+        drain_run("weatherstream-nosink", 5, 100.0, ok=False), drain_run("faust-floor", 5, 100.0),
     ]  # fmt: skip
     assert drain.round_ratios(runs, "weatherstream-nosink", "faust-floor") == [2.5, 1.5]
     (target,) = drain.check_targets(runs)
@@ -30,6 +31,12 @@ def test_drain_targets_cover_the_baseline_and_fail_above_the_limit() -> None:
     assert by_system["weatherstream@baseline"]["median"] == 0.375 and by_system["weatherstream@baseline"]["met"]
 
 
+def test_drain_targets_are_judged_unrounded() -> None:
+    runs = [drain_run("weatherstream-nosink", 1, 200.08), drain_run("faust-floor", 1, 100.0)]
+    (target,) = drain.check_targets(runs)
+    assert target["median"] == 2.001 and not target["met"]  # 2.0008 is over 2, though it shows as 2.001
+
+
 def scale(stations: int, repeat: int, cpu_us: float, **figures: float) -> keyscale.Scale:
     run = keyscale.Scale(stations, 200_000, cpu_us_per_event=cpu_us, ok=True, repeat=repeat)
     for name, value in figures.items():
@@ -43,9 +50,9 @@ def test_keyscale_targets_take_the_median_ratio_and_the_largest_rss() -> None:
         scale(50, 2, 500.0, idle_cpu_pct=1.2), scale(100_000, 2, 600.0, peak_rss_mb=360.0, idle_cpu_pct=1.0),
         scale(50, 3, 400.0, idle_cpu_pct=0.9), scale(100_000, 3, 500.0, peak_rss_mb=310.0, idle_cpu_pct=1.5),
     ]  # fmt: skip
-    for r in runs:
-        base = next(b for b in runs if b.stations == 50 and b.repeat == r.repeat)
-        r.timings["x_cpu_per_event"] = [round(r.cpu_us_per_event / base.cpu_us_per_event, 2)]
+    for rnd in (1, 2, 3):
+        for r, ratio in keyscale.round_ratios([r for r in runs if r.repeat == rnd]):
+            r.timings["x_cpu_per_event"] = [round(ratio, 2)]
     targets = {
         (t["stations"], t["target"]): t for t in keyscale.check_targets(runs, keyscale.summarize(runs, [50, 100_000]))
     }
@@ -62,3 +69,19 @@ def test_keyscale_has_no_ratio_target_without_a_50_station_run() -> None:
     runs[1].timings["x_cpu_per_event"] = [1.6]
     names = [t["target"] for t in keyscale.check_targets(runs, keyscale.summarize(runs, [5_000, 100_000]))]
     assert "CPU per event vs 50 stations" not in names and "peak RSS, MB" in names
+
+
+def test_keyscale_ratios_are_to_the_rounds_smallest_count_and_leave_out_failed_runs() -> None:
+    base, big, failed = scale(50, 1, 400.0), scale(100_000, 1, 520.0), scale(50_000, 1, 100.0)
+    failed.ok = False
+    assert [(r.stations, ratio) for r, ratio in keyscale.round_ratios([big, failed, base])] == [
+        (100_000, 1.3),
+        (50, 1.0),
+    ]
+    base.ok = False  # nothing to compare with
+    assert keyscale.round_ratios([big, base]) == []
+    # 1.3025 is over 1.3, although the summary shows it rounded to 1.3
+    runs = [scale(50, 1, 400.0), scale(100_000, 1, 521.0)]
+    (ratio,) = [t for t in keyscale.check_targets(runs, keyscale.summarize(runs, [50, 100_000])) if t["target"]
+                .startswith("CPU")]  # fmt: skip
+    assert ratio["value"] == 1.302 and not ratio["met"]
