@@ -273,13 +273,20 @@ def round_ratios(this_round: list[Scale]) -> list[tuple[Scale, float]]:
     return [(r, r.cpu_us_per_event / base.cpu_us_per_event) for r in this_round if r.ok]
 
 
+def count_ratios(results: list[Scale], stations: int) -> list[float]:
+    """The ratios of ``stations``' runs to their rounds' smallest count (see :func:`round_ratios`), unrounded."""
+    rounds = sorted({r.repeat for r in results})
+    return [ratio for rnd in rounds for r, ratio in round_ratios([r for r in results if r.repeat == rnd])
+            if r.stations == stations]  # fmt: skip
+
+
 def summarize(results: list[Scale], scales: list[int]) -> list[dict[str, Any]]:
     """Per station count: the median CPU per event of its correct runs, and the median and range of the ratios of
     the rounds whose run and base run were both correct (None where there are none)."""
     out: list[dict[str, Any]] = []
     for stations in scales:
         runs = [r for r in results if r.stations == stations and r.ok]
-        ratios = [r.timings["x_cpu_per_event"][0] for r in runs if r.timings.get("x_cpu_per_event")]
+        ratios = [round(x, 2) for x in count_ratios(results, stations)]
         out.append({
             "stations": stations, "runs_ok": len(runs), "runs": sum(r.stations == stations for r in results),
             "cpu_us_per_event": round(statistics.median(r.cpu_us_per_event for r in runs), 1) if runs else None,
@@ -302,17 +309,15 @@ TARGETS = (
 )
 
 
-def check_targets(results: list[Scale], summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def check_targets(results: list[Scale]) -> list[dict[str, Any]]:
     """Each target whose station count ran correctly: the value (the median of the rounds' ratios, the largest
     RSS, the median of the runs for the rest), the range over the runs, and whether the value is within the
     target (judged unrounded: a ratio of 1.304 is over 1.3)."""
     out = []
-    smallest = min((row["stations"] for row in summary), default=None)
+    smallest = min((r.stations for r in results), default=None)
     for stations, what, name, limit in TARGETS:
         if name == "ratio":
-            rounds = sorted({r.repeat for r in results})
-            values = [ratio for rnd in rounds for r, ratio in round_ratios([r for r in results if r.repeat == rnd])
-                      if r.stations == stations] if smallest == 50 else []  # fmt: skip
+            values = count_ratios(results, stations) if smallest == 50 else []
         else:
             values = [getattr(r, name) for r in results if r.stations == stations and r.ok]
         if not values:
@@ -370,7 +375,7 @@ def main() -> None:
     tree = args.tree or ROOT
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     doc = {"mode": "keyscale", "at": stamp, "events": args.events, "tree": str(tree), "commit": commit_of(tree),
-           "machine": machine, "summary": summary, "targets": check_targets(results, summary),
+           "machine": machine, "summary": summary, "targets": check_targets(results),
            "runs": [r.__dict__ for r in results]}  # fmt: skip
     out.write_text(json.dumps(doc, indent=2))
     for t in doc["targets"]:

@@ -50,12 +50,7 @@ def test_keyscale_targets_take_the_median_ratio_and_the_largest_rss() -> None:
         scale(50, 2, 500.0, idle_cpu_pct=1.2), scale(100_000, 2, 600.0, peak_rss_mb=360.0, idle_cpu_pct=1.0),
         scale(50, 3, 400.0, idle_cpu_pct=0.9), scale(100_000, 3, 500.0, peak_rss_mb=310.0, idle_cpu_pct=1.5),
     ]  # fmt: skip
-    for rnd in (1, 2, 3):
-        for r, ratio in keyscale.round_ratios([r for r in runs if r.repeat == rnd]):
-            r.timings["x_cpu_per_event"] = [round(ratio, 2)]
-    targets = {
-        (t["stations"], t["target"]): t for t in keyscale.check_targets(runs, keyscale.summarize(runs, [50, 100_000]))
-    }
+    targets = {(t["stations"], t["target"]): t for t in keyscale.check_targets(runs)}
     ratio = targets[100_000, "CPU per event vs 50 stations"]
     assert (ratio["value"], ratio["low"], ratio["high"], ratio["met"]) == (1.25, 1.2, 1.6, True)
     rss = targets[100_000, "peak RSS, MB"]
@@ -66,8 +61,7 @@ def test_keyscale_targets_take_the_median_ratio_and_the_largest_rss() -> None:
 
 def test_keyscale_has_no_ratio_target_without_a_50_station_run() -> None:
     runs = [scale(5_000, 1, 500.0), scale(100_000, 1, 800.0)]
-    runs[1].timings["x_cpu_per_event"] = [1.6]
-    names = [t["target"] for t in keyscale.check_targets(runs, keyscale.summarize(runs, [5_000, 100_000]))]
+    names = [t["target"] for t in keyscale.check_targets(runs)]
     assert "CPU per event vs 50 stations" not in names and "peak RSS, MB" in names
 
 
@@ -82,6 +76,6 @@ def test_keyscale_ratios_are_to_the_rounds_smallest_count_and_leave_out_failed_r
     assert keyscale.round_ratios([big, base]) == []
     # 1.3025 is over 1.3, although the summary shows it rounded to 1.3
     runs = [scale(50, 1, 400.0), scale(100_000, 1, 521.0)]
-    (ratio,) = [t for t in keyscale.check_targets(runs, keyscale.summarize(runs, [50, 100_000])) if t["target"]
+    (ratio,) = [t for t in keyscale.check_targets(runs) if t["target"]
                 .startswith("CPU")]  # fmt: skip
     assert ratio["value"] == 1.302 and not ratio["met"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,12 +127,7 @@ class AnomalyEngine:
     def cadence_s(self, state: State) -> float:
         """The median of the city's recent gaps (the default below three)."""
         gaps = state["gaps"]
-        n = len(gaps)
-        if n < 3:
-            return self.config.default_cadence_s
-        ordered = sorted(gaps)  # statistics.median's own arithmetic, without its checks: once per observation
-        mid = n // 2
-        return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        return statistics.median(gaps) if len(gaps) >= 3 else self.config.default_cadence_s
 
     def due_at(self, state: State | None) -> float | None:
         """When (wall clock) a tick would open the city's ``silent_station`` incident (None: it would not)."""
