@@ -53,7 +53,7 @@ from weatherstream.core import aggregator
 from weatherstream.core.anomaly import engine as anomaly
 from weatherstream.core.anomaly.baseline import HourlyBaseline
 from weatherstream.core.anomaly.detectors import QualityDetector, RateDetector, StatisticalDetector
-from weatherstream.core.codec import CityRecord, peek_record
+from weatherstream.core.codec import CityRecord, encode_latest, peek_record
 from weatherstream.core.normalize import InvalidPayload, normalize
 from weatherstream.core.summary import Sample
 from weatherstream.core.windows import WindowSpec
@@ -337,7 +337,7 @@ class Pipeline:
         # observation is new to it (the batch that wrote it was committed: otherwise its input came first).
         durable = before.gen == self.gen or (first is not None and first > last_offset)
         city = self.aggregator.begin(city_id, before.windows, lambda start: self.state.slice(city_id, start))
-        state, latest = before.anomaly, before.latest
+        state, latest, newest_t = before.anomaly, before.latest, before.newest
         owned = False  # whether ``state`` is this batch's own copy (the engine may then change it in place)
         newest: Observation | None = None  # the batch's newest observation (kept if at least as new as ``latest``)
         out = CityOutput(before, write=bool(first is not None))
@@ -386,10 +386,10 @@ class Pipeline:
         out.write = (out.write or heal or changes.rewrite or bool(city.emissions) or bool(changes.cold_writes)
                      or bool(changes.deletes) or window_state.wm != (before.windows.wm if before.windows else None)
                      or window_state is not changes.state or state is not before.anomaly)  # fmt: skip
-        if newest is not None and (latest is None or newest.observed_at >= latest["observed_at"]):
-            latest = {name: getattr(newest, name) for name in LATEST_FIELDS}
-        out.record = CityRecord(self.gen, None, latest["observed_at"] if latest else None, window_state, state,
-                                latest)  # fmt: skip
+        if newest is not None and (newest_t is None or newest.observed_at >= newest_t):
+            latest = encode_latest({name: getattr(newest, name) for name in LATEST_FIELDS})
+            newest_t = newest.observed_at
+        out.record = CityRecord(self.gen, None, newest_t, window_state, state, latest)
         out.record.due = self.due_at(out.record, time.time(), after_restart=True)
         return out
 

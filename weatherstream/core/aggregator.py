@@ -154,7 +154,7 @@ class Aggregator:
         """When (wall clock) an idle tick would next close a window of the city (None: nothing would)."""
         if state is None or state.max_t is None or state.last_wall is None:
             return None
-        ends = [self.spec.window(kind, runs[0][0], state.tz).end for kind, runs in state.open.items() if runs]
+        ends = [self.spec.end_of(kind, runs[0][0], state.tz) for kind, runs in state.open.items() if runs]
         if not ends:
             return None
         # tick() closes a window once wall - last_wall > idle_timeout and max_t + (wall - last_wall) - lateness

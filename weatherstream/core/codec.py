@@ -3,8 +3,15 @@
 Every value starts with one byte, the format version (:data:`FORMAT_VERSION`), followed by a msgpack
 document (compact, and several times faster to read and write than JSON for these shapes). Observation
 times and input offsets are packed arrays of 8-byte numbers; exact sums too large for 64 bits are
-little-endian signed bytes. A value of another version raises :class:`StateFormatError`, which says what
-to do.
+little-endian signed bytes. In a record, the anomaly baseline is the packed bytes of
+:mod:`weatherstream.core.anomaly.baseline`, and the newest observation's values (for the web view only) stay
+an encoded msgpack map until something reads them (:func:`decode_latest`): the pipeline replaces them, it
+never reads them.
+
+Version 2 (before 2026-12) differs only in those two: the baseline was 24 ``[n, mean, mad]`` lists and the
+newest values a map inside the document. Such a record is converted as it is read, and written back in the
+current version with the city's next change; slices are the same in both. A value of any other version
+raises :class:`StateFormatError`, which says what to do.
 
 Keys: ``c:{city}`` for a city's record and ``s:{city}:{slice start}`` for a cold slice (bytes), so a city's
 records sort apart from the slices and can be listed from the ``c:`` prefix on.
@@ -19,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +34,16 @@ from typing import Any
 import msgpack
 
 from weatherstream.core.aggregator import WindowState
+from weatherstream.core.anomaly import baseline
 from weatherstream.core.slices import Slice
 from weatherstream.core.summary import Summary
 from weatherstream.errors import WeatherStreamError
 
 #: the current format; stored as the first byte of every value
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: the older format this version converts as it reads (see the module docstring)
+CONVERTED_VERSION = 2
+_READABLE = (CONVERTED_VERSION, FORMAT_VERSION)
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 RECORD_PREFIX = b"c:"
 SLICE_PREFIX = b"s:"
@@ -54,7 +66,8 @@ class CityRecord:
         newest: the time of the city's newest observation (None: none yet).
         windows: window state (None: no observation yet).
         anomaly: the anomaly engine's state (None: no observation yet).
-        latest: the newest observation's values, for the web view.
+        latest: the newest observation's values for the web view, encoded (:func:`encode_latest`,
+            :func:`decode_latest`).
     """
 
     gen: int = 0
@@ -62,7 +75,7 @@ class CityRecord:
     newest: float | None = None
     windows: WindowState | None = None
     anomaly: dict[str, Any] | None = None
-    latest: dict[str, Any] | None = None
+    latest: bytes | None = None
 
 
 def record_key(city_id: int) -> bytes:
@@ -88,6 +101,16 @@ def encode_record(record: CityRecord) -> bytes:
                                           record.latest])  # fmt: skip
 
 
+def encode_latest(values: dict[str, Any]) -> bytes:
+    """The newest observation's values as a record keeps them."""
+    return msgpack.packb(values)
+
+
+def decode_latest(value: bytes) -> dict[str, Any]:
+    values: dict[str, Any] = msgpack.unpackb(value)
+    return values
+
+
 def peek_record(value: bytes) -> tuple[float | None, float | None]:
     """(due, newest) of an encoded record, without decoding the rest."""
     _check_version(value, "city record")
@@ -105,15 +128,26 @@ def decode_record(value: bytes) -> CityRecord:
     doc = _document(value, "city record")
     try:
         gen, due, newest, windows, anomaly, latest = doc
+        if value[0] == CONVERTED_VERSION:
+            anomaly, latest = _converted(anomaly, latest)
+        elif anomaly is not None and len(anomaly["baseline"]) != len(baseline.EMPTY):
+            raise ValueError(f"an anomaly baseline of {len(anomaly['baseline'])} bytes")
         state = None
         if windows is not None:
             last_offset, max_t, wm, last_wall, tz, open_runs, rev, slices, hot, cooled, drop, outbox = windows
             hot_slices = [_slice_of(doc) for doc in hot]
             state = WindowState(last_offset, max_t, wm, last_wall, tz, open_runs, rev, slices,
                                 {s.start: s for s in hot_slices}, cooled, drop, outbox)  # fmt: skip
-    except (ValueError, TypeError, IndexError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, struct.error) as exc:
         raise _damaged("city record", exc) from exc
     return CityRecord(gen, due, newest, state, anomaly, latest)
+
+
+def _converted(anomaly: dict[str, Any] | None, latest: dict[str, Any] | None) -> tuple[Any, bytes | None]:
+    """A version 2 record's anomaly state and newest values, as version 3 keeps them."""
+    if anomaly is not None:
+        anomaly = {**anomaly, "baseline": baseline.from_lists(anomaly["baseline"])}
+    return anomaly, None if latest is None else encode_latest(latest)
 
 
 def encode_slice(s: Slice) -> bytes:
@@ -121,7 +155,7 @@ def encode_slice(s: Slice) -> bytes:
 
 
 def decode_slice(value: bytes) -> Slice:
-    doc = _document(value, "slice")
+    doc = _document(value, "slice")  # a slice's layout is the same in both
     try:
         return _slice_of(doc)
     except (ValueError, TypeError, IndexError) as exc:
@@ -137,11 +171,12 @@ def _document(value: bytes, what: str) -> Any:
 
 
 def _check_version(value: bytes, what: str) -> None:
-    if not value or value[0] != FORMAT_VERSION:
+    if not value or value[0] not in _READABLE:
         found = f"version {value[0]}" if value and value[0] < 32 else "an older (JSON) format"
         raise StateFormatError(
-            f"a {what} in the state table is in {found}, not version {FORMAT_VERSION}: this worker cannot read "
-            "it. Run `weatherstream state reset` to rebuild the state from the retained input topics."
+            f"a {what} in the state table is in {found}, not version {FORMAT_VERSION} (or {CONVERTED_VERSION}, which "
+            "it converts): this worker cannot read it. Run `weatherstream state reset` to rebuild the state from the "
+            "retained input topics."
         )
 
 

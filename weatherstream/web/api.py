@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_lat
 from models import city_key
 from weatherstream import internals
 from weatherstream.app import WeatherStreamApp
+from weatherstream.core.codec import decode_latest
 from weatherstream.queries import read_aggregates
 from weatherstream.times import parse_utc
 from weatherstream.web.alertquery import city_id_of
@@ -212,7 +213,7 @@ class CityViews:
             return problem(view, 404, f"no observation of city {city_id} yet")
         return respond(view, {
             "city_id": city_id,
-            "latest": record.latest,
+            "latest": decode_latest(record.latest),
             "watermark": record.windows.wm if record.windows is not None else None,
             "open_windows": self.open_windows(city_id, record),
             "open_incidents": sorted((record.anomaly or {}).get("incidents", {})),

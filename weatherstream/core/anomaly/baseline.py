@@ -3,7 +3,12 @@
 Per hour bucket: a count, an exponentially weighted mean and an exponentially weighted mean absolute
 deviation. Updates are clipped to ``mean ± clip * spread`` once warmed up, so an anomaly moves the
 baseline only a little. Memory: the weight of a new sample is ``1 / min(n, memory)``, a plain average
-at first and then an exponential one. The state is a list of ``[n, mean, mad]`` per hour, JSON-able.
+at first and then an exponential one.
+
+The state is one immutable ``bytes`` value: 24 buckets of ``(n, mean, mad)`` as a little-endian 64-bit integer
+and two doubles (576 bytes). A city's record holds it as it is, so reading and writing a record makes one object
+for the baseline instead of a hundred, and an update replaces only the bytes of its bucket. :func:`from_lists`
+turns the older ``[[n, mean, mad], ...]`` lists into it.
 
 Example:
     >>> b = HourlyBaseline(min_samples=3)
@@ -17,10 +22,28 @@ Example:
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # mean absolute deviation -> standard deviation, for normal data
 MAD_TO_SIGMA = math.sqrt(math.pi / 2)
+HOURS = 24
+_BUCKET = struct.Struct("<qdd")  # n, mean, mad
+#: the state of a baseline that has seen nothing (every bucket n = 0, mean = mad = 0.0)
+EMPTY = bytes(HOURS * _BUCKET.size)
+
+
+def from_lists(buckets: Sequence[Sequence[float]]) -> bytes:
+    """The state of 24 ``[n, mean, mad]`` lists (the layout of state format 2)."""
+    if len(buckets) != HOURS:
+        raise ValueError(f"a baseline has {HOURS} hourly buckets, not {len(buckets)}")
+    return b"".join(_BUCKET.pack(int(n), mean, mad) for n, mean, mad in buckets)
+
+
+def buckets(state: bytes) -> list[tuple[int, float, float]]:
+    """The ``(n, mean, mad)`` of every hour, 0 to 23 (for reading a state; the baseline itself reads one)."""
+    return list(_BUCKET.iter_unpack(state))
 
 
 @dataclass(frozen=True)
@@ -41,34 +64,35 @@ class HourlyBaseline:
     min_spread: float = 1.5
 
     @staticmethod
-    def empty() -> list[list[float]]:
-        return [[0, 0.0, 0.0] for _ in range(24)]
+    def empty() -> bytes:
+        return EMPTY
 
-    def spread(self, bucket: list[float]) -> float:
-        return max(bucket[2] * MAD_TO_SIGMA, self.min_spread)
+    def spread(self, mad: float) -> float:
+        return max(mad * MAD_TO_SIGMA, self.min_spread)
 
-    def update(self, state: list[list[float]], hour: int, x: float) -> list[list[float]]:
-        n, mean, mad = state[hour]
+    def update(self, state: bytes, hour: int, x: float) -> bytes:
+        """A new state with ``x`` learned in ``hour``'s bucket (``state`` is unchanged)."""
+        at = hour * _BUCKET.size
+        n, mean, mad = _BUCKET.unpack_from(state, at)
         if n >= self.min_samples:
-            limit = self.clip * self.spread(state[hour])
+            limit = self.clip * self.spread(mad)
             x = min(max(x, mean - limit), mean + limit)
         n += 1
         weight = 1.0 / min(n, self.memory)
         deviation = abs(x - mean) if n > 1 else 0.0
         mean += weight * (x - mean)
         mad += weight * (deviation - mad) if n > 1 else 0.0
-        out = list(state)
-        out[hour] = [n, mean, mad]
-        return out
+        return state[:at] + _BUCKET.pack(n, mean, mad) + state[at + _BUCKET.size :]
 
-    def warmed_up(self, state: list[list[float]], hour: int) -> bool:
-        return state[hour][0] >= self.min_samples
+    def warmed_up(self, state: bytes, hour: int) -> bool:
+        return _BUCKET.unpack_from(state, hour * _BUCKET.size)[0] >= self.min_samples
 
-    def score(self, state: list[list[float]], hour: int, x: float) -> float | None:
+    def score(self, state: bytes, hour: int, x: float) -> float | None:
         """How many spreads ``x`` lies from the bucket's mean; None during the warm-up."""
-        if not self.warmed_up(state, hour):
+        n, mean, mad = _BUCKET.unpack_from(state, hour * _BUCKET.size)
+        if n < self.min_samples:
             return None
-        return (x - state[hour][1]) / self.spread(state[hour])
+        return (x - mean) / self.spread(mad)
 
-    def mean(self, state: list[list[float]], hour: int) -> float:
-        return float(state[hour][1])
+    def mean(self, state: bytes, hour: int) -> float:
+        return float(_BUCKET.unpack_from(state, hour * _BUCKET.size)[1])

@@ -103,7 +103,7 @@ class StatisticalDetector:
     critical_z: float = 6.0
     clear_z: float = 2.5
 
-    def judge(self, state: list[list[float]], hour: int, temp_c: float | None,
+    def judge(self, state: bytes, hour: int, temp_c: float | None,
               active: Mapping[str, object]) -> list[Signal]:  # fmt: skip
         if temp_c is None:
             return []

@@ -1,4 +1,5 @@
-"""The per-city anomaly engine: detectors plus the incident lifecycle, over a JSON-able state.
+"""The per-city anomaly engine: detectors plus the incident lifecycle, over a plain state (dicts, lists, numbers,
+and the baseline's bytes).
 
 Lifecycle of one incident (per city and kind):
 
