@@ -10,6 +10,10 @@ partitions are assigned or revoked (another worker may have changed the table me
 shared, not copied: the pipeline never changes a value it read (:class:`~weatherstream.core.aggregator.CityWindows`
 works on a copy).
 
+Inside a batch it reads and writes the stored bytes in the partition's RocksDB database directly
+(:func:`weatherstream.internals.partition_db`): faust's path to one value cost about four times the read.
+Outside a batch (the web views) and with a memory store (tests) it goes through the table.
+
 It also sends the table's changelog records itself. faust sends one per write through its producer buffer,
 each wrapped in a pending-message future with sensor and offset callbacks, which cost more than the write.
 Here a write only adds its record (the bytes faust would send) to the table's outgoing records
@@ -120,14 +124,14 @@ class StateTable:
     # -- reads ----------------------------------------------------------------------------------------
     def record(self, city_id: int) -> CityRecord | None:
         def load() -> CityRecord | None:
-            value = self.table.get(record_key(city_id))
+            value = self._get(record_key(city_id))
             return decode_record(value) if value is not None else None
 
         return self.records.get(city_id, load)
 
     def slice(self, city_id: int, start: int) -> Slice | None:
         def load() -> Slice | None:
-            value = self.table.get(slice_key(city_id, start))
+            value = self._get(slice_key(city_id, start))
             return decode_slice(value) if value is not None else None
 
         return self.slices.get((city_id, start), load)
@@ -139,18 +143,42 @@ class StateTable:
 
     # -- writes (inside a batch) ------------------------------------------------------------------------
     def put_record(self, city_id: int, record: CityRecord) -> None:
-        self.table[record_key(city_id)] = encode_record(record)
+        self._set(record_key(city_id), encode_record(record))
         self.records.put(city_id, record)
 
     def put_slice(self, city_id: int, start: int, s: Slice) -> None:
-        self.table[slice_key(city_id, start)] = encode_slice(s)
+        self._set(slice_key(city_id, start), encode_slice(s))
         self.slices.put((city_id, start), s)
 
     def delete_slice(self, city_id: int, start: int) -> None:
-        key = slice_key(city_id, start)
-        if key in self.table:
-            del self.table[key]
+        self._delete(slice_key(city_id, start))
         self.slices.put((city_id, start), None)
+
+    # -- the stored bytes ---------------------------------------------------------------------------------
+    # Inside a batch, straight from and to the partition's database (faust's path costs more than the read);
+    # anywhere else (the web views, a memory store in tests) through the table.
+    def _get(self, key: bytes) -> bytes | None:
+        db = internals.partition_db(self.table, internals.acting_partition())
+        value: bytes | None = db.get(key) if db is not None else self.table.get(key)
+        return value
+
+    def _set(self, key: bytes, value: bytes) -> None:
+        db = internals.partition_db(self.table, internals.acting_partition())
+        if db is None:
+            self.table[key] = value  # the table's on_key_set notes the changelog record
+            return
+        db[key] = value
+        self._changed(key, value, self.table.value_serializer)  # type: ignore[attr-defined]
+
+    def _delete(self, key: bytes) -> None:
+        db = internals.partition_db(self.table, internals.acting_partition())
+        if db is None:
+            if key in self.table:
+                del self.table[key]  # the table's on_key_del notes the tombstone
+            return
+        if db.get(key) is not None:
+            db.delete(key)
+            self._changed(key, None, "raw")
 
     # -- rebalances and the changelog ---------------------------------------------------------------------
     async def _forget(self, *args: Any, **kwargs: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +16,10 @@ from aiokafka.errors import KafkaTimeoutError
 
 from agents.statetable import StateTable
 from tests.fake_kafka import FakeFaustProducer, FakeKafkaProducer
+from weatherstream import internals
 from weatherstream.app import create_app
+from weatherstream.core.codec import CityRecord, encode_record, encode_slice, record_key, slice_key
+from weatherstream.core.slices import Slice
 from weatherstream.settings import load_settings
 
 
@@ -121,3 +125,48 @@ def test_a_table_partitioned_by_the_producer_is_refused(tmp_path: Path) -> None:
     table = app.Table("probe", default=None, key_type=str, partitions=4, use_partitioner=True)
     with pytest.raises(ValueError, match="partitioned like their source topic"):
         StateTable(app, table, record_entries=10, slice_entries=10)
+
+
+class Event:
+    """An event of partition 2 (a class: the acting event is held by a weak reference)."""
+
+    message = SimpleNamespace(topic="t", partition=2)
+
+
+def test_inside_a_batch_values_go_straight_to_the_partitions_database_and_faust_reads_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RocksDB store: reads and writes in a batch use the partition's database directly; faust's own path (the
+    web views' reads, outside a batch) finds the same bytes, and the changelog gets what faust's hooks note."""
+    settings = load_settings(namespace="unit", data_dir=tmp_path)
+    app = create_app(settings)
+    table = app.Table("probe-direct", default=None, key_type=bytes, value_type=bytes, partitions=4,
+                      options=app.table_options())  # fmt: skip
+    cached = StateTable(app, table, record_entries=10, slice_entries=10)
+    table.data._db_for_partition(2)  # type: ignore[attr-defined]  # opened at recovery in a worker
+    assert internals.partition_db(table, 2) is not None, "the partition's database is open"
+    record = CityRecord(gen=5, newest=1.5e9, latest=b"\x80")
+    piece = Slice(3600)
+    event = Event()
+
+    def faust_path(*args: Any) -> None:
+        raise AssertionError("faust's store path taken inside a batch")
+
+    with monkeypatch.context() as patched, internals.acting_for(event):
+        for name in ("_get", "_set", "_del", "_contains"):
+            patched.setattr(table.data, name, faust_path)
+        cached.put_record(7, record)
+        cached.put_slice(7, 3600, piece)
+        cached.delete_slice(7, 7200)  # absent: no tombstone
+        cached.clear()
+        assert cached.record(7) == record and cached.slice(7, 3600) == piece
+        cached.delete_slice(7, 3600)
+        assert cached.slice(7, 3600) is None
+    cached.clear()
+    assert table.get(record_key(7)) == encode_record(record), "faust's path reads what was written directly"
+    assert cached.record(7) == record and table.get(slice_key(7, 3600)) is None
+    assert [(r.key, r.value, r.partition) for r in cached.outgoing.pending] == [
+        (b"c:7", encode_record(record), 2),
+        (b"s:7:3600", encode_slice(piece), 2),
+        (b"s:7:3600", None, 2),
+    ]
