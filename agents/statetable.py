@@ -168,7 +168,7 @@ class StateTable:
             self.table[key] = value  # the table's on_key_set notes the changelog record
             return
         db[key] = value
-        self._changed(key, value, self.table.value_serializer)  # type: ignore[attr-defined]
+        self._noted(key, value)
 
     def _delete(self, key: bytes) -> None:
         db = internals.partition_db(self.table, internals.acting_partition())
@@ -178,7 +178,7 @@ class StateTable:
             return
         if db.get(key) is not None:
             db.delete(key)
-            self._changed(key, None, "raw")
+            self._noted(key, None)
 
     # -- rebalances and the changelog ---------------------------------------------------------------------
     async def _forget(self, *args: Any, **kwargs: Any) -> None:
@@ -208,6 +208,15 @@ class StateTable:
         value_bytes, headers = topic.prepare_value(value, value_serializer, None, headers)
         self.outgoing.add(topic.get_topic_name(), key_bytes, value_bytes, partition=table.partition_for_key(key),
                           headers=headers)  # fmt: skip
+
+    def _noted(self, key: bytes, value: bytes | None) -> None:
+        """Note the changelog record of a direct write (in the acting partition): the stored bytes themselves,
+        which is what faust's serializers make of bytes keys and values (see :meth:`_changed`)."""
+        self.outgoing.add(self.changelog_name, key, value, partition=internals.acting_partition())
+
+    @functools.cached_property
+    def changelog_name(self) -> str:
+        return str(self.table.changelog_topic.get_topic_name())
 
     async def send_changelog(self) -> list[Any]:
         """Send the changelog records of the writes since the last call, in write order, one producer batch per

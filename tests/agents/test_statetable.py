@@ -165,6 +165,11 @@ def test_inside_a_batch_values_go_straight_to_the_partitions_database_and_faust_
     cached.clear()
     assert table.get(record_key(7)) == encode_record(record), "faust's path reads what was written directly"
     assert cached.record(7) == record and table.get(slice_key(7, 3600)) is None
+    topic: Any = table.changelog_topic
+    assert all(r.topic == topic.get_topic_name() for r in cached.outgoing.pending)
+    for stored in (b"c:7", encode_record(record)):  # faust's hooks would note the same bytes
+        assert topic.prepare_key(stored, table.key_serializer, None, {}) == (stored, {})  # type: ignore[attr-defined]
+        assert topic.prepare_value(stored, table.value_serializer, None, {}) == (stored, {})  # type: ignore[attr-defined]
     assert [(r.key, r.value, r.partition) for r in cached.outgoing.pending] == [
         (b"c:7", encode_record(record), 2),
         (b"s:7:3600", encode_slice(piece), 2),
