@@ -30,6 +30,15 @@ logger = logging.getLogger(__name__)
 LOCAL_DC = "datacenter1"  # SimpleSnitch's datacenter, as used by the local stack
 
 
+def reconnection_policy() -> ExponentialReconnectionPolicy:
+    """Try a node that went down again after 0.5 s, doubling up to every 10 s, for as long as it takes.
+
+    The driver's default gives up after 64 tries (about 12 minutes at these delays): a sink whose only node was
+    down longer would then get NoHostAvailable for every write until restarted, even with the node back.
+    """
+    return ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0, max_attempts=None)
+
+
 def connect(
     hosts: Sequence[str],
     port: int,
@@ -74,7 +83,7 @@ def connect(
         connect_timeout=connect_timeout_s,
         control_connection_timeout=connect_timeout_s,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
+        reconnection_policy=reconnection_policy(),
         auth_provider=auth,
         ssl_context=ssl_context,
         # A statement is prepared on the node that first runs it, and again on each other node when that node

@@ -176,7 +176,16 @@ role_manager: CassandraRoleManager
     def command(self, java: str, lib: Path) -> list[str]:
         """The command line that starts the node in the foreground."""
         heap = "1G" if self.nodes == 1 else CLUSTER_HEAP
-        cmd = [java, f"-Xms{heap}", f"-Xmx{heap}", "-Xss256k", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=300"]
+        cmd = [
+            java,
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-Xss256k",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=300",
+            # a node out of heap stops, so `stack status` says so (it would otherwise stay up, answering nothing)
+            "-XX:+ExitOnOutOfMemoryError",
+        ]
         cmd += [f"--add-exports={m}=ALL-UNNAMED" for m in _ADD_EXPORTS]
         cmd += [f"--add-opens={m}=ALL-UNNAMED" for m in _ADD_OPENS]
         jamm = sorted(lib.glob("*jamm*.jar"))
