@@ -158,27 +158,32 @@ class StateTable:
     # Inside a batch, straight from and to the partition's database (faust's path costs more than the read);
     # anywhere else (the web views, a memory store in tests) through the table.
     def _get(self, key: bytes) -> bytes | None:
-        db = internals.partition_db(self.table, internals.acting_partition())
+        db, _ = self._acting_db()
         value: bytes | None = db.get(key) if db is not None else self.table.get(key)
         return value
 
     def _set(self, key: bytes, value: bytes) -> None:
-        db = internals.partition_db(self.table, internals.acting_partition())
+        db, partition = self._acting_db()
         if db is None:
             self.table[key] = value  # the table's on_key_set notes the changelog record
             return
         db[key] = value
-        self._noted(key, value)
+        self._noted(key, value, partition)
 
     def _delete(self, key: bytes) -> None:
-        db = internals.partition_db(self.table, internals.acting_partition())
+        db, partition = self._acting_db()
         if db is None:
             if key in self.table:
                 del self.table[key]  # the table's on_key_del notes the tombstone
             return
         if db.get(key) is not None:
             db.delete(key)
-            self._noted(key, None)
+            self._noted(key, None, partition)
+
+    def _acting_db(self) -> tuple[Any, int | None]:
+        """The database of the partition of the event being handled (None: use the table), and that partition."""
+        partition = internals.acting_partition()
+        return internals.partition_db(self.table, partition), partition
 
     # -- rebalances and the changelog ---------------------------------------------------------------------
     async def _forget(self, *args: Any, **kwargs: Any) -> None:
@@ -209,10 +214,10 @@ class StateTable:
         self.outgoing.add(topic.get_topic_name(), key_bytes, value_bytes, partition=table.partition_for_key(key),
                           headers=headers)  # fmt: skip
 
-    def _noted(self, key: bytes, value: bytes | None) -> None:
-        """Note the changelog record of a direct write (in the acting partition): the stored bytes themselves,
-        which is what faust's serializers make of bytes keys and values (see :meth:`_changed`)."""
-        self.outgoing.add(self.changelog_name, key, value, partition=internals.acting_partition())
+    def _noted(self, key: bytes, value: bytes | None, partition: int | None) -> None:
+        """Note the changelog record of a direct write to ``partition``: the stored bytes themselves, which is what
+        faust's serializers make of bytes keys and values (see :meth:`_changed`)."""
+        self.outgoing.add(self.changelog_name, key, value, partition=partition)
 
     @functools.cached_property
     def changelog_name(self) -> str:

@@ -8,10 +8,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import msgpack
-
 from agents import pipeline
 from models import Observation
+from tests.core.test_codec import as_version_2
 from weatherstream.app import create_app
 from weatherstream.core.anomaly.baseline import buckets
 from weatherstream.core.codec import FORMAT_VERSION, decode_latest, decode_record, encode_record
@@ -27,13 +26,6 @@ def event(offset: int) -> Any:
 def observation(hour: int, temp_c: float) -> Observation:
     return Observation(city_id=CITY, observed_at=T0 + hour * 3600.0, city_name="Berlin", temp_c=temp_c,
                        pressure_hpa=1012.0, timezone_offset_s=0)  # fmt: skip
-
-
-def as_version_2(value: bytes) -> bytes:
-    """A current record as format 2 wrote it: the baseline as 24 [n, mean, mad] lists, the newest values a map."""
-    gen, due, newest, windows, anomaly, latest = msgpack.unpackb(value[1:], strict_map_key=False)
-    anomaly["baseline"] = [list(bucket) for bucket in buckets(anomaly["baseline"])]
-    return b"\x02" + msgpack.packb([gen, due, newest, windows, anomaly, msgpack.unpackb(latest)])
 
 
 def test_a_record_of_format_2_is_read_continued_and_written_in_the_current_format(tmp_path: Path) -> None:

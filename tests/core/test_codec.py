@@ -63,7 +63,7 @@ def test_records_and_slices_round_trip_exactly() -> None:
     assert any(part.bits > 64 for s in changes.state.hot.values() for part in s.parts.values()), "a fine scale too"
 
 
-def _as_version_2(value: bytes) -> bytes:
+def as_version_2(value: bytes) -> bytes:
     """A record of version 3 as version 2 wrote it: the baseline as 24 [n, mean, mad] lists, latest a map."""
     gen, due, newest, windows, anomaly, latest = msgpack.unpackb(value[1:], strict_map_key=False)
     if anomaly is not None:
@@ -74,14 +74,14 @@ def _as_version_2(value: bytes) -> bytes:
 
 def test_a_version_2_record_is_converted_as_it_is_read() -> None:
     record = _record()
-    old = _as_version_2(encode_record(record))
+    old = as_version_2(encode_record(record))
     assert b"Z\xc3\xbcrich" in old and len(msgpack.unpackb(old[1:])[4]["baseline"]) == 24
     converted = decode_record(old)
     assert converted == record  # the baseline's numbers exactly, the newest values, everything else as it was
     assert encode_record(converted) == encode_record(record)
     assert peek_record(old) == (1.5e9, T0 + 0.5)
     new_city = CityRecord(gen=1, windows=_state().state)  # no anomaly state or newest values yet
-    assert decode_record(_as_version_2(encode_record(new_city))) == new_city
+    assert decode_record(as_version_2(encode_record(new_city))) == new_city
     slice_ = next(iter(_state().state.hot.values()))
     assert decode_slice(b"\x02" + encode_slice(slice_)[1:]) == slice_  # slices are the same in both
 

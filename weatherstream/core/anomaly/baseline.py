@@ -84,9 +84,6 @@ class HourlyBaseline:
         mad += weight * (deviation - mad) if n > 1 else 0.0
         return state[:at] + _BUCKET.pack(n, mean, mad) + state[at + _BUCKET.size :]
 
-    def warmed_up(self, state: bytes, hour: int) -> bool:
-        return _BUCKET.unpack_from(state, hour * _BUCKET.size)[0] >= self.min_samples
-
     def score(self, state: bytes, hour: int, x: float) -> float | None:
         """How many spreads ``x`` lies from the bucket's mean; None during the warm-up."""
         n, mean, mad = _BUCKET.unpack_from(state, hour * _BUCKET.size)
