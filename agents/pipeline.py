@@ -117,6 +117,14 @@ def sample_of(obs: Observation, offset: int) -> Sample:
     )  # fmt: skip
 
 
+def due_after_restart(record: CityRecord, due: float | None, now: float) -> float | None:
+    """The due time stored with the record, for a worker that rebuilds its index of cities: ``now`` if outputs
+    wait in the outbox (they may never have been sent), else ``due``."""
+    if (record.windows is not None and record.windows.outbox) or (record.anomaly and record.anomaly["outbox"]):
+        return now if due is None else min(due, now)
+    return due
+
+
 def aggregate_record(entry: dict[str, Any]) -> Aggregate:
     """The aggregate record of a window state's outbox entry."""
     return internals.new_record(Aggregate, {k: v for k, v in entry.items() if k in AGGREGATE_FIELDS})
@@ -148,6 +156,7 @@ class CityOutput:
     record: CityRecord
     changes: aggregator.Changes | None = None
     write: bool = False  # the record must be written
+    due: float | None = None  # when the city next needs a tick (:meth:`Pipeline.due_at`)
     observations: list[Observation] = field(default_factory=list)
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
 
@@ -390,22 +399,17 @@ class Pipeline:
             latest = encode_latest({name: getattr(newest, name) for name in LATEST_FIELDS})
             newest_t = newest.observed_at
         out.record = CityRecord(self.gen, None, newest_t, window_state, state, latest)
-        out.record.due = self.due_at(out.record, time.time(), after_restart=True)
+        out.due = self.due_at(out.record)
+        out.record.due = due_after_restart(out.record, out.due, time.time())
         return out
 
-    def due_at(self, record: CityRecord, now: float, *, after_restart: bool = False) -> float | None:
+    def due_at(self, record: CityRecord) -> float | None:
         """When the city next needs a tick: a window its silence would close, or its silence becoming an alert.
-
-        ``after_restart``: the time stored with the record, for a worker that rebuilds its index; outputs in the
-        outbox make it due at once then (they may never have been sent). While a worker runs, a send that fails
-        makes the city due again (:meth:`CityIndex.due_again`).
-        """
-        times = [self.aggregator.due_at(record.windows), self.engine.due_at(record.anomaly)]
-        if after_restart and (
-            (record.windows is not None and record.windows.outbox) or (record.anomaly and record.anomaly["outbox"])
-        ):
-            times.append(now)
-        return min((t for t in times if t is not None), default=None)
+        (While a worker runs, a send that fails makes the city due again: :meth:`CityIndex.due_again`.)"""
+        windows, silence = self.aggregator.due_at(record.windows), self.engine.due_at(record.anomaly)
+        if windows is None or silence is None:
+            return silence if windows is None else windows
+        return min(windows, silence)
 
     def write_city(self, city_id: int, partition: int, out: CityOutput) -> None:
         """Write the city's cold slices, then its record, then the deletes (in this order in the changelog)."""
@@ -418,7 +422,7 @@ class Pipeline:
         if changes is not None:
             for start in changes.deletes:
                 self.state.delete_slice(city_id, start)
-        self.cities.update(city_id, partition, self.due_at(out.record, time.time()), out.record.newest)
+        self.cities.update(city_id, partition, out.due, out.record.newest)
 
     async def send_outputs(self, events: Sequence[EventT]) -> None:
         """Hand the outputs queued so far to the producer, and let it send them before more are queued (a batch's

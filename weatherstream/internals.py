@@ -13,7 +13,6 @@ faust's aiokafka driver (the test checks that faust still has each method it ove
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
@@ -264,18 +263,24 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
     return None if value is None else int(value)
 
 
-@contextlib.contextmanager
-def acting_for(event: Any) -> Iterator[None]:
+class acting_for:
     """Table reads and writes inside go to ``event``'s partition (its RocksDB and changelog partition).
 
     faust takes the partition from the stream's current event (``faust.streams._current_event``, a context
-    variable), which in a batch is just the last one; no public API sets it.
+    variable), which in a batch is just the last one; no public API sets it. A class, not a generator: the
+    pipeline enters it once per city of a batch, and ``contextlib``'s generator costs twice as much (1.0 µs).
     """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+
+    __slots__ = ("event", "token")
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+
+    def __enter__(self) -> None:
+        self.token = _current_event.set(weakref.ref(self.event))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current_event.reset(self.token)
 
 
 def attachments_enabled(app: AppT) -> bool:
