@@ -83,6 +83,17 @@ class _SharedCacheOptions(faust_rocksdb.RocksDBOptions):
         options.set_write_buffer_manager(_Shared.write_buffers)
         return options
 
+    def open(self, path: Any, *, read_only: bool = False) -> Any:
+        # No write-ahead log: the table's changelog is the state's log (a worker restores from it what its
+        # database lacks), and the WAL's write per put cost 3 of the 5 µs of one. A crash loses the memtables
+        # but leaves a prefix of the writes (one column family, flushed in order), the stored changelog offset
+        # included, so recovery reads the changelog from a point the database holds.
+        db = super().open(path, read_only=read_only)
+        writes = rocksdict.WriteOptions()
+        writes.disable_wal = True  # type: ignore[method-assign,assignment]  # a property (the stub says a method)
+        db.set_write_options(writes)
+        return db
+
 
 class SharedCacheStore(faust_rocksdb.Store):
     """faust's RocksDB store whose databases share one block cache and one memtable budget (store URL
