@@ -124,7 +124,7 @@ class BatchRows:
         self.observations_topic = observations_topic
         self.made: list[RowWrite] = []
         self.refused: list[tuple[Record, str]] = []
-        self.newest: dict[Any, tuple[Any, Any, Record]] = {}  # city -> (observed_at, record, event)
+        self.newest: dict[Any, tuple[Any, RowWrite]] = {}  # city -> (observed_at, its observation row)
 
     def add(self, events: Sequence[Record]) -> None:
         for event in events:
@@ -137,16 +137,18 @@ class BatchRows:
                 continue
             self.made.extend(made)
             if topic == self.observations_topic:
-                city, observed_at = made[0].values[OBSERVATION_CITY], made[0].values[OBSERVATION_TIME]
+                observation = made[0]
+                city, observed_at = observation.values[OBSERVATION_CITY], observation.values[OBSERVATION_TIME]
                 held = self.newest.get(city)
                 if held is None or observed_at >= held[0]:
-                    self.newest[city] = (observed_at, record, event)
+                    self.newest[city] = (observed_at, observation)
 
     def writes(self) -> list[RowWrite]:
-        """Every row of the records added, and the latest_by_city rows (made from the same records as their
-        observation rows, so they cannot fail to be made)."""
-        newest = self.newest.values()
-        return self.made + [RowWrite(rows.LATEST, rows.row(rows.LATEST, record), event) for _, record, event in newest]
+        """Every row of the records added, and the latest_by_city rows (taken from their observation rows, which
+        the writer binds first: a latest row reuses their serialized values)."""
+        return self.made + [
+            RowWrite(rows.LATEST, rows.latest_of(w.values), w.ref, source=w) for _, w in self.newest.values()
+        ]
 
 
 class BatchWriter:

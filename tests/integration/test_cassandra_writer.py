@@ -12,7 +12,15 @@ import pytest
 from models import Aggregate
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
-from weatherstream.sinks.writer import MAX_BATCH_ROWS, BatchLimits, CassandraWriter, RowsFailed, RowWrite
+from weatherstream.sinks.writer import (
+    BINDING,
+    MAX_BATCH_ROWS,
+    REUSING,
+    BatchLimits,
+    CassandraWriter,
+    RowsFailed,
+    RowWrite,
+)
 
 CITY = 2950159
 T0 = 1_700_000_000.0  # 2023-11-14 22:13 UTC: the 90 minutes below stay in one UTC day (one partition)
@@ -157,8 +165,10 @@ def test_rows_bound_without_the_drivers_bind_read_back_exactly(cassandra_session
              "severity": "warning", "historical": False, "score": 3.25}  # fmt: skip
     aggregate = {"city_id": CITY + 1, "kind": "tumbling-1h", "window_start": T0, "revision": 0, "count": 3,
                  "late": True, "temp_mean_c": 1 / 3}  # fmt: skip
-    writes = [RowWrite(rows.OBSERVATIONS, rows.row(rows.OBSERVATIONS, record)),
+    observation = RowWrite(rows.OBSERVATIONS, rows.row(rows.OBSERVATIONS, record))
+    writes = [observation,
               RowWrite(rows.LATEST, rows.row(rows.LATEST, record)),
+              RowWrite(rows.LATEST, rows.latest_of(observation.values), source=observation),
               RowWrite(rows.AGGREGATES, rows.row(rows.AGGREGATES, aggregate)),
               RowWrite(rows.ALERTS_BY_CITY, rows.row(rows.ALERTS_BY_CITY, alert)),
               RowWrite(rows.ALERTS_BY_DAY, rows.row(rows.ALERTS_BY_DAY, alert))]  # fmt: skip
@@ -167,8 +177,10 @@ def test_rows_bound_without_the_drivers_bind_read_back_exactly(cassandra_session
     try:
         assert set(writer.binders) == {table.name for table in CassandraWriter.TABLES}
         asyncio.run(writer.write(writes))
-        assert writer.binders_checked == {table.name for table in CassandraWriter.TABLES}  # none fell back
-        assert set(writer.binders) == writer.binders_checked
+        checked = {(table.name, BINDING) for table in CassandraWriter.TABLES} | {(rows.LATEST.name, REUSING)}
+        assert writer.checked == checked  # none fell back
+        assert set(writer.binders) == {table.name for table in CassandraWriter.TABLES}
+        assert set(writer.reuses) == {rows.LATEST.name}
     finally:
         writer.close()
     ks = settings.keyspace

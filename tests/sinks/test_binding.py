@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from weatherstream.internals import bound_statement
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
-from weatherstream.sinks.binding import Binder
-from weatherstream.sinks.writer import CassandraWriter, RowWrite
+from weatherstream.sinks.binding import Binder, Reuse
+from weatherstream.sinks.writer import BINDING, REUSING, CassandraWriter, RowWrite
 
 UTC = dt.timezone.utc
 PROTOCOL = 5
@@ -85,8 +85,8 @@ def driver_bytes(prepared: PreparedStatement, row: tuple[Any, ...]) -> tuple[lis
 
 
 @st.composite
-def table_rows(draw: st.DrawFn) -> tuple[rows.Table, tuple[Any, ...]]:
-    table = draw(st.sampled_from(TABLES))
+def table_rows(draw: st.DrawFn, tables: tuple[rows.Table, ...] = TABLES) -> tuple[rows.Table, tuple[Any, ...]]:
+    table = draw(st.sampled_from(tables))
     values = []
     for name in table.columns:
         kind = TYPES[table.name][name]
@@ -192,7 +192,68 @@ def offline_writer(*tables: rows.Table) -> CassandraWriter:
         prepared = prepared_insert(table)
         writer.prepared[table.name] = prepared
         writer.binders[table.name] = Binder(prepared.column_metadata, prepared.routing_key_indexes, PROTOCOL)
+    if rows.LATEST in tables and rows.OBSERVATIONS in tables:
+        writer.reuses[rows.LATEST.name] = latest_reuse()
     return writer
+
+
+def latest_reuse() -> Reuse:
+    latest, observations = prepared_insert(rows.LATEST), prepared_insert(rows.OBSERVATIONS)
+    binder = Binder(latest.column_metadata, latest.routing_key_indexes, PROTOCOL)
+    return Reuse(binder, latest.column_metadata, observations.column_metadata)
+
+
+def test_a_latest_row_reuses_every_column_of_its_observation_row_but_the_bucket_and_its_write_time() -> None:
+    reuse = latest_reuse()
+    own = [name for name, pick in zip((*rows.LATEST.columns, "[using]"), reuse.picks, strict=True) if pick is None]
+    assert own == ["bucket", "[using]"]
+    for name, pick in zip(rows.LATEST.columns, reuse.picks, strict=False):
+        assert pick is None or rows.OBSERVATIONS.columns[pick] == name
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(table_rows((rows.OBSERVATIONS,)), st.integers(0, 2**62))
+def test_a_latest_row_serialized_from_its_observation_rows_bytes_is_the_drivers(
+    case: tuple[rows.Table, tuple[Any, ...]], written_at_us: int
+) -> None:
+    """Null columns of the observation row are sent unset; the latest row writes them as nulls (they must replace
+    an older observation's values)."""
+    _, observation = case
+    observations = prepared_insert(rows.OBSERVATIONS)
+    source = Binder(observations.column_metadata, observations.routing_key_indexes, PROTOCOL)
+    latest = (*rows.latest_of(observation[:-1]), written_at_us)
+    serialized = latest_reuse().serialize(latest, source.serialize(observation, nulls_unset=True))
+    assert serialized == prepared_insert(rows.LATEST).bind(latest).values
+
+
+def test_the_writer_binds_a_latest_row_from_its_observation_rows_statement() -> None:
+    writer = offline_writer(rows.OBSERVATIONS, rows.LATEST)
+    record = {"city_id": 5, "observed_at": 1_700_000_000.25, "temp_c": 1.0, "city_name": "Ørsted"}
+    observation = RowWrite(rows.OBSERVATIONS, rows.row(rows.OBSERVATIONS, record))
+    latest = RowWrite(rows.LATEST, rows.latest_of(observation.values), source=observation)
+    statement = writer._bind(latest, writer._bind(observation))
+    row = (*latest.values, rows.LATEST.using_value(latest.values, 0))
+    driver = writer.prepared[rows.LATEST.name].bind(row)
+    assert (statement.values, statement.routing_key) == (driver.values, driver.routing_key)
+    assert (rows.LATEST.name, REUSING) in writer.checked
+    assert (rows.LATEST.name, BINDING) not in writer.checked  # the binder's own way was not needed
+
+
+def test_a_reuse_that_differs_from_the_driver_is_dropped_for_the_binder(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = offline_writer(rows.OBSERVATIONS, rows.LATEST)
+    monkeypatch.setattr(writer.reuses[rows.LATEST.name], "serialize",
+                        lambda values, source, nulls_unset=False: [b"?" for _ in values])  # fmt: skip
+    record = {"city_id": 5, "observed_at": 1_700_000_000.0}
+    observation = RowWrite(rows.OBSERVATIONS, rows.row(rows.OBSERVATIONS, record))
+    latest = RowWrite(rows.LATEST, rows.latest_of(observation.values), source=observation)
+    with caplog.at_level(logging.WARNING):
+        statement = writer._bind(latest, writer._bind(observation))
+    assert b"?" not in statement.values and rows.LATEST.name not in writer.reuses
+    assert rows.LATEST.name in writer.binders  # the binder's way is still there
+    assert "reusing the source row's values" in caplog.text
+    assert writer._bind(latest, writer._bind(observation)).values == statement.values
 
 
 def test_writer_binds_as_the_driver_and_falls_back_where_the_driver_would_explain() -> None:
@@ -206,7 +267,7 @@ def test_writer_binds_as_the_driver_and_falls_back_where_the_driver_would_explai
         expected = row if table.newest_wins else tuple(UNSET_VALUE if v is None else v for v in row)
         driver = writer.prepared[table.name].bind(expected)
         assert (statement.values, statement.routing_key) == (driver.values, driver.routing_key)
-        assert table.name in writer.binders_checked
+        assert (table.name, BINDING) in writer.checked
         again = writer._bind(w)  # checked: the binder's statement alone
         assert again is not statement and (again.values, again.routing_key) == (driver.values, driver.routing_key)
     # a value of the wrong type: the driver's error message, naming the column

@@ -150,3 +150,14 @@ def test_the_first_bad_time_in_column_order_is_reported() -> None:
         rows.row(rows.OBSERVATIONS, record)
     with pytest.raises(rows.RowError, match=r"observations_by_city_day\.sunrise"):
         rows.row(rows.OBSERVATIONS, {**record, "observed_at": 1.0})
+
+
+@given(
+    st.dictionaries(st.sampled_from(rows.OBSERVATIONS.columns), st.integers(0, 2**40) | st.text(max_size=5) | st.none())
+)
+def test_the_latest_row_taken_from_the_observation_row_is_the_records_own(extra: dict[str, object]) -> None:
+    record = {**extra, "city_id": 7, "observed_at": 1_700_000_000.5}
+    for name in rows.OBSERVATIONS.times - {"observed_at"}:
+        if record.get(name) is not None:
+            record[name] = 1_600_000_000
+    assert rows.latest_of(rows.row(rows.OBSERVATIONS, record)) == rows.row(rows.LATEST, record)

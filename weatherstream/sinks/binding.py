@@ -91,5 +91,50 @@ class Binder:
         return out
 
 
+class Reuse:
+    """Serializes rows of one prepared statement taking some columns' bytes from a row already serialized for
+    another: the same record written to two tables (a ``latest_by_city`` row repeats most of its observation
+    row). :attr:`picks` maps each column to the source's column of the same name and type (None: serialized here,
+    by ``binder``); an unset value in the source is a null here unless ``nulls_unset``.
+    """
+
+    def __init__(self, binder: Binder, columns: Sequence[Any], source_columns: Sequence[Any]) -> None:
+        by_name = {c.name: (j, _type_name(c.type)) for j, c in enumerate(source_columns)}
+        picks = []
+        for c in columns:
+            j, type_name = by_name.get(c.name, (None, None))
+            picks.append(j if j is not None and type_name == _type_name(c.type) else None)
+        self.binder = binder
+        self.picks: tuple[int | None, ...] = tuple(picks)
+        self.gather = [0 if j is None else j for j in picks]  # own columns are filled in afterwards
+        self.own = [i for i, j in enumerate(picks) if j is None]
+
+    def serialize(self, values: Sequence[Any], source: Sequence[Any], *, nulls_unset: bool = False) -> list[Any]:
+        """As :meth:`Binder.serialize`, with ``source`` the serialized values of the other row.
+
+        Raises:
+            ValueError, TypeError, struct.error: as :meth:`Binder.serialize`, for the columns serialized here.
+        """
+        if len(values) != len(self.picks):
+            raise ValueError(f"{len(values)} values for {len(self.picks)} bound columns")
+        taken = map(source.__getitem__, self.gather)
+        out = list(taken) if nulls_unset else [None if v is UNSET_VALUE else v for v in taken]
+        null = UNSET_VALUE if nulls_unset else None
+        binder = self.binder
+        for i in self.own:
+            v = values[i]
+            out[i] = (
+                null if v is None else v if v is UNSET_VALUE else (binder.fast[i].get(type(v)) or binder.driver[i])(v)
+            )
+        for i in binder.routing:
+            if out[i] is UNSET_VALUE:
+                raise ValueError(f"Cannot bind UNSET_VALUE as a part of the routing key '{binder.names[i]}'")
+        return out
+
+
+def _type_name(cql_type: Any) -> str:
+    return str(cql_type.cql_parameterized_type())
+
+
 def _driver_serialize(cql_type: Any, protocol_version: int, v: Any) -> bytes:
     return cql_type.serialize(v, protocol_version)

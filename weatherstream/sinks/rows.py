@@ -94,6 +94,9 @@ LATEST = Table(
     newest_wins=True,
 )
 
+#: for each column of latest_by_city, the column of an observation row that holds its value (None: ``bucket``)
+LATEST_FROM_OBSERVATION = tuple(None if c == "bucket" else OBSERVATIONS.columns.index(c) for c in LATEST.columns)
+
 _ALERT_COLUMNS = tuple(Alert._options.fields)
 _ALERT_TIMES = frozenset({"observed_at", "incident_start", "detected_at"})
 ALERTS_BY_CITY = Table("alerts_by_city", _ALERT_COLUMNS, _ALERT_TIMES, ("city_id",))
@@ -133,3 +136,9 @@ def row(table: Table, record: Mapping[str, Any]) -> tuple[Any, ...]:
     if table.bucket_index is not None:
         values[table.bucket_index] = 0
     return tuple(values)
+
+
+def latest_of(observation: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The ``latest_by_city`` row of a record whose ``observations_by_city_day`` row is ``observation``: the same
+    as ``row(LATEST, record)``, without going through the record again."""
+    return tuple(0 if i is None else observation[i] for i in LATEST_FROM_OBSERVATION)

@@ -36,7 +36,7 @@ from weatherstream.db import connect_settings
 from weatherstream.internals import CHECKED_WITH, InternalsChanged, bound_statement, release_response
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
-from weatherstream.sinks.binding import Binder
+from weatherstream.sinks.binding import Binder, Reuse
 from weatherstream.sinks.errors import CassandraUnavailableError
 from weatherstream.sinks.schema import migrate
 
@@ -154,11 +154,14 @@ def read_thresholds(session: Session) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class RowWrite:
-    """One row to write; ``ref`` lets the caller tell which input it came from."""
+    """One row to write; ``ref`` lets the caller tell which input it came from. ``source``: a write of the same
+    record to another table, whose serialized values this row's columns of the same name and type may reuse
+    (a latest_by_city row and its observation row)."""
 
     table: rows.Table
     values: tuple[Any, ...]
     ref: Any = None
+    source: RowWrite | None = None
 
 
 class RowsFailed(Exception):
@@ -278,7 +281,8 @@ class CassandraWriter:
         self.session: Session | None = None
         self.prepared: dict[str, PreparedStatement] = {}
         self.binders: dict[str, Binder] = {}  # by table: rows serialized without the driver's bind
-        self.binders_checked: set[str] = set()  # tables whose first row was bound both ways, alike
+        self.reuses: dict[str, Reuse] = {}  # by table: rows serialized partly from their source's (RowWrite.source)
+        self.checked: set[tuple[str, str]] = set()  # (table, way) whose first row was bound by the driver too, alike
         self.latencies_s: list[float] | None = None  # set to a list to record every request's latency
         self.limits = batch_limits(settings, {})  # the cluster's thresholds replace the defaults on open()
         self.ttl_s = {
@@ -319,6 +323,10 @@ class CassandraWriter:
                 if getattr(prepared, "column_encryption_policy", None) is None:  # encrypted columns: bind() only
                     self.binders[table.name] = Binder(prepared.column_metadata, prepared.routing_key_indexes,
                                                       prepared.protocol_version)  # fmt: skip
+            for table_name, source_name in REUSED_FROM.items():
+                if table_name in self.binders and source_name in self.binders:
+                    self.reuses[table_name] = Reuse(self.binders[table_name], self.prepared[table_name].column_metadata,
+                                                    self.prepared[source_name].column_metadata)  # fmt: skip
         except Exception:
             self.close()
             raise
@@ -327,8 +335,8 @@ class CassandraWriter:
         if self.cluster is not None:
             self.cluster.shutdown()
         self.cluster = self.session = None
-        self.prepared, self.binders = {}, {}
-        self.binders_checked.clear()
+        self.prepared, self.binders, self.reuses = {}, {}, {}
+        self.checked.clear()
 
     async def write(self, writes: Sequence[RowWrite]) -> None:
         """Write every row; at most ``sink_max_in_flight`` requests at once.
@@ -341,10 +349,13 @@ class CassandraWriter:
         session = self.session
         requests = InFlight(asyncio.get_running_loop(), self.settings.sink_max_in_flight, self.latencies_s)
         bound: list[tuple[RowWrite, Any]] = []
+        statements: dict[int, Any] = {}  # id of a write -> its statement, for the writes whose source it is
         for i, w in enumerate(writes):
             if i and not i % YIELD_EVERY_ROWS:
                 await asyncio.sleep(0)  # binding is CPU work: let the agents that share the loop run
-            bound.append((w, self._bind(w)))
+            source = None if w.source is None else statements.get(id(w.source))
+            statement = statements[id(w)] = self._bind(w, None if isinstance(source, BaseException) else source)
+            bound.append((w, statement))
         refused: list[tuple[RowWrite, BaseException]] = []
         for chunk, statement_or_error in self._grouped(bound):
             if isinstance(statement_or_error, BaseException):
@@ -355,8 +366,9 @@ class CassandraWriter:
         if errors:
             raise RowsFailed(errors)
 
-    def _bind(self, w: RowWrite) -> Any:
-        """The bound statement of one row, or the exception binding raised (a value of the wrong type)."""
+    def _bind(self, w: RowWrite, source: Any = None) -> Any:
+        """The bound statement of one row, or the exception binding raised (a value of the wrong type).
+        ``source``: the bound statement of ``w.source`` (None: not bound in this request)."""
         table = w.table
         try:
             # An absent value is left unset, not written as null: a null is a tombstone, and tombstones
@@ -367,27 +379,39 @@ class CassandraWriter:
             binder = self.binders.get(table.name)
             if binder is None:
                 return _driver_bind(table, prepared, row)
+            reuse = self.reuses.get(table.name) if source is not None else None
+            if reuse is not None and w.source.table.name != REUSED_FROM[table.name]:  # type: ignore[union-attr]
+                reuse = None
+            nulls_unset = not table.newest_wins
             try:
-                statement = bound_statement(prepared, row, binder.serialize(row, nulls_unset=not table.newest_wins))
+                if reuse is not None:
+                    way, values = REUSING, reuse.serialize(row, source.values, nulls_unset=nulls_unset)
+                else:
+                    way, values = BINDING, binder.serialize(row, nulls_unset=nulls_unset)
+                statement = bound_statement(prepared, row, values)
             except Exception:  # noqa: BLE001 - let the driver say what is wrong with the row, in its words
                 return _driver_bind(table, prepared, row)
-            if table.name not in self.binders_checked:
-                return self._check_binder(table, prepared, row, statement)
+            if (table.name, way) not in self.checked:
+                return self._check(table, prepared, row, statement, way)
             return statement
         except Exception as exc:  # noqa: BLE001 - this row only
             return exc
 
-    def _check_binder(self, table: rows.Table, prepared: PreparedStatement, row: tuple[Any, ...],
-                      statement: Any) -> Any:  # fmt: skip
-        """Compare a table's first row bound by its :class:`Binder` with the driver's ``bind`` of it; if they
-        differ, bind that table's rows with the driver's ``bind`` from now on (logged once)."""
+    def _check(self, table: rows.Table, prepared: PreparedStatement, row: tuple[Any, ...], statement: Any,
+               way: str) -> Any:  # fmt: skip
+        """Compare the first row a table's :class:`Binder` (or its :class:`Reuse`) bound with the driver's ``bind``
+        of it; if they differ, bind that table's rows the driver's way from now on (logged once)."""
         expected = _driver_bind(table, prepared, row)
         if expected.values == statement.values and expected.routing_key == statement.routing_key:
-            self.binders_checked.add(table.name)
+            self.checked.add((table.name, way))
             return statement
-        del self.binders[table.name]
-        logger.warning("sink: %s rows serialize differently from what weatherstream expects of cassandra-driver "
-                       "(%s); binding them the slower, driver's way", table.name, CHECKED_WITH)  # fmt: skip
+        if way == REUSING:
+            del self.reuses[table.name]
+        else:
+            self.binders.pop(table.name, None)
+            self.reuses.pop(table.name, None)
+        logger.warning("sink: %s rows serialize differently (%s) from what weatherstream expects of cassandra-driver "
+                       "(%s); binding them the slower, driver's way", table.name, way, CHECKED_WITH)  # fmt: skip
         return expected
 
     def _grouped(self, bound: Sequence[tuple[RowWrite, Any]]) -> Iterator[tuple[list[RowWrite], Any]]:
@@ -439,6 +463,13 @@ class CassandraWriter:
 # local node (a 5,160-byte batch of 208 values holding 1,584 bytes; 5,445 bytes for 85 holding 3,975); a little
 # more here, so that an estimate within the warning threshold is within it.
 CELL_BYTES = 18
+
+
+# The ways rows are bound besides the driver's ``bind`` (each checked against it with a table's first row).
+BINDING = "binder"
+REUSING = "reusing the source row's values"
+#: tables whose rows may reuse serialized values of their source's rows (RowWrite.source): table -> source table
+REUSED_FROM = {rows.LATEST.name: rows.OBSERVATIONS.name}
 
 
 def _driver_bind(table: rows.Table, prepared: PreparedStatement, row: tuple[Any, ...]) -> Any:
