@@ -339,15 +339,18 @@ class Pipeline:
 
     def apply_city(self, city_id: int, items: Sequence[tuple[EventT, Observation | None]]) -> CityOutput:
         """Apply the city's observations and ticks of the batch, in order, to its record (not written yet)."""
-        before = self.state.record(city_id) or CityRecord()
+        # A record read from the database is this batch's own (changed in place); a cached one is copied first.
+        read, own = self.state.record_to_change(city_id)
+        before = read or CityRecord()
         first = next((event.message.offset for event, obs in items if obs is not None), None)
-        last_offset = before.windows.last_offset if before.windows is not None else -1
+        last_offset, wm_before = (before.windows.last_offset, before.windows.wm) if before.windows else (-1, None)
         # The record's batch was delivered if this worker wrote it in this generation, or if the city's first
         # observation is new to it (the batch that wrote it was committed: otherwise its input came first).
         durable = before.gen == self.gen or (first is not None and first > last_offset)
-        city = self.aggregator.begin(city_id, before.windows, lambda start: self.state.slice(city_id, start))
+        city = self.aggregator.begin(city_id, before.windows, lambda start: self.state.slice(city_id, start),
+                                     owned=own)  # fmt: skip
         state, latest, newest_t = before.anomaly, before.latest, before.newest
-        owned = False  # whether ``state`` is this batch's own copy (the engine may then change it in place)
+        owned = own  # whether ``state`` is this batch's own (the engine may then change it in place)
         newest: Observation | None = None  # the batch's newest observation (kept if at least as new as ``latest``)
         out = CityOutput(before, write=bool(first is not None))
         heal = False  # after a re-delivery: its batch may never have reached the changelog (written again)
@@ -393,8 +396,8 @@ class Pipeline:
             state = anomaly.confirm(state, self.alerts_out.delivered(state["outbox"]))
         self.awaiting.pop(city_id, None)  # what was delivered by now is confirmed (see confirm_when_delivered)
         out.write = (out.write or heal or changes.rewrite or bool(city.emissions) or bool(changes.cold_writes)
-                     or bool(changes.deletes) or window_state.wm != (before.windows.wm if before.windows else None)
-                     or window_state is not changes.state or state is not before.anomaly)  # fmt: skip
+                     or bool(changes.deletes) or window_state.wm != wm_before or window_state is not changes.state
+                     or state is not before.anomaly)  # fmt: skip
         if newest is not None and (newest_t is None or newest.observed_at >= newest_t):
             latest = encode_latest({name: getattr(newest, name) for name in LATEST_FIELDS})
             newest_t = newest.observed_at

@@ -72,6 +72,10 @@ class LRUCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def peek(self, key: K) -> object:
+        """The cached value (None: known to be absent), or ``_MISSING``; not counted as a use."""
+        return self.entries.get(key, _MISSING)
+
     def get(self, key: K, load: Callable[[], V | None]) -> V | None:
         value = self.entries.get(key, _MISSING)
         if value is _MISSING:
@@ -128,6 +132,16 @@ class StateTable:
             return decode_record(value) if value is not None else None
 
         return self.records.get(city_id, load)
+
+    def record_to_change(self, city_id: int) -> tuple[CityRecord | None, bool]:
+        """The city's record for a batch that changes it, and whether the record is the caller's own: read from the
+        database and not cached (a batch that fails half way leaves nothing changed behind; writing it caches the
+        new one), or the cached one, shared (copy before changing it)."""
+        cached = self.records.peek(city_id)
+        if cached is not _MISSING:
+            return cached, False  # type: ignore[return-value]
+        value = self._get(record_key(city_id))
+        return (decode_record(value) if value is not None else None), True
 
     def slice(self, city_id: int, start: int) -> Slice | None:
         def load() -> Slice | None:

@@ -298,3 +298,46 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
             assert handled == list(range(100, 100 + later)), "every event after the restart is handled"
 
     asyncio.run(scenario())
+
+
+def test_a_step_that_fails_after_changing_the_record_it_read_starts_again_from_the_stored_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record read from the table is the batch's own and is changed in place; a failure before it is written
+    leaves the stored one as it was, so the retry applies the observation as new, not as a re-delivery."""
+    import agents.pipeline
+
+    real = agents.pipeline.Pipeline.write_city
+    calls: list[int] = []
+
+    def failing_once(self: Any, city_id: int, partition: int, out: Any) -> None:
+        calls.append(city_id)
+        if len(calls) == 3:  # city 7's second observation's first try, after apply_city changed the record it read
+            raise RuntimeError("simulated failure")
+        real(self, city_id, partition, out)
+
+    monkeypatch.setattr(agents.pipeline.Pipeline, "write_city", failing_once)
+    monkeypatch.setattr("agents.resilience.FIRST_DELAY_S", 0.001)
+    redelivered = REGISTRY.get_sample_value("weatherstream_redelivered_total") or 0.0
+    # One cached record: city 8's evicts city 7's, which the third batch then reads from the table.
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, state_cache_cities=1))
+    pipeline = pipeline_agent(app)
+    out = Captured()
+    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
+        getattr(app.weather_topics, name).send = out.hook(name)
+
+    async def scenario() -> None:
+        async with pipeline.test_context() as agent:
+            for i, (city, dt) in enumerate(((7, NOW - 600), (8, NOW - 600), (7, NOW))):  # one batch each
+                await agent.put(payload(city, dt), key=b"%d" % city)
+                for _ in range(200):
+                    if len(out.of("observations")) > i:
+                        break
+                    await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert calls == [7, 8, 7, 7]
+    assert [(o["value"].city_id, o["value"].observed_at) for o in out.of("observations")] == [
+        (7, NOW - 600), (8, NOW - 600), (7, NOW)]  # fmt: skip
+    assert out.of("deadletter") == []
+    assert (REGISTRY.get_sample_value("weatherstream_redelivered_total") or 0.0) == redelivered

@@ -30,8 +30,10 @@ HOURS_ONLY = WindowSpec(tumbling_s=(H,), local_day=False, hopping_size_s=0)
 class Sim:
     """Applies batches to an in-memory table (a record and cold slices), as the pipeline does."""
 
-    def __init__(self, **cfg: Any) -> None:
+    def __init__(self, *, owned: bool = False, check_shared: bool = False, **cfg: Any) -> None:
         self.agg = Aggregator(AggregatorConfig(**cfg))
+        self.owned = owned  # each batch gets its own decoded copy of the state and changes it in place
+        self.check_shared = check_shared  # (not owned) check that a batch leaves the state it read as it was
         self.state: WindowState | None = None
         self.cold: dict[int, Slice] = {}
         self.emitted: list[dict[str, Any]] = []
@@ -41,9 +43,15 @@ class Sim:
     def batch(self, events: list[tuple[float, float, int]], *, durable: bool = True, wall: float = 0.0,
               tz: int = 0) -> tuple[list[Verdict], Changes]:  # fmt: skip
         """Apply ``events`` (time, temperature, offset) as one batch, then write its changes."""
-        city = self.agg.begin(7, self.state, self.cold.get)
+        read = self.state
+        if self.owned and read is not None:  # as the pipeline reads a record that is not cached
+            read = decode_record(encode_record(CityRecord(windows=read))).windows
+        stored = encode_record(CityRecord(windows=read)) if self.check_shared else b""
+        city = self.agg.begin(7, read, self.cold.get, owned=self.owned)
         verdicts = [city.apply(Sample(t, offset, tz, temp_c=temp), wall_now=wall) for t, temp, offset in events]
         changes = city.end(durable=durable)
+        if self.check_shared:
+            assert encode_record(CityRecord(windows=read)) == stored, "the state read (shared) was changed"
         self.commit(changes)
         self.emitted.extend(city.emissions)
         return verdicts, changes
@@ -375,3 +383,29 @@ def test_runs() -> None:
     runs_add(hours, 14400, 14400, 3600)
     runs_add(hours, 10800, 10800, 3600)
     assert hours == [[3600, 14400]]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.tuples(st.integers(0, 80), st.integers(-20, 30)), min_size=1, max_size=6), st.booleans()),
+        min_size=1,
+        max_size=14,
+    )
+)
+def test_a_state_changed_in_place_gives_what_a_copy_of_it_gives(
+    batches: list[tuple[list[tuple[int, int]], bool]],
+) -> None:
+    """The pipeline changes a record it read from the table in place, hot slices included, and copies a cached
+    one (whose state must stay as it was: checked by Sim): both give the same aggregates, state and slices."""
+    sims = [Sim(spec=HOURS_ONLY, owned=False, check_shared=True), Sim(spec=HOURS_ONLY, owned=True)]
+    offset = 0
+    for events, durable in batches:
+        batch = [(float(T0 + tenth * 600), float(temp), offset + i) for i, (tenth, temp) in enumerate(events)]
+        offset += len(events)
+        for sim in sims:
+            sim.batch(batch, durable=durable)
+    copied, owned = sims
+    assert final(owned.emitted) == final(copied.emitted)
+    assert encode_record(CityRecord(windows=owned.state)) == encode_record(CityRecord(windows=copied.state))
+    assert {k: encode_slice(v) for k, v in owned.cold.items()} == {k: encode_slice(v) for k, v in copied.cold.items()}

@@ -134,9 +134,10 @@ class Aggregator:
         self.config = config
         self.spec = config.spec
 
-    def begin(self, city_id: int, state: WindowState | None, cold: ColdSlices) -> CityWindows:
-        """Open ``city_id``'s state for one batch; ``cold`` reads a cold slice by start (None: absent)."""
-        return CityWindows(self, city_id, state, cold)
+    def begin(self, city_id: int, state: WindowState | None, cold: ColdSlices, *, owned: bool = False) -> CityWindows:
+        """Open ``city_id``'s state for one batch; ``cold`` reads a cold slice by start (None: absent). ``owned``:
+        ``state`` is the caller's own, not shared with anything, and is changed in place (else a copy is)."""
+        return CityWindows(self, city_id, state, cold, owned=owned)
 
     def window_values(self, window: Window, summaries: list[Summary]) -> dict[str, Any]:
         """The aggregate values of ``window`` from the summaries of its observations (any order)."""
@@ -166,7 +167,7 @@ class Aggregator:
         """The live values of the windows that hold data and are not final yet (for the web view)."""
         if state is None:
             return
-        view = CityWindows(self, 0, state, cold, copy=False)
+        view = CityWindows(self, 0, state, cold, owned=True)  # read only
         for kind, runs in state.open.items():
             step = self.spec.step_of(kind)
             for first, last in runs:
@@ -178,13 +179,15 @@ class Aggregator:
 
 
 class CityWindows:
-    """One city's window state during one batch (a private copy: the state read is never changed)."""
+    """One city's window state during one batch. ``owned``: the state is the caller's own, changed in place (its
+    hot slices too); else the state read is never changed (a copy is, and a slice is copied before it changes)."""
 
     def __init__(self, aggregator: Aggregator, city_id: int, state: WindowState | None, cold: ColdSlices,
-                 *, copy: bool = True) -> None:  # fmt: skip
+                 *, owned: bool = False) -> None:  # fmt: skip
         self.agg, self.config, self.spec = aggregator, aggregator.config, aggregator.spec
         self.city_id = city_id
-        self.state = (state.copy() if copy else state) if state is not None else WindowState()
+        self.owned = owned or state is None
+        self.state = (state if owned else state.copy()) if state is not None else WindowState()
         self.cold = cold
         self.changed: dict[int, Slice] = {}  # hot slices this batch changed (its own copies)
         self.emissions: list[dict[str, Any]] = []
@@ -205,9 +208,13 @@ class CityWindows:
         if mine is not None:
             return mine
         base = self.slice(start)
-        mine = base.copy() if base is not None else Slice(start)
         if base is None:
+            mine = Slice(start)
             runs_add(self.state.slices, start, start, self.spec.slice_s)
+        elif self.owned and self.state.hot.get(start) is base:
+            mine = base  # a hot slice of the caller's own state (a cold one may be cached: always copied)
+        else:
+            mine = base.copy()
         self.changed[start] = self.state.hot[start] = mine
         return mine
 
