@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -74,6 +75,8 @@ ALERT_FIELDS = set(Alert._options.fields)
 #: outputs and changelog records waiting beyond this many bytes are sent before the batch goes on (all of a
 #: batch's at once made produce requests of megabytes, copied twice on their way to the socket: +30 MB RSS)
 SEND_EVERY_BYTES = 256 * 1024
+#: an observation's values that its city's record keeps as the newest (for the web view)
+latest_values = operator.attrgetter(*LATEST_FIELDS)
 
 
 def window_config(settings: Settings) -> aggregator.AggregatorConfig:
@@ -196,6 +199,7 @@ class Pipeline:
         self.confirming: set[asyncio.Future[None]] = set()  # one task per batch with outbox sends
         self.awaiting: dict[int, object] = {}  # city -> the latest delivery no batch has applied the city since
         self.raw_in, self.ticks_in = metrics.EVENTS_IN.labels("raw"), metrics.EVENTS_IN.labels("ticks")
+        self.observations_out = metrics.EVENTS_OUT.labels("observations")  # a label lookup costs 1 µs per city
 
     def tables_closing(self) -> bool:
         return bool(self.app.tables.should_stop or self.state.table.should_stop)
@@ -399,7 +403,7 @@ class Pipeline:
                      or bool(changes.deletes) or window_state.wm != wm_before or window_state is not changes.state
                      or state is not before.anomaly)  # fmt: skip
         if newest is not None and (newest_t is None or newest.observed_at >= newest_t):
-            latest = encode_latest({name: getattr(newest, name) for name in LATEST_FIELDS})
+            latest = encode_latest(dict(zip(LATEST_FIELDS, latest_values(newest), strict=True)))
             newest_t = newest.observed_at
         out.record = CityRecord(self.gen, None, newest_t, window_state, state, latest)
         out.due = self.due_at(out.record)
@@ -445,7 +449,7 @@ class Pipeline:
         together at the batch's end); returns the outbox entries' futures."""
         for obs in out.observations:
             self.outgoing.add(self.topics.observations, obs.city_id, obs)
-        metrics.EVENTS_OUT.labels("observations").inc(len(out.observations))
+        self.observations_out.inc(len(out.observations))
         sent = self.aggregates_out.send(city_id, out.aggregates, self.outgoing)
         sent += self.alerts_out.send(city_id, out.alerts, self.outgoing)
         return sent

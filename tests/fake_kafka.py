@@ -66,10 +66,14 @@ class FakeKafkaProducer:
     async def partitions_for(self, topic: str) -> set[int]:
         return set(self.partitions)
 
-    def _partition(self, topic: str, partition: int | None, key: Any, value: Any, serialized_key: bytes | None,
-                   serialized_value: bytes | None) -> int:  # fmt: skip
-        ordered = sorted(self.partitions)
-        return int(self.partitioner(serialized_key, ordered, ordered))
+    @property
+    def _partitioner(self) -> DefaultPartitioner:  # what weatherstream.internals.key_partitioner reads
+        return self.partitioner
+
+    @property
+    def _metadata(self) -> SimpleNamespace:
+        return SimpleNamespace(partitions_for_topic=lambda topic: set(self.partitions),
+                               available_partitions_for_topic=lambda topic: set(self.partitions))  # fmt: skip
 
     def sent(self) -> list[tuple[str, int, bytes | None, bytes | None]]:
         """Every record handed over: (topic, partition, key, value)."""

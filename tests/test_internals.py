@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import aiokafka
 import faust
 import pytest
+from aiokafka.protocol.metadata import MetadataResponse_v0
 from faust.streams import current_event
 from faust.types import TP
 
@@ -48,6 +49,20 @@ def test_the_aiokafka_fetch_settings_are_there() -> None:
         return consumer._fetch_max_wait_ms, consumer._fetch_min_bytes
 
     assert asyncio.run(preset()) == (20, 65536)
+
+
+def test_the_key_partitioner_chooses_as_aiokafkas_producer_does() -> None:
+    async def both() -> list[tuple[int, int]]:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+        producer._metadata.update_metadata(  # what a metadata response for a 6-partition topic leaves there
+            MetadataResponse_v0([(0, "127.0.0.1", 1)], [(0, "t", [(0, p, 0, [0], [0]) for p in range(6)])])
+        )
+        choose = internals.key_partitioner(producer, "t")
+        keys = [b"%d" % city for city in range(0, 200_000, 997)]
+        return [(choose(key), producer._partition("t", None, None, None, key, None)) for key in keys]
+
+    pairs = asyncio.run(both())
+    assert all(mine == theirs for mine, theirs in pairs) and len({mine for mine, _ in pairs}) == 6
 
 
 def test_a_missing_internal_says_what_to_do() -> None:

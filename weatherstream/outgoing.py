@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,7 @@ class RecordBatches:
         self.building: dict[tuple[str, int], _Built] = {}  # the open producer batch of each partition
         self.unsent: list[_Built] = []  # producer batches in the order they were opened, not handed over yet
         self.partitions: dict[str, tuple[int, dict[Any, int]]] = {}  # topic -> (partition count, key -> partition)
+        self.choosers: dict[str, Callable[[Any], int]] = {}  # topic -> the producer's choice of a key's partition
         self.used: set[str] = set()  # topics whose records were given a partition since the last send
         self.waiting_bytes = 0  # keys and values added since the last send
 
@@ -175,6 +176,7 @@ class RecordBatches:
         count, _ = self.partitions.get(topic, (0, {}))
         if len(partitions) != count:
             self.partitions[topic] = (len(partitions), {})
+        self.choosers[topic] = internals.key_partitioner(producer, topic)
 
     def _partition_of(self, producer: Any, topic: str, key: bytes | None) -> int:
         _, known = self.partitions[topic]
@@ -182,7 +184,7 @@ class RecordBatches:
         if partition is None:
             if len(known) >= REMEMBERED_KEYS:
                 known.clear()
-            partition = known[key] = internals.default_partition(producer, topic, key)
+            partition = known[key] = self.choosers[topic](key)
         return partition
 
     def _settled(self, future: asyncio.Future[Any], batch: SentBatch, tracked: list[asyncio.Future[Any]]) -> None:
