@@ -252,7 +252,7 @@ def test_a_reuse_that_differs_from_the_driver_is_dropped_for_the_binder(
         statement = writer._bind(latest, writer._bind(observation))
     assert b"?" not in statement.values and rows.LATEST.name not in writer.reuses
     assert rows.LATEST.name in writer.binders  # the binder's way is still there
-    assert "reusing the source row's values" in caplog.text
+    assert "reusing the source row's values" in caplog.text and "serializing each of them whole" in caplog.text
     assert writer._bind(latest, writer._bind(observation)).values == statement.values
 
 

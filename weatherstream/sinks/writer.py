@@ -407,11 +407,13 @@ class CassandraWriter:
             return statement
         if way == REUSING:
             del self.reuses[table.name]
+            instead = "serializing each of them whole"
         else:
             self.binders.pop(table.name, None)
             self.reuses.pop(table.name, None)
+            instead = "binding them the slower, driver's way"
         logger.warning("sink: %s rows serialize differently (%s) from what weatherstream expects of cassandra-driver "
-                       "(%s); binding them the slower, driver's way", table.name, way, CHECKED_WITH)  # fmt: skip
+                       "(%s); %s from now on", table.name, way, CHECKED_WITH, instead)  # fmt: skip
         return expected
 
     def _grouped(self, bound: Sequence[tuple[RowWrite, Any]]) -> Iterator[tuple[list[RowWrite], Any]]:
