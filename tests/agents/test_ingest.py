@@ -36,6 +36,16 @@ class Captured:
         return [kw for n, kw in self.sent if n == name]
 
 
+def with_captured_sends(tmp_path: Path, **settings: object) -> tuple[WeatherStreamApp, Any, Captured]:
+    """An app on a memory store, its pipeline agent, and the sends of every output topic captured."""
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, **settings))
+    pipeline = pipeline_agent(app)
+    captured = Captured()
+    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
+        getattr(app.weather_topics, name).send = captured.hook(name)
+    return app, pipeline, captured
+
+
 def run(
     tmp_path: Path,
     messages: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
@@ -45,11 +55,7 @@ def run(
     """Put ``messages`` through the pipeline agent; waits for ``expect_sends`` sends (default: one per message,
     as every input ends as exactly one observation, dead letter or re-keyed copy)."""
     expect_sends = len(messages) if expect_sends is None else expect_sends
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, **settings))
-    pipeline = pipeline_agent(app)
-    captured = Captured()
-    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.weather_topics, name).send = captured.hook(name)
+    _, pipeline, captured = with_captured_sends(tmp_path, **settings)
 
     async def scenario() -> None:
         async with pipeline.test_context() as agent:
@@ -162,11 +168,7 @@ def test_a_transient_failure_is_retried_not_dropped(tmp_path: Path, monkeypatch)
 def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(tmp_path: Path) -> None:
     """A worker that took over a partition whose owner never committed gets its first observations again,
     long after their slices aged out: they were handled then, so nothing is sent for them again."""
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
-    pipeline = pipeline_agent(app)
-    captured = Captured()
-    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.weather_topics, name).send = captured.hook(name)
+    _, pipeline, captured = with_captured_sends(tmp_path)
     steps = 80 * 6  # 80 hours: the first day's slices have aged out of the 48 h retention
     start = NOW - 80 * 3600
 
@@ -199,11 +201,7 @@ def test_a_redelivery_older_than_the_retention_is_recognised_not_dead_lettered(t
 def test_a_redelivered_observation_writes_its_record_again(tmp_path: Path) -> None:
     """After a crash the worker's own store may hold a city record whose changelog record never left; the
     redelivered observation rewrites it, so a worker rebuilding from the changelog gets the observation too."""
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
-    pipeline = pipeline_agent(app)
-    captured = Captured()
-    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.weather_topics, name).send = captured.hook(name)
+    app, pipeline, captured = with_captured_sends(tmp_path)
     table = app.tables["station_state"]
     written: list[Any] = []
     on_key_set = table.on_key_set  # every write's changelog record starts here (agents/statetable.py)
@@ -245,12 +243,7 @@ def test_an_agent_restarted_after_a_crash_gets_every_later_event(tmp_path: Path,
 
     from agents.pipeline import Pipeline
 
-    settings = load_settings(store="memory://", namespace="unit", data_dir=tmp_path, batch_max_events=2)
-    app = create_app(settings)
-    pipeline = pipeline_agent(app)
-    captured = Captured()
-    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.weather_topics, name).send = captured.hook(name)
+    _, pipeline, captured = with_captured_sends(tmp_path, batch_max_events=2)
     handle_batch = Pipeline.handle_batch
     crashes: list[int] = []
     crash_now = asyncio.Event()
@@ -320,11 +313,7 @@ def test_a_step_that_fails_after_changing_the_record_it_read_starts_again_from_t
     monkeypatch.setattr("agents.resilience.FIRST_DELAY_S", 0.001)
     redelivered = REGISTRY.get_sample_value("weatherstream_redelivered_total") or 0.0
     # One cached record: city 8's evicts city 7's, which the third batch then reads from the table.
-    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path, state_cache_cities=1))
-    pipeline = pipeline_agent(app)
-    out = Captured()
-    for name in ("raw", "observations", "deadletter", "aggregates", "alerts"):
-        getattr(app.weather_topics, name).send = out.hook(name)
+    _, pipeline, out = with_captured_sends(tmp_path, state_cache_cities=1)
 
     async def scenario() -> None:
         async with pipeline.test_context() as agent:

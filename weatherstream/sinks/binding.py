@@ -85,10 +85,14 @@ class Binder:
             null if v is None else v if v is UNSET_VALUE else (fast.get(type(v)) or driver)(v)
             for fast, driver, v in zip(self.fast, self.driver, values, strict=True)
         ]  # fmt: skip
-        for i in self.routing:
-            if out[i] is UNSET_VALUE:
-                raise ValueError(f"Cannot bind UNSET_VALUE as a part of the routing key '{self.names[i]}'")
+        self.check_routing(out)
         return out
+
+    def check_routing(self, serialized: Sequence[Any]) -> None:
+        """Raise ValueError, in the driver's words, if a partition key value of ``serialized`` is unset."""
+        for i in self.routing:
+            if serialized[i] is UNSET_VALUE:
+                raise ValueError(f"Cannot bind UNSET_VALUE as a part of the routing key '{self.names[i]}'")
 
 
 class Reuse:
@@ -126,9 +130,7 @@ class Reuse:
             out[i] = (
                 null if v is None else v if v is UNSET_VALUE else (binder.fast[i].get(type(v)) or binder.driver[i])(v)
             )
-        for i in binder.routing:
-            if out[i] is UNSET_VALUE:
-                raise ValueError(f"Cannot bind UNSET_VALUE as a part of the routing key '{binder.names[i]}'")
+        binder.check_routing(out)
         return out
 
 
