@@ -14,6 +14,12 @@ Python's collector then runs a full collection (every object) each time a quarte
 survived two young collections: at 10,000 stations about once per 1,000 events, 0.25 s each, a sixth of
 the worker's CPU. Tuned, young collections are rarer and larger (most of a batch's objects are gone by
 then), full ones run on a timer, and what exists once the worker is set up is never scanned again.
+
+A young collection starts once the count of container objects alive has grown by ``gc_young_objects`` since
+the last one (objects freed count down): a worker's steady state rarely grows that much, while every decoded
+record in the caches does. At 50,000 a worker with 100,000 stations made 62 young collections in 200,000
+events, 27 ms each (1.7 s, 8 µs per event) and one with 50 stations 22 (0.6 s); at 250,000 they made 2 and
+none. A full collection then found a few hundred to 3,000 objects of cyclic garbage: the pipeline makes little.
 """
 
 from __future__ import annotations

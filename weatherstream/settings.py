@@ -135,10 +135,10 @@ class Settings(BaseSettings):
         "else at least 1 s.",
     )
     gc_young_objects: int = Field(
-        default=50_000,
+        default=250_000,
         ge=100,
-        description="New container objects between two young garbage collections of a worker (Python's default: "
-        "700); larger: fewer collections, a little more memory held by garbage cycles meanwhile.",
+        description="Growth in live container objects between two young garbage collections of a worker (Python's "
+        "default: 700); larger: fewer collections, a little more memory held by garbage cycles meanwhile.",
     )
     gc_full_interval_s: float = Field(
         default=60.0,
