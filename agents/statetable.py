@@ -10,6 +10,12 @@ partitions are assigned or revoked (another worker may have changed the table me
 shared, not copied: the pipeline never changes a value it read (:class:`~weatherstream.core.aggregator.CityWindows`
 works on a copy).
 
+A record is cached when its city is written a second time within the last ``record_entries`` writes of
+records that were not cached (a city already cached stays so). A city that comes round less often than that
+would be evicted before its next batch anyway: with many stations, every write evicted a record written about
+a thousand cities before, which then cost more to free than it had saved (its memory no longer in the CPU's
+caches), and the garbage collector scanned and promoted records that were gone soon after.
+
 Inside a batch it reads and writes the stored bytes in the partition's RocksDB database directly
 (:func:`weatherstream.internals.partition_db`): faust's path to one value cost about four times the read.
 Outside a batch (the web views) and with a memory store (tests) it goes through the table.
@@ -111,6 +117,7 @@ class StateTable:
         self.table = table
         self.app = app
         self.records: LRUCache[int, CityRecord] = LRUCache(record_entries)
+        self.written_once: OrderedDict[int, None] = OrderedDict()  # cities written lately and not cached (newest last)
         self.slices: LRUCache[tuple[int, int], Slice] = LRUCache(slice_entries)
         self.outgoing = RecordBatches(app, f"table {table.name} changelog")  # the writes' records, until sent
 
@@ -158,7 +165,18 @@ class StateTable:
     # -- writes (inside a batch) ------------------------------------------------------------------------
     def put_record(self, city_id: int, record: CityRecord) -> None:
         self._set(record_key(city_id), encode_record(record))
-        self.records.put(city_id, record)
+        if self.records.peek(city_id) is not _MISSING or self._admitted(city_id):
+            self.records.put(city_id, record)
+
+    def _admitted(self, city_id: int) -> bool:
+        """Whether the written record of a city that is not cached goes into the cache: only if the city was written
+        within the last ``record_entries`` such writes (see the module's docstring)."""
+        if self.written_once.pop(city_id, _MISSING) is not _MISSING:
+            return True
+        self.written_once[city_id] = None
+        if len(self.written_once) > self.records.max_entries:
+            self.written_once.popitem(last=False)
+        return False
 
     def put_slice(self, city_id: int, start: int, s: Slice) -> None:
         self._set(slice_key(city_id, start), encode_slice(s))
@@ -218,6 +236,7 @@ class StateTable:
     def clear(self) -> None:
         self.records.clear()
         self.slices.clear()
+        self.written_once.clear()
 
     def _changed(self, key: Any, value: Any, value_serializer: Any) -> None:
         """Note the changelog record of a write, serialized as faust would send it, in write order."""

@@ -175,3 +175,29 @@ def test_inside_a_batch_values_go_straight_to_the_partitions_database_and_faust_
         (b"s:7:3600", encode_slice(piece), 2),
         (b"s:7:3600", None, 2),
     ]
+
+
+def test_a_record_is_cached_once_its_city_comes_round_within_the_caches_size(tmp_path: Path) -> None:
+    """Written once, a city's record stays out of the cache; written again within ``record_entries`` uncached
+    writes, it goes in, and from then on every write replaces the cached record (never one the table lacks)."""
+    app = create_app(load_settings(store="memory://", namespace="unit", data_dir=tmp_path))
+    table = app.Table("probe-admit", default=None, key_type=bytes, value_type=bytes, partitions=4)
+    cached = StateTable(app, table, record_entries=3, slice_entries=3)
+    table.partition_for_key = lambda key: 0  # type: ignore[method-assign]
+    first, second, third = CityRecord(gen=1), CityRecord(gen=2), CityRecord(gen=3)
+
+    cached.put_record(7, first)
+    assert cached.record_to_change(7) == (first, True), "not cached: read from the table, the caller's own"
+    cached.put_record(7, second)
+    assert cached.record_to_change(7) == (second, False), "came round: cached, shared"
+    cached.put_record(7, third)
+    assert cached.record_to_change(7)[0] is third, "a cached city's record is replaced at every write"
+
+    for city in (1, 2, 3, 4, 1):  # city 1 comes round after four other uncached writes: too late for a cache of 3
+        cached.put_record(city, first)
+    assert cached.record_to_change(1)[1], "evicted from the cities written once before it came round"
+    cached.put_record(4, second)
+    assert cached.record_to_change(4) == (second, False)
+    cached.clear()
+    cached.put_record(4, third)
+    assert cached.record_to_change(4) == (third, True), "a rebalance forgets the cities written once too"
