@@ -103,3 +103,14 @@ def test_state_databases_keep_no_write_ahead_log_and_keep_their_data_when_closed
     gc.collect()
     db = options.open(tmp_path / "p0")
     assert db[b"c:1999"] == bytes(2_000)  # the memtables were flushed when the database closed
+
+
+def test_state_databases_compress_with_lz4(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    internals.share_rocksdb_memory(8 << 20, 8 << 20)
+    db = internals._SharedCacheOptions(use_rocksdict=True).open(tmp_path / "p0")
+    for i in range(2_000):
+        db[b"c:%d" % i] = b"%d" % i * 200
+    db.flush()
+    stored = [line.strip() for f in (tmp_path / "p0").glob("OPTIONS-*") for line in f.read_text().splitlines()]
+    assert "compression=kLZ4Compression" in stored  # what RocksDB says it uses (the file it keeps)
+    assert db[b"c:1999"] == b"1999" * 200

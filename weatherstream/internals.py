@@ -81,6 +81,9 @@ class _SharedCacheOptions(faust_rocksdb.RocksDBOptions):
         table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
         options.set_block_based_table_factory(table)
         options.set_write_buffer_manager(_Shared.write_buffers)
+        # LZ4 rather than the default Snappy: with 100,000 one-record stations a read took 3.7 against 5.2 µs and
+        # a read and a write with their share of flushes and compactions 17 against 19 µs, in a fifth less disk.
+        options.set_compression_type(rocksdict.DBCompressionType.lz4())
         return options
 
     def open(self, path: Any, *, read_only: bool = False) -> Any:
