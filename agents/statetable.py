@@ -82,6 +82,10 @@ class LRUCache(Generic[K, V]):
         """The cached value (None: known to be absent), or ``_MISSING``; not counted as a use."""
         return self.entries.get(key, _MISSING)
 
+    def take(self, key: K) -> bool:
+        """Remove ``key``; whether it was there."""
+        return self.entries.pop(key, _MISSING) is not _MISSING
+
     def get(self, key: K, load: Callable[[], V | None]) -> V | None:
         value = self.entries.get(key, _MISSING)
         if value is _MISSING:
@@ -117,7 +121,7 @@ class StateTable:
         self.table = table
         self.app = app
         self.records: LRUCache[int, CityRecord] = LRUCache(record_entries)
-        self.written_once: OrderedDict[int, None] = OrderedDict()  # cities written lately and not cached (newest last)
+        self.written_once: LRUCache[int, None] = LRUCache(record_entries)  # cities written lately and not cached
         self.slices: LRUCache[tuple[int, int], Slice] = LRUCache(slice_entries)
         self.outgoing = RecordBatches(app, f"table {table.name} changelog")  # the writes' records, until sent
 
@@ -171,11 +175,9 @@ class StateTable:
     def _admitted(self, city_id: int) -> bool:
         """Whether the written record of a city that is not cached goes into the cache: only if the city was written
         within the last ``record_entries`` such writes (see the module's docstring)."""
-        if self.written_once.pop(city_id, _MISSING) is not _MISSING:
+        if self.written_once.take(city_id):
             return True
-        self.written_once[city_id] = None
-        if len(self.written_once) > self.records.max_entries:
-            self.written_once.popitem(last=False)
+        self.written_once.put(city_id, None)
         return False
 
     def put_slice(self, city_id: int, start: int, s: Slice) -> None:
