@@ -1,9 +1,16 @@
 """The shipped migrations: numbered without gaps, idempotent statements, one table per query."""
 
 import re
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
+from cassandra import DriverException
+
+from weatherstream.settings import load_settings
 from weatherstream.sinks import rows
-from weatherstream.sinks.schema import migrations, with_table_id
+from weatherstream.sinks.errors import SchemaError
+from weatherstream.sinks.schema import migrate, migrations, with_table_id
 
 
 def test_migrations_are_numbered_from_one_without_gaps() -> None:
@@ -60,3 +67,30 @@ def test_the_id_joins_the_options_a_statement_has() -> None:
     odd = with_table_id("CREATE TABLE IF NOT EXISTS ks.t (with_x int PRIMARY KEY)")
     assert odd.endswith(" WITH id = " + odd.split("id = ")[1])
     assert with_table_id("INSERT INTO ks.t (a) VALUES (1)") == "INSERT INTO ks.t (a) VALUES (1)"
+
+
+class DisagreeingSession:
+    """Stands in for a driver session on a cluster whose nodes never agree on the schema: the keyspace and
+    every migration are already there."""
+
+    def __init__(self, applied: dict[int, tuple[str, str]]) -> None:
+        self.applied = applied
+        self.cluster = self
+
+    def refresh_schema_metadata(self, max_schema_agreement_wait: float | None = None) -> None:
+        raise DriverException("Schema metadata was not refreshed. See log for details.")
+
+    def execute(self, query: str, params: object = None) -> Any:
+        if query.startswith("SELECT version"):
+            return [SimpleNamespace(version=v, name=n, checksum=c, applied_at=None)
+                    for v, (n, c) in self.applied.items()]  # fmt: skip
+        return SimpleNamespace(one=lambda: ("found",))
+
+
+def test_migrate_says_what_to_do_when_the_nodes_still_disagree_on_the_schema() -> None:
+    session = DisagreeingSession({m.version: (m.name, m.checksum) for m in migrations()})
+    with pytest.raises(SchemaError) as raised:
+        migrate(session, load_settings(keyspace="ks_disagree"))  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert "did not agree on the schema within 30 s" in message and "ks_disagree" in message
+    assert "nodetool describecluster" in message

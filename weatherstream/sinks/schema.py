@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+from cassandra import DriverException
 from cassandra.cluster import Session
 
 from weatherstream.settings import Settings
@@ -134,8 +135,8 @@ def migrate(session: Session, settings: Settings, report: Callable[[str], None] 
     """Create the keyspace if needed and apply the pending migrations; returns those applied now.
 
     Raises:
-        SchemaError: an applied migration's file has changed, or the keyspace has a newer schema
-            than this version of weatherstream knows.
+        SchemaError: an applied migration's file has changed, the keyspace has a newer schema than this
+            version of weatherstream knows, or the nodes still disagree on the schema after 30 s.
     """
     keyspace = settings.keyspace
     say = report or (lambda text: logger.info("%s", text))
@@ -174,5 +175,12 @@ def migrate(session: Session, settings: Settings, report: Callable[[str], None] 
         done.append(m)
     # Every node has the tables before anything is prepared on them: another worker may have created them a
     # moment ago through another node (then the statements here changed nothing, and the driver did not wait).
-    session.cluster.refresh_schema_metadata(max_schema_agreement_wait=SCHEMA_AGREEMENT_WAIT_S)
+    try:
+        session.cluster.refresh_schema_metadata(max_schema_agreement_wait=SCHEMA_AGREEMENT_WAIT_S)
+    except DriverException as exc:
+        raise SchemaError(
+            f"the Cassandra nodes did not agree on the schema within {SCHEMA_AGREEMENT_WAIT_S} s after the "
+            f"migrations of keyspace {keyspace} ({exc}): see which node differs with `nodetool describecluster`, "
+            "wait for it to catch up or restart it; migrating again is harmless"
+        ) from None
     return done

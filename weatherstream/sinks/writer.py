@@ -54,6 +54,11 @@ _RETRYABLE = (
 )  # fmt: skip
 
 
+#: What Cassandra says when a table or a column this version of weatherstream migrated is missing on the node
+#: that coordinated a write.
+SCHEMA_BEHIND = ("unconfigured table", "does not exist", "Undefined column name")
+
+
 def retryable(exc: BaseException) -> bool:
     """Whether a failed write may succeed if tried again (an outage, a timeout, an overloaded node).
 
@@ -61,8 +66,11 @@ def retryable(exc: BaseException) -> bool:
     """
     if isinstance(exc, _RETRYABLE):
         return True
-    if isinstance(exc, InvalidRequest) and ("unconfigured table" in str(exc) or "does not exist" in str(exc)):
-        return True  # the schema is missing (a dropped keyspace?): wait for `db migrate`, do not dead-letter
+    if isinstance(exc, InvalidRequest) and any(text in str(exc) for text in SCHEMA_BEHIND):
+        # The sink writes only the columns of its own migrations, which it applied before its first write: the
+        # node that coordinated the write has an older schema (one restarted while the migrations ran, before it
+        # pulls the rest from its peers) or the keyspace was dropped. Wait for the schema; do not dead-letter.
+        return True
     # Authentication and authorization problems are configuration, not data: wait for the fix.
     return isinstance(exc, ErrorMessage) and type(exc).__name__ in {"Unauthorized", "AuthenticationFailed"}
 
