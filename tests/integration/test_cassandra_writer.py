@@ -20,6 +20,7 @@ from weatherstream.sinks.writer import (
     CassandraWriter,
     RowsFailed,
     RowWrite,
+    retryable,
 )
 
 CITY = 2950159
@@ -231,3 +232,31 @@ def test_packed_aggregate_rows_stay_under_the_batch_size_warning(cassandra_sessi
         writer.close()
     stored = cassandra_session.execute(f"SELECT COUNT(*) FROM {settings.keyspace}.aggregates_by_city").one()[0]
     assert stored == len(aggregates)
+
+
+def test_a_write_refused_for_a_column_the_node_lacks_is_retryable_and_goes_through_once_it_is_back(  # type: ignore[no-untyped-def]
+    cassandra_session, settings: Settings
+) -> None:
+    """What a node that missed a migration answers (here the column is dropped under the running writer): the
+    sink must wait for the schema, not dead-letter the rows."""
+    column, table = "pressure_tendency_3h_hpa", f"{settings.keyspace}.{rows.OBSERVATIONS.name}"
+    writes = [RowWrite(rows.OBSERVATIONS, rows.row(rows.OBSERVATIONS, {"city_id": CITY + i, "observed_at": T0,
+                                                                       "temp_c": 1.0, column: -0.5}))
+              for i in range(20)]  # fmt: skip
+    writer = CassandraWriter(settings)
+    writer.open()
+    try:
+        cassandra_session.execute(f"ALTER TABLE {table} DROP {column}", timeout=60)
+        with pytest.raises(RowsFailed) as failed:
+            asyncio.run(writer.write(writes))
+        errors = [exc for _, exc in failed.value.errors]
+        assert len(errors) == len(writes)
+        assert all(retryable(exc) and "Undefined column name" in str(exc) for exc in errors), errors[:2]
+        cassandra_session.execute(f"ALTER TABLE {table} ADD {column} double", timeout=60)
+        asyncio.run(writer.write(writes))
+    finally:
+        writer.close()
+    cities = ", ".join(str(CITY + i) for i in range(20))
+    stored = cassandra_session.execute(f"SELECT {column} FROM {table} WHERE city_id IN ({cities}) AND day = %s",
+                                       (dt.date(2023, 11, 14),), timeout=30)  # fmt: skip
+    assert [r[0] for r in stored] == [-0.5] * len(writes)

@@ -22,6 +22,7 @@ import datetime as dt
 import itertools
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -74,15 +75,22 @@ def cluster_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalStack]:
-    """The three-broker, three-node cluster, started for this module and stopped (data deleted) after it, so
-    that the rest of the suite does not share the machine with six more JVMs."""
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The three-broker, three-node cluster, started for this module and stopped (data deleted, the servers'
+    logs kept) after it, so that the rest of the suite does not share the machine with six more JVMs."""
     stack = LocalStack(cluster_settings())
     started = time.monotonic()
     statuses = stack.up(timeout_s=600)
     memory = sum(s.rss_bytes or 0 for s in statuses)
     print(f"\ncluster up in {time.monotonic() - started:.0f} s, {memory / 2**30:.1f} GiB resident", flush=True)
     yield stack
+    stack.down()
+    kept = tmp_path_factory.mktemp("cluster-logs")  # pytest keeps the last three runs' folders
+    for server in stack.servers:
+        log = stack.process(server.name).log_file
+        if log.exists():
+            shutil.copy2(log, kept / log.name)
+    print(f"\nthe cluster's server logs: {kept}", flush=True)
     stack.down(wipe=True)
 
 
