@@ -5,7 +5,8 @@ accepted, the rest go to the dead-letter topic), the aggregate arithmetic (a ``S
 observations and ``finish``), the anomaly engine (per-city state in Quix's RocksDB state) and the Cassandra
 rows (the same tables, columns, prepared inserts and TTLs). What Quix Streams provides: the consumer and
 producer (confluent-kafka), event-time windows (``set_timestamp`` from the observation time, grace = the
-allowed lateness), changelogged state and checkpoints, and batching sinks.
+allowed lateness), changelogged state (values packed with msgpack, as weatherstream packs its own),
+checkpoints and batching sinks.
 
 Windows: tumbling 1 h and hopping 24 h every 1 h, collected and summarised when final. Quix Streams has no
 per-key time-zone windows, so the local-day window is not computed here; late data past the grace
@@ -22,9 +23,11 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import msgpack
 from cassandra.concurrent import execute_concurrent_with_args
 from quixstreams import Application, message_context
 from quixstreams.sinks import BatchingSink, SinkBatch
+from quixstreams.state.rocksdb import RocksDBOptions
 
 from agents.pipeline import engine_config, sample_of
 from models import Alert, Observation
@@ -89,6 +92,8 @@ def main() -> None:
         state_dir=args.state_dir,
         commit_interval=1.0,
         loglevel="WARNING",
+        # State values as msgpack, not Quix's JSON: the anomaly engine's state holds bytes (its baseline).
+        rocksdb_options=RocksDBOptions(dumps=msgpack.packb, loads=msgpack.unpackb),
     )
     raw = app.topic(args.topic, key_deserializer="bytes", value_deserializer="bytes")
     deadletter = app.topic(settings.topic_deadletter, value_serializer="json")
