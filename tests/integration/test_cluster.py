@@ -18,6 +18,7 @@ a worker killed and another added). `make test` runs the first scenario (20 s ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -208,25 +209,37 @@ def wait_for_zero_lag(watch: LagWatch, timeout_s: float = 300) -> float:
     raise AssertionError(f"the pipeline's lag did not reach zero in {timeout_s:.0f} s: {watch.samples[-10:]}")
 
 
+@contextlib.contextmanager
+def running(*watchers: Any) -> Iterator[None]:
+    """Start ``watchers`` (threads with a ``stop()``) and stop them however the block ends: one left running after
+    a failed check would go on polling a cluster that is gone, and its clients' errors would land in later tests."""
+    for watcher in watchers:
+        watcher.start()
+    try:
+        yield
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+
+
 def run_scenario(settings: Settings, start_worker: Any, name: str, fail: Any, seed: int) -> None:
     """Stream the workload through two workers, call ``fail(stack_time)`` a few seconds in, check the outcome."""
     pairs = workload(EVENTS, seed=seed)
     asyncio.run(create_namespace_topics(settings))
     workers = {w: start_worker(name=w, **WORKER_ENV) for w in ("a", "b")}
     watch = LagWatch(settings)
-    watch.start()
-    sender = Sender(settings, pairs, rate=EVENTS / (DOWN_S + 40.0))
-    sender.start()
-    time.sleep(10)
-    failed_at = time.monotonic()
-    notes = fail(workers)
-    sender.join(timeout=900)
-    assert sender.error is None, sender.error
-    input_done = time.monotonic()
-    to_zero = wait_for_zero_lag(watch)
-    figures: dict[str, Any] = {"scenario": name, **notes, "down_s": DOWN_S}
-    figures.update(check_outcome(settings, pairs))
-    watch.stop()
+    with running(watch):
+        sender = Sender(settings, pairs, rate=EVENTS / (DOWN_S + 40.0))
+        sender.start()
+        time.sleep(10)
+        failed_at = time.monotonic()
+        notes = fail(workers)
+        sender.join(timeout=900)
+        assert sender.error is None, sender.error
+        input_done = time.monotonic()
+        to_zero = wait_for_zero_lag(watch)
+        figures: dict[str, Any] = {"scenario": name, **notes, "down_s": DOWN_S}
+        figures.update(check_outcome(settings, pairs))
     figures.update(watch.figures(failed_at), lag_zero_after_input_s=to_zero,
                    seconds=round(time.monotonic() - failed_at), input_s=round(input_done - failed_at))  # fmt: skip
     for worker in workers.values():
@@ -487,26 +500,24 @@ def test_soak_with_a_worker_restarted_every_five_minutes(cluster: LocalStack, se
     asyncio.run(create_namespace_topics(settings))
     workers = {w: start_worker(name=w, **WORKER_ENV) for w in ("a", "b")}
     lag, rss = LagWatch(settings), RssWatch(workers)
-    lag.start()
-    rss.start()
-    sender = Sender(settings, pairs, rate=SOAK_RATE)
-    sender.start()
-    started = time.monotonic()
-    restarts = 0
-    while sender.is_alive():
-        sender.join(timeout=RESTART_EVERY_S)
-        if not sender.is_alive():
-            break
-        name = "ab"[restarts % 2]
-        workers[name].stop()  # SIGTERM: leaves the group, a rebalance
-        workers[name] = start_worker(name=f"{name}{restarts}", data=name, **WORKER_ENV)
-        restarts += 1
-        print(f"{time.monotonic() - started:5.0f} s: worker {name} restarted ({sender.sent} events sent)", flush=True)
-    assert sender.error is None, sender.error
-    to_zero = wait_for_zero_lag(lag, timeout_s=600)
+    with running(lag, rss):
+        sender = Sender(settings, pairs, rate=SOAK_RATE)
+        sender.start()
+        started = time.monotonic()
+        restarts = 0
+        while sender.is_alive():
+            sender.join(timeout=RESTART_EVERY_S)
+            if not sender.is_alive():
+                break
+            name = "ab"[restarts % 2]
+            workers[name].stop()  # SIGTERM: leaves the group, a rebalance
+            workers[name] = start_worker(name=f"{name}{restarts}", data=name, **WORKER_ENV)
+            restarts += 1
+            print(f"{time.monotonic() - started:5.0f} s: worker {name} restarted ({sender.sent} events sent)",
+                  flush=True)  # fmt: skip
+        assert sender.error is None, sender.error
+        to_zero = wait_for_zero_lag(lag, timeout_s=600)
     stall_s, stalled, stall_began = lag.longest_stall_s()
-    lag.stop()
-    rss.stop()
     growth = rss.growth(started, SOAK_MINUTES)
     figures: dict[str, Any] = {
         "scenario": "soak",
