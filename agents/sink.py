@@ -42,7 +42,14 @@ from weatherstream import internals, kafka_clients, metrics
 from weatherstream.app import Topics, WeatherStreamApp
 from weatherstream.settings import Settings
 from weatherstream.sinks import rows
-from weatherstream.sinks.writer import CassandraWriter, RowsFailed, RowWrite, retryable
+from weatherstream.sinks.writer import (
+    SCHEMA_BEHIND_ADVICE,
+    CassandraWriter,
+    RowsFailed,
+    RowWrite,
+    retryable,
+    schema_behind,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -227,8 +234,9 @@ class BatchWriter:
                     reason = f"{len(writes)} row(s) not written: {type(first).__name__}: {first}"
                     raise WorkerStopping(reason) from failed
                 metrics.SINK_RETRIES.labels(type(first).__name__).inc(len(writes))
-                logger.warning("sink: %d row(s) not written (%s: %s); retrying in %.1f s, not moving on",
-                               len(writes), type(first).__name__, first, backoff.delay)  # fmt: skip
+                advice = f" ({SCHEMA_BEHIND_ADVICE})" if schema_behind(first) else ""
+                logger.warning("sink: %d row(s) not written (%s: %s)%s; retrying in %.1f s, not moving on",
+                               len(writes), type(first).__name__, first, advice, backoff.delay)  # fmt: skip
                 await backoff.wait()
 
     async def one_by_one(self, writes: list[RowWrite]) -> list[tuple[RowWrite, BaseException]]:

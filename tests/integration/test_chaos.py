@@ -95,13 +95,19 @@ def alert_fields(alert: Alert) -> tuple[Any, ...]:
 
 
 class Sender(threading.Thread):
-    """Sends the workload at a steady rate in the background (a live source), in 50 ms slices."""
+    """Sends the workload at a steady rate in the background (a live source), in 50 ms slices, until it is all
+    sent or :meth:`stop` is called."""
 
     def __init__(self, settings: Settings, pairs: list[tuple[bytes, bytes]], rate: float) -> None:
         super().__init__(daemon=True)
         self.settings, self.pairs, self.rate = settings, pairs, rate
         self.sent = 0
         self.error: BaseException | None = None
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
 
     def run(self) -> None:
         try:
@@ -115,7 +121,7 @@ class Sender(threading.Thread):
         await producer.start()
         try:
             started = time.monotonic()
-            while self.sent < len(self.pairs):
+            while self.sent < len(self.pairs) and not self.stopping.is_set():
                 due = min(len(self.pairs), int((time.monotonic() - started) * self.rate) + 1)
                 for key, value in self.pairs[self.sent : due]:
                     await producer.send(self.settings.topic_raw, value, key=key, headers=[("source", b"synthetic")])

@@ -23,7 +23,6 @@ import datetime as dt
 import itertools
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -76,7 +75,7 @@ def cluster_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def cluster() -> Iterator[LocalStack]:
     """The three-broker, three-node cluster, started for this module and stopped (data deleted, the servers'
     logs kept) after it, so that the rest of the suite does not share the machine with six more JVMs."""
     stack = LocalStack(cluster_settings())
@@ -85,14 +84,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     memory = sum(s.rss_bytes or 0 for s in statuses)
     print(f"\ncluster up in {time.monotonic() - started:.0f} s, {memory / 2**30:.1f} GiB resident", flush=True)
     yield stack
-    stack.down()
-    kept = tmp_path_factory.mktemp("cluster-logs")  # pytest keeps the last three runs' folders
-    for server in stack.servers:
-        log = stack.process(server.name).log_file
-        if log.exists():
-            shutil.copy2(log, kept / log.name)
-    print(f"\nthe cluster's server logs: {kept}", flush=True)
-    stack.down(wipe=True)
+    stack.down(wipe=True)  # the data; the servers' logs stay (appended to by each run)
+    print(f"\nthe cluster's server logs: {stack.stack_dir / 'logs'}", flush=True)
 
 
 @pytest.fixture
@@ -210,16 +203,17 @@ def wait_for_zero_lag(watch: LagWatch, timeout_s: float = 300) -> float:
 
 
 @contextlib.contextmanager
-def running(*watchers: Any) -> Iterator[None]:
-    """Start ``watchers`` (threads with a ``stop()``) and stop them however the block ends: one left running after
-    a failed check would go on polling a cluster that is gone, and its clients' errors would land in later tests."""
-    for watcher in watchers:
-        watcher.start()
+def running(*threads: Any) -> Iterator[None]:
+    """Start ``threads`` (each with a ``stop()``), in order, and stop them however the block ends: one left running
+    after a failed check would go on using a cluster that is gone, and its clients' errors would land in later
+    tests."""
+    for thread in threads:
+        thread.start()
     try:
         yield
     finally:
-        for watcher in watchers:
-            watcher.stop()
+        for thread in threads:
+            thread.stop()
 
 
 def run_scenario(settings: Settings, start_worker: Any, name: str, fail: Any, seed: int) -> None:
@@ -227,10 +221,8 @@ def run_scenario(settings: Settings, start_worker: Any, name: str, fail: Any, se
     pairs = workload(EVENTS, seed=seed)
     asyncio.run(create_namespace_topics(settings))
     workers = {w: start_worker(name=w, **WORKER_ENV) for w in ("a", "b")}
-    watch = LagWatch(settings)
-    with running(watch):
-        sender = Sender(settings, pairs, rate=EVENTS / (DOWN_S + 40.0))
-        sender.start()
+    watch, sender = LagWatch(settings), Sender(settings, pairs, rate=EVENTS / (DOWN_S + 40.0))
+    with running(watch, sender):
         time.sleep(10)
         failed_at = time.monotonic()
         notes = fail(workers)
@@ -499,10 +491,8 @@ def test_soak_with_a_worker_restarted_every_five_minutes(cluster: LocalStack, se
     pairs = workload(events, seed=16)
     asyncio.run(create_namespace_topics(settings))
     workers = {w: start_worker(name=w, **WORKER_ENV) for w in ("a", "b")}
-    lag, rss = LagWatch(settings), RssWatch(workers)
-    with running(lag, rss):
-        sender = Sender(settings, pairs, rate=SOAK_RATE)
-        sender.start()
+    lag, rss, sender = LagWatch(settings), RssWatch(workers), Sender(settings, pairs, rate=SOAK_RATE)
+    with running(lag, rss, sender):
         started = time.monotonic()
         restarts = 0
         while sender.is_alive():

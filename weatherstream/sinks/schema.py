@@ -180,7 +180,8 @@ def migrate(session: Session, settings: Settings, report: Callable[[str], None] 
     except DriverException as exc:
         raise SchemaError(
             f"the Cassandra nodes did not agree on the schema within {SCHEMA_AGREEMENT_WAIT_S} s after the "
-            f"migrations of keyspace {keyspace} ({exc}): see which node differs with `nodetool describecluster`, "
-            "wait for it to catch up or restart it; migrating again is harmless"
+            f"migrations of keyspace {keyspace}, or the driver lost its control connection meanwhile ({exc}; its "
+            "log says which): see which node differs with `nodetool describecluster`, wait for it to catch up or "
+            "restart it; migrating again is harmless"
         ) from None
     return done

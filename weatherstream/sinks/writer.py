@@ -57,19 +57,32 @@ _RETRYABLE = (
 #: What Cassandra says when a table or a column this version of weatherstream migrated is missing on the node
 #: that coordinated a write.
 SCHEMA_BEHIND = ("unconfigured table", "does not exist", "Undefined column name")
+#: What to do about it, for the sink's log.
+SCHEMA_BEHIND_ADVICE = (
+    "a node's schema is behind weatherstream's migrations (a node restarted while they ran usually catches up by "
+    "itself; `nodetool describecluster` shows which) or something was dropped by hand: `weatherstream db migrate` "
+    "recreates a dropped keyspace; a dropped table or column must be added back as weatherstream/sinks/migrations "
+    "define it"
+)
+
+
+def schema_behind(exc: BaseException) -> bool:
+    """Whether Cassandra refused a write because the coordinating node lacks one of the sink's tables or columns.
+
+    The sink writes only the columns of its own migrations, applied before its first write: the node has an
+    older schema (one restarted while the migrations ran, before it pulls the rest from its peers), or the
+    keyspace, a table or a column was dropped. Rows are never at fault.
+    """
+    return isinstance(exc, InvalidRequest) and any(text in str(exc) for text in SCHEMA_BEHIND)
 
 
 def retryable(exc: BaseException) -> bool:
-    """Whether a failed write may succeed if tried again (an outage, a timeout, an overloaded node).
+    """Whether a failed write may succeed if tried again: an outage, a timeout, an overloaded node, or a schema
+    that is behind (:func:`schema_behind`: wait for it rather than dead-letter the rows).
 
-    Anything else (an invalid value, a schema mismatch) fails the same way every time.
+    Anything else (a value the table refuses) fails the same way every time.
     """
-    if isinstance(exc, _RETRYABLE):
-        return True
-    if isinstance(exc, InvalidRequest) and any(text in str(exc) for text in SCHEMA_BEHIND):
-        # The sink writes only the columns of its own migrations, which it applied before its first write: the
-        # node that coordinated the write has an older schema (one restarted while the migrations ran, before it
-        # pulls the rest from its peers) or the keyspace was dropped. Wait for the schema; do not dead-letter.
+    if isinstance(exc, _RETRYABLE) or schema_behind(exc):
         return True
     # Authentication and authorization problems are configuration, not data: wait for the fix.
     return isinstance(exc, ErrorMessage) and type(exc).__name__ in {"Unauthorized", "AuthenticationFailed"}
