@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 from importlib import metadata
 from types import SimpleNamespace
 
@@ -89,6 +90,10 @@ def test_the_faust_methods_the_transport_overrides_are_still_called_by_faust() -
         )
         assert name in vars(ours), (ours, name)
     assert transport.Transport.Consumer is transport.Consumer and transport.Transport.Producer is transport.Producer
+    # HandsOnAtOnce.wait_first saves the tasks of faust's hand-on of each message only while faust hands it on so
+    assert "wait_first" in vars(transport.HandsOnAtOnce) and issubclass(transport.Consumer, transport.HandsOnAtOnce)
+    drain = inspect.getsource(faust_aiokafka.Consumer._drain_messages)
+    assert "self.wait_first(" in drain and "callback(message)" in drain, internals.CHECKED_WITH
 
 
 def test_state_databases_keep_no_write_ahead_log_and_keep_their_data_when_closed(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -20,17 +20,27 @@ before them and they are fetched again. (The offset jumps the takeover test did 
 position instead; :class:`agents.batching.OffsetGuard` handles those.) "Fetched again" needs a seek back, which
 aiokafka skips for partitions the group never committed: :meth:`Consumer.seek_to_committed` seeks those to
 their first record.
+
+Handing a message on: faust's consumer hands each fetched message to its streams with
+``wait_first(on_message(message), suspend_flow.wait())``, which makes four tasks per message (the handler, the
+flow's event, the service's stopped and crashed events), waits for the first and cancels the others: about
+half of what a faust agent that only decodes pays per message (``docs/benchmarks.md``). The handler almost
+never has to wait (the stream's queue has room), so :meth:`HandsOnAtOnce.wait_first` runs its first step at once
+and makes tasks only when it does wait; the race with the flow being suspended is then as before.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Generator, Mapping
+from types import CoroutineType
 from typing import Any
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
+from mode import Service
+from mode.services import WaitArgT, WaitResults
 
 from weatherstream import internals, metrics
 
@@ -47,7 +57,30 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class Consumer(faust_aiokafka.Consumer):
+class HandsOnAtOnce(Service):
+    """A service whose :meth:`wait_first` makes no task for a first coroutine that finishes without waiting."""
+
+    async def wait_first(self, *coros: WaitArgT, timeout: Any = None) -> WaitResults:
+        """The first of ``coros`` to finish (:meth:`mode.Service.wait_first`); no task is made when the first is a
+        coroutine that finishes without waiting, as faust's per-message handler nearly always does."""
+        first = coros[0] if coros else None
+        if not isinstance(first, CoroutineType) or self.should_stop:
+            return await super().wait_first(*coros, timeout=timeout)
+        try:
+            waits_for = first.send(None)
+        except BaseException as exc:  # finished (StopIteration) or failed: the others were never started
+            for other in coros[1:]:
+                if isinstance(other, CoroutineType):
+                    other.close()
+            if isinstance(exc, StopIteration):
+                return WaitResults([first], [exc.value], False)
+            raise
+        rest = Resumed(first, waits_for)
+        found = await super().wait_first(rest, *coros[1:], timeout=timeout)
+        return WaitResults([first if c is rest else c for c in found.done], found.results, found.stopped)
+
+
+class Consumer(HandsOnAtOnce, faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -73,6 +106,28 @@ class Consumer(faust_aiokafka.Consumer):
                          message.topic, message.partition, message.offset)  # fmt: skip
             return False
         return bool(super().ack(message))
+
+
+class Resumed:
+    """The rest of a coroutine that was run up to its first wait (it yielded ``waits_for``), to be awaited by a
+    task as if the task had run it from the start: the task first waits for ``waits_for``, then drives the
+    coroutine on (also throwing a cancellation into it)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waits_for: Any) -> None:
+        self.coro, self.waits_for = coro, waits_for
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        waits_for = self.waits_for
+        while True:
+            try:
+                yield waits_for
+            except BaseException as exc:  # noqa: BLE001 - thrown into the task (a cancellation): the coroutine's
+                try:
+                    waits_for = self.coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+                continue
+            return (yield from self.coro.__await__())
 
 
 async def seek_uncommitted_to_start(consumer: Any, committed: Mapping[Any, int | None]) -> list[TP]:
