@@ -307,7 +307,7 @@ def start_worker(settings: Settings, tmp_path: Path, request: pytest.FixtureRequ
             worker.dump_stacks()
     for worker in workers:
         worker.stop()
-    if workers:
+    if workers and not getattr(request.module, "KEEP_KEYSPACES", False):
         drop_keyspace(settings)
 
 

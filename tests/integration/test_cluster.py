@@ -56,6 +56,13 @@ WORKER_ENV = {
 }
 
 
+#: No test here drops its keyspace (the cluster's data goes with it at the module's end). A keyspace dropped while
+#: a restarted node still received the hints it missed left that node on a schema of its own for good: the hints
+#: for the dropped tables reached its commit log, and its next schema change that dropped a table failed on them
+#: ("Unknown CF" in ``CommitLog.forceRecycleAllSegments``, Cassandra 5.0.6). Its connections then timed out and
+#: the module's later tests failed (docs/scaling.md).
+KEEP_KEYSPACES = True
+
 #: cassandra-driver logs a traceback for each connection it loses or cannot open to a stopped node (the
 #: control connection, a host's pool, a schema refresh under way), then handles it itself.
 DRIVER_RECOVERS = ("cassandra",)
@@ -313,7 +320,6 @@ def test_workers_migrating_at_once_through_other_nodes_create_each_table_once(
                                       "WHERE keyspace_name = %s", (settings.keyspace,))  # fmt: skip
             assert added <= {(r.table_name, r.column_name) for r in columns}, f"node {host} lacks an added column"
     finally:
-        sessions[0][1].execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
         for cluster_, _ in sessions:
             cluster_.shutdown()
 
@@ -354,7 +360,6 @@ def test_sink_requests_are_coordinated_by_a_node_that_owns_every_partition_in_th
         stored = writer.session.execute(f"SELECT COUNT(*) FROM {one_copy.keyspace}.observations_by_city_day")
         assert stored.one()[0] == len(writes)
     finally:
-        writer.session.execute(f"DROP KEYSPACE IF EXISTS {one_copy.keyspace}", timeout=60)
         writer.close()
 
 
