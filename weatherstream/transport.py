@@ -1,5 +1,5 @@
 """faust's Kafka transport: a consumer fetch wait that follows the input rate, no acknowledgement of
-skipped messages, and an idempotent producer.
+skipped messages, messages handed on to the streams without a task each, and an idempotent producer.
 
 Fetch wait: faust 0.15 creates its aiokafka consumer with ``fetch_max_wait_ms=1500``. aiokafka does not fetch again
 for a partition while a long poll for other partitions of the same broker is outstanding, so a new
