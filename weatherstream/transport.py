@@ -62,7 +62,11 @@ class HandsOnAtOnce(Service):
 
     async def wait_first(self, *coros: WaitArgT, timeout: Any = None) -> WaitResults:
         """The first of ``coros`` to finish (:meth:`mode.Service.wait_first`); no task is made when the first is a
-        coroutine that finishes without waiting, as faust's per-message handler nearly always does."""
+        coroutine that finishes without waiting, as faust's per-message handler nearly always does.
+
+        That first step runs in the caller's task and context, not in a task of its own: a handler that set a
+        context variable or entered ``asyncio.timeout()`` before its first wait would act on the caller's. faust's
+        hand-on (``Conductor.on_message``) does neither."""
         first = coros[0] if coros else None
         if not isinstance(first, CoroutineType) or self.should_stop:
             return await super().wait_first(*coros, timeout=timeout)
