@@ -125,7 +125,7 @@ class Resumed:
         while True:
             try:
                 yield waits_for
-            except BaseException as exc:  # noqa: BLE001 - thrown into the task (a cancellation): the coroutine's
+            except BaseException as exc:  # noqa: BLE001 - thrown into the task (a cancellation): pass it on
                 try:
                     waits_for = self.coro.throw(exc)
                 except StopIteration as done:
